@@ -1,0 +1,1 @@
+"""Components of the thanos-multi-cluster Pulumi program: one ComponentResource per file."""

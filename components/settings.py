@@ -1,0 +1,432 @@
+"""Every stack config key, read and validated in one place before any resource is declared.
+
+Config lives under the project namespace (`thanos-multi-cluster:<key>`), plain values in
+`Pulumi.<stack>.yaml`, secrets set by the operator with `pulumi config set --secret`.
+A bad value ends the program with one `pulumi.RunError` line that names the key, says what was
+wrong and what is accepted; no component ever sees unvalidated config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components import versions
+
+PROJECT = "thanos-multi-cluster"
+
+
+class SettingsError(pulumi.RunError):
+    """Raised for invalid stack config; the CLI prints the message without a traceback."""
+
+
+# --- value types -------------------------------------------------------------------------
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DURATION = re.compile(r"^(\d+)(s|m|h|d|w|y)$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(Mi|Gi|Ti)$")
+_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_IMAGE_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
+_CRON = re.compile(r"^(\S+\s+){4}\S+$")
+
+
+def _host(value: str) -> str:
+    """An IPv4/IPv6 address or an RFC 1123 host name."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if re.fullmatch(r"[\d.]+", value) or not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not an IP address or a DNS host name (e.g. 192.168.101.196)")
+    return value
+
+
+def _host_port(value: str) -> str:
+    """`host:port` without a scheme, as S3 clients want their endpoint."""
+    if "://" in value:
+        raise ValueError(f"{value!r} must be host:port without a scheme (TLS is set by `useTls`)")
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} must be host:port with a port 1-65535 (e.g. 172.20.40.21:30001)")
+    _host(host)
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} must be a lower-case DNS label (a-z, 0-9, '-'; at most 63)")
+    return value
+
+
+def _domain(value: str) -> str:
+    if "." not in value or not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} must be a DNS domain such as mkube-196.miribit.lab")
+    return value
+
+
+def _kubernetes_version(value: str) -> str:
+    match = re.fullmatch(r"v1\.(\d+)\.(\d+)", value)
+    if not match:
+        raise ValueError(f"{value!r} must look like v1.28.0")
+    if not 25 <= int(match.group(1)) <= 33:
+        raise ValueError(f"{value!r} is outside the supported range v1.25 - v1.33")
+    return value
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.match(value):
+        raise ValueError(f"{value!r} must be a duration such as 6h, 30d or 1y (units s m h d w y)")
+    return value
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a Prometheus-style duration (`24h`, `30d`)."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} must be a Kubernetes size such as 512Mi or 20Gi")
+    return value
+
+
+def _chart_version(value: str) -> str:
+    if not _CHART_VERSION.match(value):
+        raise ValueError(f"{value!r} must be an exact chart version such as 1.5.3 (no ranges)")
+    return value
+
+
+def _image_tag(value: str) -> str:
+    if not _IMAGE_TAG.match(value):
+        raise ValueError(f"{value!r} must be an exact image tag such as v0.32.5")
+    return value
+
+
+def _cron(value: str) -> str:
+    if not _CRON.match(value):
+        raise ValueError(f"{value!r} must be a five-field cron expression such as '0 2 * * *'")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Domain = Annotated[str, AfterValidator(_domain)]
+Duration = Annotated[str, AfterValidator(_duration)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+ChartVersion = Annotated[str, AfterValidator(_chart_version)]
+ImageTag = Annotated[str, AfterValidator(_image_tag)]
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class _Model(BaseModel):
+    """Config objects: camelCase keys as in the stack file, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    CENTRAL = "central"
+    EDGE = "edge"
+
+
+class MinikubeSettings(_Model):
+    """How the Minikube node is reached and started (DESIGN C1-C3)."""
+
+    mode: Literal["ssh", "local"] = "ssh"
+    """`ssh`: remote.Command to the host; `local`: Pulumi runs on the host itself."""
+    ssh_user: str = "root"
+    ssh_port: int = Field(22, ge=1, le=65535)
+    driver: Literal["none", "docker", "kvm2", "qemu2", "podman", "virtualbox"] = "none"
+    """`none` puts ingress, NodePort 30901 and the wildcard DNS on the host's own address (C1)."""
+    container_runtime: Literal["containerd"] = "containerd"
+    """Fluent-bit parses the CRI log format; only containerd is supported."""
+    kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = versions.KUBERNETES
+    cni: Literal["calico", "cilium"] = "calico"
+    """Only CNIs that enforce NetworkPolicy (C3): kindnet/bridge would make every policy decoration."""
+    disk_size: Annotated[str, Field(pattern=r"^\d+[mg]$")] = "100g"
+    extra_kubelet_config: dict[str, str] = Field(default_factory=lambda: {"max-pods": "110"})
+    minimum_minikube_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = versions.MINIKUBE_MINIMUM
+
+
+class NodeCapacity(_Model):
+    """What the node offers; the capacity check sizes every workload against it."""
+
+    cpus: float = Field(4, gt=0)
+    memory_gib: float = Field(16, gt=0)
+    reserved_cpus: float = Field(1.2, ge=0)
+    """Control plane, CoreDNS, Calico and Longhorn's guaranteed instance-manager CPU."""
+    reserved_memory_gib: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> NodeCapacity:
+        if self.reserved_cpus >= self.cpus or self.reserved_memory_gib >= self.memory_gib:
+            raise ValueError("the system reserve must be smaller than the node capacity")
+        return self
+
+
+class EdgeCluster(_Model):
+    """An edge cluster as central sees it: its stack name and host address."""
+
+    name: DnsLabel
+    host: Host
+
+
+class BucketNames(_Model):
+    thanos: DnsLabel = "thanos"
+    opensearch: DnsLabel = "opensearch-logs"
+    longhorn: DnsLabel = "longhorn-backups"
+
+
+class S3Settings(_Model):
+    """The external MinIO every cluster writes to."""
+
+    endpoint: HostPort = "172.20.40.21:30001"
+    use_tls: bool = True
+    insecure_skip_verify: bool = False
+    """Skip certificate verification (self-signed MinIO without a CA to pin). Prefer `caCertificate`."""
+    ca_certificate: str | None = None
+    """PEM of the CA that signed MinIO's certificate (public, so plain config)."""
+    region: str = "us-east-1"
+    buckets: BucketNames = Field(default_factory=BucketNames)
+    versioning: bool = True
+    """Versioned buckets (C11); needs an erasure-coded or 2022+ single-drive MinIO."""
+    noncurrent_version_expiry_days: int = Field(7, ge=1, le=3650)
+    """Grace period before deleted/overwritten object versions are purged (C11)."""
+    expire_current_objects_days: int | None = None
+    """Never accepted: present only so that asking for it gets an explanation (C10)."""
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> S3Settings:
+        if self.expire_current_objects_days is not None:
+            raise ValueError(
+                "expiring current objects is refused: Thanos blocks, OpenSearch snapshots and "
+                "Longhorn backups share files across generations, so age-based expiry corrupts "
+                "newer ones (DESIGN C10). Retention is set in Thanos Compactor, Snapshot "
+                "Management and the Longhorn RecurringJob; remove expireCurrentObjectsDays"
+            )
+        if not self.use_tls and (self.insecure_skip_verify or self.ca_certificate):
+            raise ValueError("insecureSkipVerify and caCertificate need useTls: true")
+        if self.ca_certificate is not None and "BEGIN CERTIFICATE" not in self.ca_certificate:
+            raise ValueError("caCertificate must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.use_tls else 'http'}://{self.endpoint}"
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rpartition(":")[2])
+
+
+class LonghornSettings(_Model):
+    backup_schedule: Cron = "0 2 * * *"
+    """When the recurring backup job runs (cron, node time zone)."""
+    backup_retain: int = Field(14, ge=1, le=250)
+    """How many backups per volume Longhorn keeps; retention lives here, never in a lifecycle (C10)."""
+
+
+class VersionSettings(_Model):
+    """Overrides of `components/versions.py`; defaults are the pinned set of DESIGN section 4."""
+
+    thanos: ImageTag = versions.THANOS
+    ingress_nginx: ChartVersion = versions.INGRESS_NGINX.version
+    longhorn: ChartVersion = versions.LONGHORN.version
+    kube_prometheus_stack: ChartVersion = versions.KUBE_PROMETHEUS_STACK.version
+    opensearch: ChartVersion = versions.OPENSEARCH.version
+    fluent_bit: ChartVersion = versions.FLUENT_BIT.version
+
+
+class Settings(_Model):
+    """The whole, validated stack config."""
+
+    role: Role
+    cluster_name: DnsLabel
+    """Must equal the stack name; it becomes the Prometheus `cluster` external label (C6)."""
+    host: Host
+    domain: Domain
+    """Wildcard DNS domain of this host: grafana.<domain>, longhorn.<domain>, ..."""
+    minikube: MinikubeSettings = Field(default_factory=MinikubeSettings)
+    node: NodeCapacity = Field(default_factory=NodeCapacity)
+    edges: list[EdgeCluster] = Field(default_factory=list)
+    """Central only: the edge clusters it queries and creates object-store users for."""
+    central_stack: str = f"organization/{PROJECT}/cluster-196"
+    """Edge only: the fully qualified central stack to read credentials from."""
+    s3: S3Settings = Field(default_factory=S3Settings)
+    longhorn: LonghornSettings = Field(default_factory=LonghornSettings)
+    versions: VersionSettings = Field(default_factory=VersionSettings)
+    protect: bool = True
+    """Protect stateful resources (node, buckets, PVC-backed releases) against `pulumi destroy`."""
+
+    @model_validator(mode="after")
+    def _role_topology(self) -> Settings:
+        if self.role is Role.EDGE and self.edges:
+            raise ValueError("edges: only the central stack lists edge clusters; remove it from this edge stack")
+        if self.role is Role.CENTRAL and not self.edges:
+            raise ValueError("edges: a central stack needs at least one edge cluster ({name, host})")
+        names = [edge.name for edge in self.edges]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"edges: duplicate edge names {duplicates}; each edge is one stack")
+        if self.cluster_name in names:
+            raise ValueError(f"edges: the central cluster {self.cluster_name!r} cannot be its own edge")
+        hosts = [edge.host for edge in self.edges] + [self.host]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("edges: every cluster needs its own host address")
+        return self
+
+    @property
+    def is_central(self) -> bool:
+        return self.role is Role.CENTRAL
+
+    def hostname(self, service: str) -> str:
+        """The ingress host name of a service on this cluster, e.g. grafana.mkube-196.miribit.lab."""
+        return f"{service}.{self.domain}"
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """A secret config key: never in a committed file, set with `pulumi config set --secret`."""
+
+    key: str
+    purpose: str
+
+
+SECRET_KEYS: tuple[SecretKey, ...] = (
+    SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh)"),
+    SecretKey("minioAdminUser", "MinIO admin access key (central stack only)"),
+    SecretKey("minioAdminPassword", "MinIO admin secret key (central stack only)"),
+    # Stand-in until the object-storage component issues per-cluster users.
+    SecretKey("longhornBackupAccessKey", "S3 access key Longhorn backs up with"),
+    SecretKey("longhornBackupSecretKey", "S3 secret key Longhorn backs up with"),
+)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret config as Pulumi secret Outputs; only the ones this role uses are present."""
+
+    ssh_private_key: pulumi.Output[str] | None
+    minio_admin_user: pulumi.Output[str] | None
+    minio_admin_password: pulumi.Output[str] | None
+    longhorn_backup_access_key: pulumi.Output[str]
+    longhorn_backup_secret_key: pulumi.Output[str]
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _config_key(loc: tuple[Any, ...]) -> str:
+    path = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    return f"{PROJECT}:{path}" if path else PROJECT
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        message = detail["msg"].removeprefix("Value error, ")
+        loc = tuple(part for part in detail["loc"] if not isinstance(part, str) or "[" not in part)
+        if detail["type"] == "missing":
+            problems.append(f"{_config_key(loc)} is required but not set")
+        elif detail["type"] == "extra_forbidden":
+            problems.append(f"{_config_key(loc)} is not a known setting (check its spelling)")
+        elif detail["type"] in ("value_error", "assertion_error") and not loc:
+            problems.append(f"{PROJECT}:{message}")
+        else:
+            problems.append(f"{_config_key(loc)}: {message} (got {detail.get('input')!r})")
+    return "invalid stack config: " + "; ".join(problems)
+
+
+def _raw_config(config: pulumi.Config) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        key = field.alias or name
+        value = config.get(key)
+        if value is None:
+            continue
+        try:
+            raw[key] = json.loads(value) if value[:1] in "[{" or value in ("true", "false") else value
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"invalid stack config: {PROJECT}:{key} is not valid JSON ({exc.msg})") from None
+    return raw
+
+
+def parse_settings(raw: dict[str, Any], stack: str) -> Settings:
+    """Validate raw config (already JSON-decoded) for a stack; raises SettingsError."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+    if settings.cluster_name != stack:
+        raise SettingsError(
+            f"invalid stack config: {PROJECT}:clusterName is {settings.cluster_name!r} but the stack "
+            f"is {stack!r}; they must be equal (the name is the cluster's unique `cluster` label)"
+        )
+    return settings
+
+
+def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
+    def require(key: str, why: str) -> pulumi.Output[str]:
+        if config.get(key) is None:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:{key} is required {why}; set it with "
+                f"`pulumi config set --secret {key} <value>`"
+            )
+        return config.require_secret(key)
+
+    ssh_key = require("sshPrivateKey", "when minikube.mode is ssh") if settings.minikube.mode == "ssh" else None
+    backup_keys = (
+        require("longhornBackupAccessKey", "for Longhorn backups"),
+        require("longhornBackupSecretKey", "for Longhorn backups"),
+    )
+    if settings.is_central:
+        admin_user = require("minioAdminUser", "on the central stack")
+        admin_password = require("minioAdminPassword", "on the central stack")
+        return Secrets(ssh_key, admin_user, admin_password, *backup_keys)
+    for key in ("minioAdminUser", "minioAdminPassword"):
+        if config.get(key) is not None:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:{key} is set on an edge stack; edges never hold "
+                "MinIO admin credentials (they read their own from the central stack). "
+                f"Remove it with `pulumi config rm {key}`"
+            )
+    return Secrets(ssh_key, None, None, *backup_keys)
+
+
+def load() -> tuple[Settings, Secrets]:
+    """Read and validate the current stack's config; the program's first step."""
+    config = pulumi.Config(PROJECT)
+    settings = parse_settings(_raw_config(config), pulumi.get_stack())
+    return settings, _read_secrets(config, settings)

@@ -1,0 +1,68 @@
+"""The resource graph of each stack: what exists, in which order, through which provider."""
+
+from __future__ import annotations
+
+import yaml
+
+from tools.engine import ROOT, Rendering
+
+
+def test_default_providers_are_disabled_in_the_project() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "thanos-multi-cluster"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    assert project["config"]["pulumi:disable-default-providers"]["value"] == ["*"]
+
+
+def test_every_kubernetes_resource_uses_the_clusters_explicit_provider(any_stack: Rendering) -> None:
+    provider = any_stack.one("pulumi:providers:kubernetes")
+    kubernetes = [r for r in any_stack.resources if r.type.startswith("kubernetes:") and r.custom]
+    assert kubernetes
+    for resource in kubernetes:
+        assert resource.provider and resource.provider.startswith(provider.urn), resource.name
+
+
+def test_provider_is_built_from_the_nodes_secret_kubeconfig_after_the_node(any_stack: Rendering) -> None:
+    provider = any_stack.one("pulumi:providers:kubernetes")
+    node = any_stack.one("command:remote:Command", f"{any_stack.stack}-minikube")
+    assert any_stack.depends_on(provider, node)
+    assert provider.inputs["clusterIdentifier"] == any_stack.stack
+    assert provider.inputs["kubeconfig"] == "[secret]" or type(provider.inputs["kubeconfig"]).__name__ == "Secret"
+
+
+def test_namespaces_come_before_everything_in_them(any_stack: Rendering) -> None:
+    namespaces = {ns.metadata["name"]: ns for ns in any_stack.kubernetes_objects() if ns.kind == "Namespace"}
+    for release in any_stack.helm_releases():
+        assert any_stack.depends_on(release, namespaces[release.inputs["namespace"]]), release.name
+
+
+def test_helm_releases_have_explicit_names_and_pinned_versions(any_stack: Rendering) -> None:
+    for release in any_stack.helm_releases():
+        assert release.inputs["name"] == release.name
+        assert release.inputs["version"].count(".") == 2
+        assert release.inputs["repositoryOpts"]["repo"].startswith("https://")
+        assert release.inputs["atomic"] is True
+
+
+def test_components_follow_the_design_table(central: Rendering, edge: Rendering) -> None:
+    for stack in (central, edge):
+        components = {r.type for r in stack.resources if not r.custom}
+        assert {
+            "thanos-multi-cluster:minikube:MinikubeNode",
+            "thanos-multi-cluster:namespaces:Namespaces",
+            "thanos-multi-cluster:ingress:IngressNginx",
+            "thanos-multi-cluster:storage:Longhorn",
+        } <= components
+
+
+def test_children_of_components_are_parented_to_them(any_stack: Rendering) -> None:
+    for resource in any_stack.resources:
+        if resource.custom and resource.type != "pulumi:providers:kubernetes":
+            assert resource.parent_urn, f"{resource.type} {resource.name} is not inside a component"
+
+
+def test_stack_outputs_keep_secrets_secret(any_stack: Rendering) -> None:
+    from tools.engine import Secret
+
+    for key in ("kubeconfig", "longhornUiPassword"):
+        assert isinstance(any_stack.outputs[key], Secret), key

@@ -1,0 +1,366 @@
+"""The offline engine (DESIGN section 6): run `__main__.py` for a stack under Pulumi's mocks.
+
+No Pulumi CLI, cluster, network or credentials are needed. Config comes from the real
+`Pulumi.<stack>.yaml`; every secret config key the program knows (`settings.SECRET_KEYS`) gets a
+redacted placeholder. A recording monitor keeps every registration: type, name, parent,
+provider, dependencies, options and inputs. Tests and `tools.render` both use `run_stack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import reset_options
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "thanos-multi-cluster"
+SECRET_MARKER = "4dabf18193072939515e22adb298388d"
+SECRET_PLACEHOLDER_PREFIX = "REDACTED-SECRET-"
+MOCK_STDOUT = "offline-engine: command output is only known after `pulumi up`"
+MOCK_PASSWORD = "offline-engine-generated-password"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value the program marked secret; rendered as "[secret]"."""
+
+    value: Any
+
+
+@dataclass
+class Resource:
+    """One registration the program made, with its options and normalised inputs."""
+
+    type: str
+    name: str
+    urn: str
+    custom: bool
+    parent_urn: str | None
+    provider: str | None
+    depends_on: list[str]
+    inputs: dict[str, Any]
+    protect: bool = False
+    delete_before_replace: bool = False
+    retain_on_delete: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str | None:
+        """The Kubernetes kind, for typed Kubernetes resources."""
+        kind = self.inputs.get("kind")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        metadata = self.inputs.get("metadata")
+        return metadata if isinstance(metadata, dict) else {}
+
+
+@dataclass
+class Rendering:
+    """Everything a stack's program registered and exported."""
+
+    stack: str
+    resources: list[Resource]
+    outputs: dict[str, Any]
+
+    def by_urn(self, urn: str) -> Resource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Resource:
+        matches = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in matches]}")
+        return matches[0]
+
+    def kubernetes_objects(self) -> list[Resource]:
+        """Typed Kubernetes objects (everything with apiVersion and kind, Helm releases excluded)."""
+        return [r for r in self.resources if r.type.startswith("kubernetes:") and r.kind and "apiVersion" in r.inputs]
+
+    def helm_releases(self) -> list[Resource]:
+        return self.of_type("kubernetes:helm.sh/v3:Release")
+
+    def release(self, name: str) -> Resource:
+        return next(r for r in self.helm_releases() if r.inputs.get("name") == name)
+
+    def k8s(self, kind: str, name: str, namespace: str | None = None) -> Resource:
+        """A typed Kubernetes object by kind and metadata.name (and namespace)."""
+        for r in self.kubernetes_objects():
+            meta = r.metadata
+            if r.kind == kind and meta.get("name") == name and namespace in (None, meta.get("namespace")):
+                return r
+        raise LookupError(f"no {kind} {namespace or '*'}/{name} in stack {self.stack}")
+
+    def parent_of(self, resource: Resource) -> Resource | None:
+        return self.by_urn(resource.parent_urn) if resource.parent_urn else None
+
+    def ancestors(self, resource: Resource) -> Iterator[Resource]:
+        parent = self.parent_of(resource)
+        while parent is not None:
+            yield parent
+            parent = self.parent_of(parent)
+
+    def depends_on(self, resource: Resource, other: Resource) -> bool:
+        """True when `resource` (or a component above it) waits for `other` or its parent chain."""
+        targets = {other.urn}
+        chain = [resource, *self.ancestors(resource)]
+        return any(dep in targets or self._under(dep, other) for r in chain for dep in r.depends_on)
+
+    def _under(self, urn: str, other: Resource) -> bool:
+        """True when the resource `urn` is `other` or a descendant of it."""
+        current: Resource | None = next((r for r in self.resources if r.urn == urn), None)
+        while current is not None:
+            if current.urn == other.urn:
+                return True
+            current = self.parent_of(current)
+        return False
+
+
+# --- normalisation -----------------------------------------------------------------------
+
+
+def normalise(value: Any) -> Any:
+    """Integral floats to ints, secret marker dicts to `Secret`, recursively."""
+    if isinstance(value, dict):
+        if value.get(SECRET_MARKER) is not None and "value" in value:
+            return Secret(normalise(value["value"]))
+        return {key: normalise(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [normalise(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def redact(value: Any) -> Any:
+    """JSON-ready form: secrets become "[secret]"."""
+    if isinstance(value, Secret):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value with secrets revealed (for tests that check what a secret holds)."""
+    if isinstance(value, Secret):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+def stack_file(stack: str) -> Path:
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_config(stack: str) -> dict[str, str]:
+    """The stack file's config as the engine passes it: strings, structured values as JSON."""
+    path = stack_file(stack)
+    if not path.exists():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
+        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(known)}")
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    return {key: _config_string(value) for key, value in config.items()}
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def secret_placeholder(key: str) -> str:
+    return f"{SECRET_PLACEHOLDER_PREFIX}{key}"
+
+
+def _with_secret_placeholders(config: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    from components.settings import SECRET_KEYS
+
+    config = dict(config)
+    role = config.get(f"{PROJECT}:role")
+    secret_keys = []
+    for secret in SECRET_KEYS:
+        full_key = f"{PROJECT}:{secret.key}"
+        if secret.key.startswith("minioAdmin") and role != "central":
+            continue  # edges must not hold admin credentials; settings reject them there
+        config.setdefault(full_key, secret_placeholder(secret.key))
+        secret_keys.append(full_key)
+    return config, secret_keys
+
+
+# --- mocks -------------------------------------------------------------------------------
+
+StackOutputs = dict[str, Any]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Answers every resource and invoke the program makes with plausible offline values."""
+
+    def __init__(self, stack_outputs: Callable[[str], StackOutputs]) -> None:
+        self._stack_outputs = stack_outputs
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict]:
+        state = dict(args.inputs)
+        if args.typ in ("command:remote:Command", "command:local:Command"):
+            state.update(stdout=MOCK_STDOUT, stderr="")
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state.update(result=MOCK_PASSWORD, bcryptHash="offline")
+        elif args.typ == "pulumi:pulumi:StackReference":
+            name = state.get("name", args.name)
+            state.update(outputs=self._stack_outputs(name), secretOutputNames=[])
+        elif args.typ == "kubernetes:helm.sh/v3:Release":
+            state["status"] = {"name": state.get("name", args.name), "namespace": state.get("namespace", "default")}
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        raise NotImplementedError(f"the offline engine has no answer for invoke {args.token}")
+
+
+def _parent(urn: str) -> str | None:
+    """The parent URN, or None when the parent is the stack itself."""
+    if not urn or urn.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack":
+        return None
+    return urn
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    """A MockMonitor that also keeps each request's options (parent, provider, dependencies...)."""
+
+    def __init__(self, mocks_: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks_)
+        self.recorded: list[Resource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorded.append(
+                Resource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    custom=bool(request.custom),
+                    parent_urn=_parent(request.parent),
+                    provider=request.provider or None,
+                    depends_on=list(request.dependencies),
+                    inputs=normalise(rpc.deserialize_properties(request.object, keep_unknowns=True)),
+                    protect=bool(request.protect),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=list(request.ignoreChanges),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    replace_on_changes=list(request.replaceOnChanges),
+                )
+            )
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self.recorded.append(
+            Resource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                custom=True,
+                parent_urn=_parent(request.parent),
+                provider=request.provider or None,
+                depends_on=list(request.dependencies),
+                inputs=normalise(rpc.deserialize_properties(request.properties, keep_unknowns=True)),
+            )
+        )
+        return response
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def offline_outputs(stack: str) -> StackOutputs:
+    """What a StackReference to `stack` sees offline: that stack's own offline outputs."""
+    short = stack.rsplit("/", 1)[-1]
+    if not stack_file(short).exists():
+        return {}
+    return {key: unwrap(value) for key, value in run_stack(short).outputs.items()}
+
+
+def run_stack(
+    stack: str,
+    config_overrides: dict[str, str | None] | None = None,
+    stack_outputs: Callable[[str], StackOutputs] = offline_outputs,
+) -> Rendering:
+    """Run the program for `stack` offline and return what it registered and exported.
+
+    `config_overrides` replaces (or, with None, removes) full config keys such as
+    `thanos-multi-cluster:role`; `stack_outputs` answers StackReferences (default: the
+    referenced stack rendered offline).
+    """
+    config, secret_keys = _with_secret_placeholders(load_stack_config(stack))
+    for key, value in (config_overrides or {}).items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return _run_program(stack, config, secret_keys, stack_outputs)
+
+
+def _run_program(
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    stack_outputs: Callable[[str], StackOutputs],
+) -> Rendering:
+    saved_config = dict(pulumi.runtime.config.CONFIG.get())
+    reset_options()
+    set_all_config(config, secret_keys)
+    monitor = _RecordingMonitor(_Mocks(stack_outputs))
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        _sync_await(run_pulumi_func(_run_main))
+        outputs = _sync_await(_resolve_outputs())
+    finally:
+        reset_options()
+        set_all_config(saved_config, [])
+    return Rendering(stack=stack, resources=monitor.recorded, outputs=outputs)
+
+
+def _run_main() -> None:
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+async def _resolve_outputs() -> dict[str, Any]:
+    root = pulumi.runtime.settings.get_root_resource()
+    exported: dict[str, Any] = getattr(root, "outputs", {}) or {}
+    resolved: dict[str, Any] = {}
+    for key, value in exported.items():
+        output = pulumi.Output.from_input(value)
+        plain = normalise(await output.future(with_unknowns=True))
+        resolved[key] = Secret(plain) if await output.is_secret() else plain
+    await asyncio.sleep(0)
+    return resolved

@@ -255,6 +255,18 @@ class LonghornSettings(_Model):
     """How many backups per volume Longhorn keeps; retention lives here, never in a lifecycle (C10)."""
 
 
+class MonitoringSettings(_Model):
+    """kube-prometheus-stack: Prometheus, Alertmanager, Grafana and the Thanos sidecar."""
+
+
+class ThanosSettings(_Model):
+    """Central Thanos: Query, Query Frontend, Store Gateway, Compactor."""
+
+
+class LoggingSettings(_Model):
+    """OpenSearch, its snapshot/retention policies, and Fluent-bit."""
+
+
 class VersionSettings(_Model):
     """Overrides of `components/versions.py`; defaults are the pinned set of DESIGN section 4."""
 
@@ -283,6 +295,9 @@ class Settings(_Model):
     """Edge only: the fully qualified central stack to read credentials from."""
     s3: S3Settings = Field(default_factory=S3Settings)
     longhorn: LonghornSettings = Field(default_factory=LonghornSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    thanos: ThanosSettings = Field(default_factory=ThanosSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     versions: VersionSettings = Field(default_factory=VersionSettings)
     protect: bool = True
     """Protect stateful resources (node, buckets, PVC-backed releases) against `pulumi destroy`."""

@@ -1,10 +1,24 @@
 """Object storage: MinIO buckets, lifecycle and per-cluster credentials (DESIGN C10-C12).
 
-The names below are the contract between this module and the components that consume the
-in-cluster Secrets it creates; they exist before the rest of the module does.
+The central stack owns the buckets and issues one MinIO user per cluster and component, each
+with a policy scoped to one bucket (and, for OpenSearch and Longhorn, to the cluster's prefix).
+Every cluster turns its own credentials into in-cluster Secrets (`components/s3_credentials.py`);
+the names below are the contract between those Secrets and the components that mount them.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, TypedDict, cast
+
+import pulumi
+import pulumi_minio as minio
+import pulumi_random as random
+
+from components.settings import PROJECT, S3Settings
 
 OBJSTORE_KEY = "objstore.yml"
 """Key of the Thanos object-store config inside each Thanos Secret."""
@@ -12,7 +26,218 @@ OBJSTORE_KEY = "objstore.yml"
 OPENSEARCH_KEYSTORE_SECRET = "opensearch-s3-keystore"
 """Secret in `logging` with keys `s3.client.default.access_key` and `s3.client.default.secret_key` (C8)."""
 
+CA_KEY = "ca.crt"
+"""Key of MinIO's CA certificate inside each Thanos Secret (present only when `s3.caCertificate` is set)."""
+
+OBJSTORE_MOUNT_DIR = "/etc/thanos/objstore"
+"""Where Thanos components mount their objstore Secret; `objstore.yml` points its `ca_file` here."""
+
+CA_FILE = f"{OBJSTORE_MOUNT_DIR}/{CA_KEY}"
+
+CREDENTIALS_OUTPUT = "objectStoreCredentials"
+"""Central's secret stack output: {cluster: {component: {accessKey, secretKey}}}; edges read it."""
+
+# MinIO users, one per cluster and component: `<cluster>-<component>`.
+THANOS_SIDECAR = "thanos-sidecar"
+THANOS_STORE = "thanos-store"
+THANOS_COMPACTOR = "thanos-compactor"
+OPENSEARCH = "opensearch"
+LONGHORN = "longhorn"
+EVERY_CLUSTER = (THANOS_SIDECAR, OPENSEARCH, LONGHORN)
+CENTRAL_ONLY = (THANOS_STORE, THANOS_COMPACTOR)
+
 
 def thanos_objstore_secret(component: str) -> str:
     """Secret in `monitoring` holding `objstore.yml` for a Thanos component: sidecar, store, compactor."""
     return f"thanos-objstore-{component}"
+
+
+# --- IAM policies ------------------------------------------------------------------------
+
+
+def bucket_arn(bucket: str, path: str | None = None) -> str:
+    return f"arn:aws:s3:::{bucket}" if path is None else f"arn:aws:s3:::{bucket}/{path}"
+
+
+def _allow(actions: list[str], resource: str, condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": actions, "Resource": [resource]}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _whole_bucket(bucket: str, object_actions: list[str]) -> list[dict[str, Any]]:
+    return [_allow(["s3:ListBucket"], bucket_arn(bucket)), _allow(object_actions, bucket_arn(bucket, "*"))]
+
+
+def _cluster_prefix(bucket: str, cluster: str) -> list[dict[str, Any]]:
+    # ListBucket is a bucket-level action: only the `s3:prefix` condition keeps a cluster from
+    # listing the other clusters' snapshots or backups.
+    return [
+        _allow(["s3:ListBucket"], bucket_arn(bucket), {"StringLike": {"s3:prefix": [f"{cluster}/*"]}}),
+        _allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], bucket_arn(bucket, f"{cluster}/*")),
+    ]
+
+
+def policy_document(component: str, cluster: str, s3: S3Settings) -> dict[str, Any]:
+    """The least-privilege IAM policy of one component of one cluster (C12)."""
+    buckets = s3.buckets
+    match component:
+        case "thanos-sidecar":
+            statements = _whole_bucket(buckets.thanos, ["s3:GetObject", "s3:PutObject"])
+        case "thanos-store":
+            statements = _whole_bucket(buckets.thanos, ["s3:GetObject"])
+        case "thanos-compactor":
+            # The Compactor alone deletes blocks (retention, compaction, downsampling; C7).
+            statements = _whole_bucket(buckets.thanos, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+        case "opensearch":
+            statements = _cluster_prefix(buckets.opensearch, cluster)
+        case "longhorn":
+            statements = _cluster_prefix(buckets.longhorn, cluster)
+        case _:
+            raise ValueError(f"no object-store policy for component {component!r}")
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def components_of(cluster: str, central: str) -> tuple[str, ...]:
+    """The components that get a MinIO user in `cluster`; Store Gateway and Compactor run on central."""
+    return EVERY_CLUSTER + CENTRAL_ONLY if cluster == central else EVERY_CLUSTER
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+def noncurrent_expiry_rule(days: int) -> minio.IlmPolicyRuleArgs:
+    """Purge versions `days` after they stopped being current: a bounded undo window (C11).
+
+    Deliberately no `expiration`: current objects are never expired by age (C10), retention is
+    done by the Compactor, Snapshot Management and Longhorn's RecurringJob.
+    """
+    return minio.IlmPolicyRuleArgs(id=f"expire-noncurrent-{days}d", noncurrent_version_expiration_days=days)
+
+
+# --- provider ----------------------------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / PROJECT
+
+
+def minio_ca_file(pem: str, cache_dir: Path | None = None) -> str:
+    """A file holding `pem`: the MinIO provider only takes its CA as a path (`minio_cacert_file`).
+
+    Content-addressed and kept in the user's cache directory (not /tmp), so the path stays the
+    same between runs and still exists when `pulumi destroy` or `refresh` reuse the provider.
+    """
+    directory = cache_dir or _cache_dir()
+    path = directory / f"minio-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists() or path.read_text() != pem:
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
+
+
+# --- component ---------------------------------------------------------------------------
+
+
+class ObjectStorageArgs(TypedDict):
+    cluster_name: str
+    """The central cluster: it gets the Store Gateway and Compactor users too."""
+    edges: list[str]
+    """Edge cluster names; each gets its own sidecar, OpenSearch and Longhorn users."""
+    s3: S3Settings
+    """Endpoint, TLS, buckets, versioning and lifecycle of the MinIO."""
+    admin_user: pulumi.Input[str] | None
+    """MinIO admin access key (secret config; settings require it on central)."""
+    admin_password: pulumi.Input[str] | None
+    """MinIO admin secret key (secret config; settings require it on central)."""
+    protect: bool
+    """Protect the buckets against `pulumi destroy` (they are also retained on delete)."""
+
+
+Credentials = dict[str, dict[str, dict[str, str]]]
+"""{cluster: {component: {"accessKey": ..., "secretKey": ...}}}"""
+
+
+class ObjectStorage(pulumi.ComponentResource):
+    """Central only: buckets with versioning and a noncurrent-only lifecycle, and every cluster's users."""
+
+    credentials: pulumi.Output[Credentials]
+    """Secret: {cluster: {component: {accessKey, secretKey}}}, available once each user has its policy."""
+
+    def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{PROJECT}:objectstore:ObjectStorage", name, None, opts)
+        s3 = args["s3"]
+        if args["admin_user"] is None or args["admin_password"] is None:
+            raise ValueError("ObjectStorage needs the MinIO admin credentials (minioAdminUser, minioAdminPassword)")
+        provider = minio.Provider(
+            f"{name}-minio",
+            minio_server=s3.endpoint,
+            minio_region=s3.region,
+            minio_user=args["admin_user"],
+            minio_password=args["admin_password"],
+            minio_ssl=s3.use_tls,
+            minio_insecure=s3.insecure_skip_verify,
+            minio_cacert_file=minio_ca_file(s3.ca_certificate) if s3.ca_certificate else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._children = pulumi.ResourceOptions(parent=self, provider=provider)
+        for bucket in (s3.buckets.thanos, s3.buckets.opensearch, s3.buckets.longhorn):
+            self._bucket(bucket, s3, args["protect"])
+        clusters = [args["cluster_name"], *args["edges"]]
+        issued = {
+            cluster: {
+                component: self._user(f"{cluster}-{component}", policy_document(component, cluster, s3))
+                for component in components_of(cluster, args["cluster_name"])
+            }
+            for cluster in clusters
+        }
+        # from_input resolves the nested Outputs; its stub cannot say so.
+        self.credentials = pulumi.Output.secret(pulumi.Output.from_input(cast("pulumi.Input[Credentials]", issued)))
+        self.register_outputs({"credentials": self.credentials})
+
+    def _bucket(self, bucket: str, s3: S3Settings, protect: bool) -> None:
+        created = minio.S3Bucket(
+            bucket,
+            bucket=bucket,
+            acl="private",
+            opts=pulumi.ResourceOptions.merge(
+                self._children, pulumi.ResourceOptions(protect=protect, retain_on_delete=True)
+            ),
+        )
+        lifecycle_after: list[pulumi.Resource] = [created]
+        if s3.versioning:
+            lifecycle_after.append(
+                minio.S3BucketVersioning(
+                    f"{bucket}-versioning",
+                    bucket=created.bucket,
+                    versioning_configuration=minio.S3BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+                    opts=self._children,
+                )
+            )
+        # Kept even without versioning: it purges what an earlier versioned period left behind.
+        minio.IlmPolicy(
+            f"{bucket}-lifecycle",
+            bucket=created.bucket,
+            rules=[noncurrent_expiry_rule(s3.noncurrent_version_expiry_days)],
+            opts=pulumi.ResourceOptions.merge(self._children, pulumi.ResourceOptions(depends_on=lifecycle_after)),
+        )
+
+    def _user(self, user: str, policy: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
+        # 40 alphanumerics: MinIO's longest generated secret, and nothing to escape in YAML or URLs.
+        password = random.RandomPassword(
+            f"{user}-secret-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        created = minio.IamUser(user, name=user, secret=password.result, opts=self._children)
+        policy_resource = minio.IamPolicy(f"{user}-policy", name=user, policy=json.dumps(policy), opts=self._children)
+        attachment = minio.IamUserPolicyAttachment(
+            f"{user}-policy-attachment",
+            user_name=created.name,
+            policy_name=policy_resource.name,
+            opts=self._children,
+        )
+        # The access key comes from the attachment, so consumers only see users that have their policy.
+        return {"accessKey": attachment.user_name, "secretKey": pulumi.Output.secret(password.result)}

@@ -1,0 +1,189 @@
+"""In-cluster S3 credentials: this cluster's MinIO users as Kubernetes Secrets (DESIGN C8, C12).
+
+Central takes its credentials straight from its `ObjectStorage`; an edge reads them from the
+central stack's `objectStoreCredentials` output through a StackReference and keeps only its own
+cluster's entry. Edges never see MinIO admin credentials. Longhorn's Secret is created by
+`components/longhorn.py` from `S3Credentials.longhorn`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.kube import MANAGED_BY, child_opts
+from components.longhorn import BackupCredentials
+from components.object_storage import (
+    CA_FILE,
+    CA_KEY,
+    CREDENTIALS_OUTPUT,
+    LONGHORN,
+    OBJSTORE_KEY,
+    OPENSEARCH,
+    OPENSEARCH_KEYSTORE_SECRET,
+    THANOS_COMPACTOR,
+    THANOS_SIDECAR,
+    THANOS_STORE,
+    Credentials,
+    thanos_objstore_secret,
+)
+from components.settings import PROJECT, S3Settings
+
+ClusterCredentials = dict[str, dict[str, str]]
+"""{component: {"accessKey": ..., "secretKey": ...}} of one cluster."""
+
+# Thanos Secret suffix (`thanos_objstore_secret(...)`) -> MinIO user component.
+THANOS_USERS = {"sidecar": THANOS_SIDECAR, "store": THANOS_STORE, "compactor": THANOS_COMPACTOR}
+CENTRAL_THANOS = ("store", "compactor")
+
+
+class CentralStackNotReady(pulumi.RunError):
+    """The central stack has not published this cluster's credentials (yet)."""
+
+
+class S3CredentialsArgs(TypedDict):
+    provider: k8s.Provider
+    """The cluster's explicit Kubernetes provider."""
+    monitoring: k8s.core.v1.Namespace
+    """Namespace of the Thanos Secrets."""
+    logging: k8s.core.v1.Namespace
+    """Namespace of the OpenSearch keystore Secret."""
+    cluster_name: str
+    """This cluster: the only entry of the credentials it keeps."""
+    central: bool
+    """Central also gets the Store Gateway and Compactor Secrets."""
+    s3: S3Settings
+    """Endpoint, TLS, CA and bucket names written into the Secrets."""
+    issued: pulumi.Input[Credentials] | None
+    """Central: `ObjectStorage.credentials`. Edges: None, they read `central_stack` instead."""
+    central_stack: str
+    """Fully qualified central stack an edge reads `objectStoreCredentials` from."""
+
+
+def own_credentials(published: Any, cluster: str, central_stack: str) -> ClusterCredentials:
+    """This cluster's entry of the central stack's credentials, or a message saying what to deploy."""
+    short = central_stack.rsplit("/", 1)[-1]
+    if not isinstance(published, dict) or not published:
+        raise CentralStackNotReady(
+            f"the central stack {central_stack} has no `{CREDENTIALS_OUTPUT}` output: deploy the central "
+            f"stack first (`pulumi up -s {short}`), then this one"
+        )
+    entry = published.get(cluster)
+    if not isinstance(entry, dict) or not entry:
+        raise CentralStackNotReady(
+            f"the central stack {central_stack} has no object-store credentials for {cluster}: list it under "
+            f"`edges` in the central stack config and deploy the central stack first (`pulumi up -s {short}`)"
+        )
+    return entry
+
+
+def objstore_config(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, Any]:
+    """Thanos' S3 object-store config; the CA is read from where the Secret is mounted."""
+    http_config: dict[str, Any] = {"insecure_skip_verify": s3.insecure_skip_verify}
+    if s3.ca_certificate:
+        http_config["tls_config"] = {"ca_file": CA_FILE}
+    return {
+        "type": "S3",
+        "config": {
+            "bucket": s3.buckets.thanos,
+            "endpoint": s3.endpoint,
+            # Set, so the client never needs GetBucketLocation (not in any policy).
+            "region": s3.region,
+            "insecure": not s3.use_tls,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "http_config": http_config,
+        },
+    }
+
+
+def thanos_secret_data(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, str]:
+    data = {OBJSTORE_KEY: yaml.safe_dump(objstore_config(s3, access_key, secret_key), sort_keys=False)}
+    if s3.ca_certificate:
+        data[CA_KEY] = s3.ca_certificate
+    return data
+
+
+def longhorn_tls_warning(s3: S3Settings) -> str | None:
+    """Longhorn (and OpenSearch's repository-s3) have no skip-verify switch: a self-signed MinIO
+    needs its CA, or backups and snapshots fail. A warning, not an error: the MinIO may well have a
+    publicly trusted certificate, which only the operator knows."""
+    if s3.use_tls and s3.insecure_skip_verify and not s3.ca_certificate:
+        return (
+            f"s3.insecureSkipVerify is true but s3.caCertificate is not set: Thanos and Pulumi skip "
+            f"verification, but Longhorn cannot (nor can OpenSearch's repository-s3), so backups and "
+            f"snapshots to {s3.url} fail if MinIO's certificate is self-signed. "
+            f"Set {PROJECT}:s3.caCertificate to the PEM of MinIO's CA"
+        )
+    return None
+
+
+class S3Credentials(pulumi.ComponentResource):
+    """This cluster's object-store Secrets: Thanos objstore configs and the OpenSearch keystore."""
+
+    longhorn: BackupCredentials
+    """Longhorn's access and secret key (secret), for `components/longhorn.py`."""
+    secrets: list[k8s.core.v1.Secret]
+
+    def __init__(self, name: str, args: S3CredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{PROJECT}:objectstore:S3Credentials", name, None, opts)
+        s3, cluster = args["s3"], args["cluster_name"]
+        published: pulumi.Output[Any]
+        if args["issued"] is None:
+            central = pulumi.StackReference(
+                f"{name}-central", stack_name=args["central_stack"], opts=pulumi.ResourceOptions(parent=self)
+            )
+            published = central.get_output(CREDENTIALS_OUTPUT)
+        else:
+            published = pulumi.Output.from_input(args["issued"])
+        # Secret even when the StackReference does not say so; only this cluster's entry is kept.
+        own: pulumi.Output[ClusterCredentials] = pulumi.Output.secret(
+            published.apply(lambda all_: own_credentials(all_, cluster, args["central_stack"]))
+        )
+
+        def key(component: str, field: str) -> pulumi.Output[str]:
+            return own.apply(lambda entry: entry[component][field])
+
+        self.longhorn = {"access_key": key(LONGHORN, "accessKey"), "secret_key": key(LONGHORN, "secretKey")}
+        monitoring = args["monitoring"].metadata.name
+        thanos = ["sidecar", *(CENTRAL_THANOS if args["central"] else ())]
+        self.secrets = [
+            self._secret(
+                thanos_objstore_secret(suffix),
+                monitoring,
+                pulumi.Output.all(key(THANOS_USERS[suffix], "accessKey"), key(THANOS_USERS[suffix], "secretKey")).apply(
+                    lambda keys: thanos_secret_data(s3, keys[0], keys[1])
+                ),
+                args["provider"],
+            )
+            for suffix in thanos
+        ]
+        self.secrets.append(
+            self._secret(
+                OPENSEARCH_KEYSTORE_SECRET,
+                args["logging"].metadata.name,
+                {
+                    "s3.client.default.access_key": key(OPENSEARCH, "accessKey"),
+                    "s3.client.default.secret_key": key(OPENSEARCH, "secretKey"),
+                },
+                args["provider"],
+            )
+        )
+        warning = longhorn_tls_warning(s3)
+        if warning:
+            pulumi.log.warn(warning, resource=self)
+        self.register_outputs({"secrets": [secret.metadata.name for secret in self.secrets]})
+
+    def _secret(
+        self, name: str, namespace: pulumi.Input[str], data: pulumi.Input[dict[str, Any]], provider: k8s.Provider
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=MANAGED_BY),
+            type="Opaque",
+            string_data=pulumi.Output.secret(data),
+            opts=child_opts(self, provider),
+        )

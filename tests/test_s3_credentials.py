@@ -1,0 +1,225 @@
+"""In-cluster S3 credentials: every cluster gets Secrets built from its own MinIO users only; edges
+read them from the central stack and never hold admin or other clusters' credentials (C8, C12)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.object_storage import CA_FILE, OBJSTORE_MOUNT_DIR
+from components.s3_credentials import CentralStackNotReady, longhorn_tls_warning
+from components.settings import PROJECT, S3Settings
+from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, run_stack, unwrap
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n"
+OTHER_CLUSTERS = {
+    "cluster-196": ("cluster-197", "cluster-198"),
+    "cluster-197": ("cluster-196", "cluster-198"),
+    "cluster-198": ("cluster-196", "cluster-197"),
+}
+
+
+def secret_data(stack: Rendering, name: str, namespace: str) -> dict[str, str]:
+    string_data = stack.k8s("Secret", name, namespace).inputs["stringData"]
+    assert isinstance(string_data, Secret), f"{namespace}/{name} must be a secret"
+    return unwrap(string_data)
+
+
+def objstore(stack: Rendering, component: str) -> dict[str, Any]:
+    return yaml.safe_load(secret_data(stack, f"thanos-objstore-{component}", "monitoring")["objstore.yml"])
+
+
+def strings(value: Any) -> Iterator[str]:
+    value = unwrap(value)
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+# --- Thanos ------------------------------------------------------------------------------
+
+
+def test_the_sidecar_gets_an_objstore_config_with_its_own_user(any_stack: Rendering) -> None:
+    assert objstore(any_stack, "sidecar") == {
+        "type": "S3",
+        "config": {
+            "bucket": "thanos",
+            "endpoint": "172.20.40.21:30001",
+            "region": "us-east-1",
+            "insecure": False,
+            "access_key": f"{any_stack.stack}-thanos-sidecar",
+            "secret_key": MOCK_PASSWORD,
+            "http_config": {"insecure_skip_verify": True},
+        },
+    }
+
+
+def test_store_gateway_and_compactor_configs_exist_on_central_only(central: Rendering, edge: Rendering) -> None:
+    assert objstore(central, "store")["config"]["access_key"] == "cluster-196-thanos-store"
+    assert objstore(central, "compactor")["config"]["access_key"] == "cluster-196-thanos-compactor"
+    for component in ("store", "compactor"):
+        with pytest.raises(LookupError):
+            edge.k8s("Secret", f"thanos-objstore-{component}", "monitoring")
+
+
+def test_a_configured_ca_is_shipped_in_the_secret_and_named_where_it_is_mounted() -> None:
+    s3 = {"endpoint": "minio.lab:9000", "useTls": True, "caCertificate": PEM}
+    stack = run_stack("cluster-197", {f"{PROJECT}:s3": json.dumps(s3)})
+    data = secret_data(stack, "thanos-objstore-sidecar", "monitoring")
+    assert data["ca.crt"] == PEM
+    config = yaml.safe_load(data["objstore.yml"])["config"]
+    assert CA_FILE == f"{OBJSTORE_MOUNT_DIR}/ca.crt" == "/etc/thanos/objstore/ca.crt"
+    assert config["http_config"] == {"insecure_skip_verify": False, "tls_config": {"ca_file": CA_FILE}}
+    assert config["endpoint"] == "minio.lab:9000"
+    assert secret_data(stack, "longhorn-backup-credentials", "longhorn-system")["AWS_CERT"] == PEM
+
+
+def test_plain_http_minio_is_insecure_in_thanos_terms() -> None:
+    stack = run_stack("cluster-198", {f"{PROJECT}:s3": json.dumps({"useTls": False})})
+    config = objstore(stack, "sidecar")["config"]
+    assert config["insecure"] is True
+    assert "tls_config" not in config["http_config"]
+    assert "ca.crt" not in secret_data(stack, "thanos-objstore-sidecar", "monitoring")
+
+
+# --- OpenSearch and Longhorn ------------------------------------------------------------
+
+
+def test_opensearch_keystore_holds_exactly_the_client_keys(any_stack: Rendering) -> None:
+    assert secret_data(any_stack, "opensearch-s3-keystore", "logging") == {
+        "s3.client.default.access_key": f"{any_stack.stack}-opensearch",
+        "s3.client.default.secret_key": MOCK_PASSWORD,
+    }
+
+
+def test_longhorn_backs_up_with_the_clusters_own_user(any_stack: Rendering) -> None:
+    data = secret_data(any_stack, "longhorn-backup-credentials", "longhorn-system")
+    assert data["AWS_ACCESS_KEY_ID"] == f"{any_stack.stack}-longhorn"
+    assert data["AWS_SECRET_ACCESS_KEY"] == MOCK_PASSWORD
+    assert data["AWS_ENDPOINTS"] == "https://172.20.40.21:30001"
+
+
+def test_no_stand_in_backup_keys_are_read_from_config(any_stack: Rendering) -> None:
+    assert "REDACTED-SECRET-longhornBackup" not in json.dumps([unwrap(r.inputs) for r in any_stack.resources])
+
+
+# --- where the credentials come from -----------------------------------------------------
+
+
+def object_store_secrets(stack: Rendering) -> list[Resource]:
+    component = stack.one(f"{PROJECT}:objectstore:S3Credentials")
+    return [r for r in stack.kubernetes_objects() if r.kind == "Secret" and r.parent_urn == component.urn]
+
+
+def test_secrets_wait_for_their_namespace(any_stack: Rendering) -> None:
+    secrets = object_store_secrets(any_stack)
+    assert len(secrets) == (4 if any_stack.stack == "cluster-196" else 2)
+    for secret in secrets:
+        namespace = any_stack.k8s("Namespace", secret.metadata["namespace"])
+        assert any_stack.depends_on(secret, namespace), secret.name
+
+
+def test_on_central_secrets_wait_for_the_users_policies(central: Rendering) -> None:
+    attachments = {
+        r.inputs["userName"]: r for r in central.of_type("minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment")
+    }
+    sidecar = central.k8s("Secret", "thanos-objstore-sidecar", "monitoring")
+    assert central.depends_on(sidecar, attachments["cluster-196-thanos-sidecar"])
+    keystore = central.k8s("Secret", "opensearch-s3-keystore", "logging")
+    assert central.depends_on(keystore, attachments["cluster-196-opensearch"])
+    assert not central.of_type("pulumi:pulumi:StackReference"), "central uses its own users directly"
+
+
+def test_an_edge_reads_its_credentials_from_the_central_stack(edge: Rendering) -> None:
+    reference = edge.one("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == "organization/thanos-multi-cluster/cluster-196"
+    component = edge.one(f"{PROJECT}:objectstore:S3Credentials")
+    assert reference.parent_urn == component.urn
+    for secret in object_store_secrets(edge):
+        assert edge.depends_on(secret, reference), secret.name
+
+
+def test_a_cluster_holds_only_its_own_credentials_and_never_admin_ones(any_stack: Rendering) -> None:
+    # Central's MinIO resources and its published output necessarily name every cluster's users;
+    # everything else in a stack (its Kubernetes objects, other outputs) must name only its own.
+    in_cluster = [r for r in any_stack.resources if not r.type.startswith(("minio:", "pulumi:providers:minio"))]
+    seen = [s for r in in_cluster for s in strings(r.inputs)]
+    seen += [s for key, value in any_stack.outputs.items() if key != "objectStoreCredentials" for s in strings(value)]
+    for other in OTHER_CLUSTERS[any_stack.stack]:
+        leaked = [s for s in seen if f"{other}-" in s]
+        assert leaked == [], f"{any_stack.stack} holds credentials of {other}"
+    assert not [s for s in seen if "minioAdmin" in s]
+    holders = {r.type for r in any_stack.resources if any("minioAdmin" in s for s in strings(r.inputs))}
+    assert holders == ({"pulumi:providers:minio"} if any_stack.stack == "cluster-196" else set())
+
+
+def test_edges_publish_no_credentials(edge: Rendering) -> None:
+    assert "objectStoreCredentials" not in edge.outputs
+
+
+def test_an_edge_stops_with_deploy_central_first_when_the_output_is_missing() -> None:
+    with pytest.raises(CentralStackNotReady) as error:
+        run_stack("cluster-197", stack_outputs=lambda name: {})
+    assert "no `objectStoreCredentials` output" in str(error.value)
+    assert "deploy the central stack first (`pulumi up -s cluster-196`)" in str(error.value)
+
+
+def test_an_edge_central_does_not_know_stops_with_the_same_advice() -> None:
+    def central_without_198(name: str) -> dict[str, Any]:
+        assert name == "organization/thanos-multi-cluster/cluster-196"
+        return {"objectStoreCredentials": {"cluster-197": {"longhorn": {"accessKey": "a", "secretKey": "b"}}}}
+
+    with pytest.raises(CentralStackNotReady) as error:
+        run_stack("cluster-198", stack_outputs=central_without_198)
+    assert "no object-store credentials for cluster-198" in str(error.value)
+    assert "`edges`" in str(error.value)
+    assert "(`pulumi up -s cluster-196`)" in str(error.value)
+
+
+def test_the_central_stack_name_is_configurable() -> None:
+    asked: list[str] = []
+
+    def outputs(name: str) -> dict[str, Any]:
+        asked.append(name)
+        return {}
+
+    with pytest.raises(CentralStackNotReady, match=r"pulumi up -s hub\b"):
+        run_stack("cluster-197", {f"{PROJECT}:centralStack": "team/thanos-multi-cluster/hub"}, stack_outputs=outputs)
+    assert asked == ["team/thanos-multi-cluster/hub"]
+
+
+# --- Longhorn cannot skip TLS verification -----------------------------------------------
+
+
+def test_skip_verify_without_a_ca_warns_that_longhorn_backups_will_fail() -> None:
+    message = longhorn_tls_warning(S3Settings(insecure_skip_verify=True))
+    assert message is not None
+    assert "Longhorn" in message and f"{PROJECT}:s3.caCertificate" in message
+    assert longhorn_tls_warning(S3Settings(insecure_skip_verify=True, ca_certificate=PEM)) is None
+    assert longhorn_tls_warning(S3Settings()) is None
+    assert longhorn_tls_warning(S3Settings(use_tls=False)) is None
+
+
+def test_the_program_prints_the_longhorn_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # central writes the provider's CA file there
+    with caplog.at_level(logging.WARNING):
+        run_stack("cluster-198")
+    assert any("Longhorn cannot" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # central: no nested rendering with the committed config
+        run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"caCertificate": PEM, "insecureSkipVerify": False})})
+    assert not any("Longhorn cannot" in record.getMessage() for record in caplog.records)

@@ -1,0 +1,266 @@
+"""KubePrometheusStack: Prometheus with a Thanos sidecar, Alertmanager and Grafana (DESIGN C5, C6).
+
+Every Prometheus carries the external label `cluster: <stack name>` (C6), keeps a short local
+retention and lets its Thanos sidecar upload 2h blocks to the bucket. Central Query reaches the
+sidecar through the headless `kps-thanos-discovery` Service (central) or NodePort 30901 on the
+host address (edges, C5). On central, Grafana's default datasource is Thanos (through the Query
+Frontend); the local Prometheus stays as the second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import versions
+from components.ingress_nginx import INGRESS_CLASS
+from components.kube import MANAGED_BY, child_opts, helm_release, resources
+from components.longhorn import STORAGE_CLASS
+from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
+from components.settings import MonitoringSettings, quantity_bytes
+
+RELEASE = "kube-prometheus-stack"
+FULLNAME = "kps"
+"""`fullnameOverride`: every resource the chart names itself starts with this."""
+PROMETHEUS = f"{FULLNAME}-prometheus"
+"""Name of the Prometheus custom resource, its Service (port 9090) and its scrape `job`."""
+THANOS_DISCOVERY_SERVICE = f"{FULLNAME}-thanos-discovery"
+"""Headless Service of the sidecar's gRPC (and metrics) port; the chart's `thanosService`."""
+SIDECAR_NODE_PORT = 30901
+"""Edge clusters expose the sidecar's StoreAPI on this port of the host address (C5)."""
+SIDECAR_JOB = THANOS_DISCOVERY_SERVICE
+"""Prometheus `job` label of the sidecar's metrics (the ServiceMonitor scrapes that Service)."""
+GRAFANA_SERVICE = f"{RELEASE}-grafana"
+"""The Grafana subchart names itself after the release, not `fullnameOverride`."""
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_ADMIN_USER = "admin"
+CLUSTER_LABEL = "cluster"
+"""External label that tells the clusters apart (C6); never a replica label."""
+REPLICA_LABEL = "prometheus_replica"
+"""The operator's replica external label; Query deduplicates on it and on nothing else (C6)."""
+SELECTOR_LABELS = {"release": RELEASE}
+"""Labels a ServiceMonitor or PrometheusRule needs to be picked up (the chart's default selectors)."""
+THANOS_DATASOURCE_UID = "thanos"
+OBJSTORE_VOLUME = "thanos-objstore"
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": PROMETHEUS}
+"""Labels the operator puts on the Prometheus pods (Prometheus and its Thanos sidecar container)."""
+
+
+class KubePrometheusStackArgs(TypedDict):
+    provider: k8s.Provider
+    """The cluster's explicit Kubernetes provider."""
+    namespace: k8s.core.v1.Namespace
+    """The monitoring namespace."""
+    cluster_name: str
+    """The stack name: the unique `cluster` external label of this Prometheus (C6)."""
+    central: bool
+    """Central gets the local discovery Service only; edges also the NodePort 30901 Service."""
+    grafana_hostname: str
+    """Ingress host of Grafana, e.g. grafana.mkube-196.miribit.lab."""
+    chart_version: str
+    """Pinned kube-prometheus-stack chart version."""
+    thanos_version: str
+    """Thanos image tag of the sidecar (the same as the central components)."""
+    monitoring: MonitoringSettings
+    """Retention, sizes and memory of Prometheus, Alertmanager and Grafana."""
+    thanos_datasource_url: str | None
+    """Central only: URL of the Thanos Query Frontend, Grafana's default datasource."""
+    objstore_ca: bool
+    """The object-store config references `ca.crt` (a CA is configured): mount the Secret for the sidecar."""
+    depends_on: Sequence[pulumi.Resource]
+    """What the release waits for: Longhorn (PVCs) and the object-store Secrets."""
+    protect: bool
+    """Protect the release: uninstalling it deletes Grafana's volume."""
+
+
+def retention_size(storage: str) -> str:
+    """85% of the volume in Prometheus units, so size-based retention acts before the disk is full."""
+    return f"{quantity_bytes(storage) * 85 // 100 // 2**20}MiB"
+
+
+def volume_claim(storage_class: str, size: str) -> dict[str, Any]:
+    return {
+        "spec": {
+            "storageClassName": storage_class,
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}},
+        }
+    }
+
+
+def thanos_sidecar(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    """`prometheusSpec.thanos`: the sidecar container the operator adds to the Prometheus pod."""
+    sidecar: dict[str, Any] = {
+        "image": f"{versions.THANOS_IMAGE}:{args['thanos_version']}",
+        "version": args["thanos_version"],
+        "objectStorageConfig": {
+            "existingSecret": {"name": thanos_objstore_secret("sidecar"), "key": OBJSTORE_KEY},
+        },
+        "resources": resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
+    }
+    if args["objstore_ca"]:
+        sidecar["volumeMounts"] = [{"name": OBJSTORE_VOLUME, "mountPath": OBJSTORE_MOUNT_DIR, "readOnly": True}]
+    return sidecar
+
+
+def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    monitoring = args["monitoring"]
+    spec: dict[str, Any] = {
+        "externalLabels": {CLUSTER_LABEL: args["cluster_name"]},
+        "replicas": 1,
+        "retention": monitoring.prometheus_retention,
+        "retentionSize": retention_size(monitoring.prometheus_storage_size),
+        # The sidecar uploads 2h blocks; local compaction would make larger ones it never uploads.
+        "disableCompaction": True,
+        "resources": resources(
+            cpu="300m", memory=monitoring.prometheus_memory, memory_limit=monitoring.prometheus_memory_limit
+        ),
+        "storageSpec": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, monitoring.prometheus_storage_size)},
+        "thanos": thanos_sidecar(args),
+    }
+    if args["objstore_ca"]:
+        spec["volumes"] = [{"name": OBJSTORE_VOLUME, "secret": {"secretName": thanos_objstore_secret("sidecar")}}]
+    values: dict[str, Any] = {
+        "prometheusSpec": spec,
+        # Headless Service for Query's DNS SRV discovery on central; the ServiceMonitor for the
+        # sidecar's metrics needs it on every cluster (the upload alerts run locally).
+        "thanosService": {"enabled": True},
+        "thanosServiceMonitor": {"enabled": True},
+    }
+    if not args["central"]:
+        values["thanosServiceExternal"] = {
+            "enabled": True,
+            "type": "NodePort",
+            "nodePort": SIDECAR_NODE_PORT,
+            # Keep the client address: the NetworkPolicy admits only the central host (DESIGN 2.4).
+            "externalTrafficPolicy": "Local",
+        }
+    return values
+
+
+def thanos_datasource(url: str) -> dict[str, Any]:
+    """Grafana datasource for Thanos through the Query Frontend; the default one on central."""
+    return {
+        "name": "Thanos",
+        "uid": THANOS_DATASOURCE_UID,
+        "type": "prometheus",
+        "access": "proxy",
+        "url": url,
+        "isDefault": True,
+        "editable": False,
+        "jsonData": {"prometheusType": "Thanos", "timeInterval": "30s", "httpMethod": "POST"},
+    }
+
+
+def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "ingress": {
+            "enabled": True,
+            "ingressClassName": INGRESS_CLASS,
+            "hosts": [args["grafana_hostname"]],
+            "path": "/",
+        },
+        "grafana.ini": {"server": {"root_url": f"http://{args['grafana_hostname']}/"}},
+        "persistence": {
+            "enabled": True,
+            "type": "pvc",
+            "storageClassName": STORAGE_CLASS,
+            "accessModes": ["ReadWriteOnce"],
+            "size": args["monitoring"].grafana_storage_size,
+        },
+        # fsGroup already gives Grafana its volume; the chown init container would run as root.
+        "initChownData": {"enabled": False},
+        "testFramework": {"enabled": False},
+        "resources": resources(cpu="50m", memory="256Mi", memory_limit="512Mi"),
+        "sidecar": {"resources": resources(cpu="10m", memory="64Mi", memory_limit="128Mi")},
+    }
+    if args["thanos_datasource_url"] is not None:
+        # The chart's local Prometheus datasource stays, as the second one (only one may be default).
+        values["sidecar"]["datasources"] = {"defaultDatasourceEnabled": True, "isDefaultDatasource": False}
+        values["additionalDataSources"] = [thanos_datasource(args["thanos_datasource_url"])]
+    return values
+
+
+def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    # Minikube binds etcd, controller-manager, scheduler and kube-proxy metrics to 127.0.0.1:
+    # their monitors would be down forever, and their alerts with them.
+    unreachable = {"enabled": False}
+    return {
+        "fullnameOverride": FULLNAME,
+        "crds": {"enabled": True},
+        "defaultRules": {
+            "rules": {
+                "etcd": False,
+                "kubeControllerManager": False,
+                "kubeSchedulerAlerting": False,
+                "kubeSchedulerRecording": False,
+                "kubeProxy": False,
+                "windows": False,
+            }
+        },
+        "kubeEtcd": unreachable,
+        "kubeControllerManager": unreachable,
+        "kubeScheduler": unreachable,
+        "kubeProxy": unreachable,
+        "prometheus": prometheus_values(args),
+        "alertmanager": {
+            "alertmanagerSpec": {
+                "replicas": 1,
+                "storage": {
+                    "volumeClaimTemplate": volume_claim(STORAGE_CLASS, args["monitoring"].alertmanager_storage_size)
+                },
+                "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
+            }
+        },
+        "grafana": grafana_values(args),
+        "prometheusOperator": {
+            "resources": resources(cpu="50m", memory="128Mi", memory_limit="256Mi"),
+            "prometheusConfigReloader": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")},
+            "admissionWebhooks": {"patch": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")}},
+        },
+        "kube-state-metrics": {"resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi")},
+        "prometheus-node-exporter": {"resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi")},
+    }
+
+
+class KubePrometheusStack(pulumi.ComponentResource):
+    """The kube-prometheus-stack release and Grafana's generated admin login."""
+
+    release: k8s.helm.v3.Release
+    grafana_admin_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KubePrometheusStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("thanos-multi-cluster:monitoring:KubePrometheusStack", name, None, opts)
+        provider, namespace = args["provider"], args["namespace"]
+        password = random.RandomPassword(
+            f"{name}-grafana-admin-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.grafana_admin_password = pulumi.Output.secret(password.result)
+        admin = k8s.core.v1.Secret(
+            GRAFANA_ADMIN_SECRET,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=GRAFANA_ADMIN_SECRET, namespace=namespace.metadata.name, labels=MANAGED_BY
+            ),
+            type="Opaque",
+            string_data=pulumi.Output.secret(
+                {"admin-user": GRAFANA_ADMIN_USER, "admin-password": self.grafana_admin_password}
+            ),
+            opts=child_opts(self, provider, depends_on=[namespace]),
+        )
+        self.release = helm_release(
+            RELEASE,
+            versions.KUBE_PROMETHEUS_STACK,
+            args["chart_version"],
+            namespace=namespace.metadata.name,
+            values=kube_prometheus_stack_values(args),
+            opts=child_opts(
+                self, provider, depends_on=[namespace, admin, *args["depends_on"]], protect=args["protect"]
+            ),
+            timeout_seconds=900,
+        )
+        self.register_outputs({"release": self.release.name, "grafanaAdminPassword": self.grafana_admin_password})

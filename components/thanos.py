@@ -1,0 +1,431 @@
+"""ThanosCentral: Query, Query Frontend, Store Gateway and Compactor on the central cluster (C5, C7, C14).
+
+Typed Kubernetes objects, all on the sidecars' Thanos version. Query fans out to the local
+sidecar (DNS SRV of the chart's headless `kps-thanos-discovery` Service), the Store Gateway and
+every edge's NodePort 30901 on its host address: the central cluster's DNS cannot resolve another
+cluster's `svc.cluster.local` names (C5). Deduplication is on `prometheus_replica` only, never on
+`cluster` (C6). The Compactor is a singleton with explicit retention and downsampling (C7).
+None of them talks to the Kubernetes API: own ServiceAccount, no token mounted (C14).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import versions
+from components.ingress_nginx import INGRESS_CLASS
+from components.kube import (
+    MANAGED_BY,
+    child_opts,
+    resources,
+    restricted_container_security,
+    restricted_pod_security,
+)
+from components.kube_prometheus_stack import (
+    REPLICA_LABEL,
+    SELECTOR_LABELS,
+    SIDECAR_NODE_PORT,
+    THANOS_DISCOVERY_SERVICE,
+)
+from components.longhorn import STORAGE_CLASS
+from components.namespaces import MONITORING
+from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
+from components.settings import EdgeCluster, ThanosSettings, quantity_bytes
+
+QUERY = "thanos-query"
+QUERY_FRONTEND = "thanos-query-frontend"
+STORE = "thanos-store"
+COMPACTOR = "thanos-compactor"
+GRPC_PORT = 10901
+HTTP_PORT = 10902
+FRONTEND_PORT = 9090
+DATA_DIR = "/var/thanos"
+UI_AUTH_SECRET = "thanos-ui-basic-auth"
+QUERY_FRONTEND_URL = f"http://{QUERY_FRONTEND}.{MONITORING}.svc:{FRONTEND_PORT}"
+"""What Grafana (same cluster) queries: the frontend splits and caches, then asks Query."""
+FRONTEND_CACHE_SIZE = "128MB"
+"""In-memory results cache of the Query Frontend, well inside its 512Mi memory limit."""
+
+
+class ThanosCentralArgs(TypedDict):
+    provider: k8s.Provider
+    """The central cluster's explicit Kubernetes provider."""
+    namespace: k8s.core.v1.Namespace
+    """The monitoring namespace (where the object-store Secrets and the sidecar's Service are)."""
+    thanos_version: str
+    """Thanos image tag, the same as the sidecars'."""
+    hostname: str
+    """Ingress host of the Query Frontend UI, e.g. thanos.mkube-196.miribit.lab."""
+    edges: Sequence[EdgeCluster]
+    """Edge clusters whose sidecars Query reaches on `<host>:30901` (C5)."""
+    thanos: ThanosSettings
+    """Replicas, retention and sizes."""
+    kps_release: pulumi.Resource
+    """The kube-prometheus-stack release: ServiceMonitor CRDs exist only after it."""
+    depends_on: Sequence[pulumi.Resource]
+    """What the workloads wait for: Longhorn (PVCs) and the object-store Secrets."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One Thanos component: its name (pod label, Service, ServiceAccount) and container."""
+
+    name: str
+    subcommand: str
+    args: list[str]
+    ports: dict[str, int]
+    resources: dict[str, Any]
+    volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": self.name}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.selector | {"app.kubernetes.io/component": self.subcommand} | MANAGED_BY
+
+
+def snake_case(spec: dict[str, Any]) -> dict[str, Any]:
+    """The camelCase keys of the `kube.py` builders as keyword arguments of the typed Args classes."""
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in spec.items()}
+
+
+def image(version: str) -> str:
+    return f"{versions.THANOS_IMAGE}:{version}"
+
+
+def thanos_bytes(quantity: str) -> str:
+    """A Kubernetes size as Thanos writes it (`MB` means MiB there)."""
+    return f"{quantity_bytes(quantity) // 2**20}MB"
+
+
+def query_endpoints(edges: Sequence[EdgeCluster]) -> list[str]:
+    """The StoreAPIs Query fans out to: local sidecar, Store Gateway, every edge's NodePort (C5)."""
+    local = f"{MONITORING}.svc.cluster.local"
+    return [
+        f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}",
+        f"dnssrv+_grpc._tcp.{STORE}.{local}",
+        *(f"{edge.host}:{SIDECAR_NODE_PORT}" for edge in edges),
+    ]
+
+
+def query(edges: Sequence[EdgeCluster]) -> Workload:
+    return Workload(
+        name=QUERY,
+        subcommand="query",
+        args=[
+            f"--http-address=0.0.0.0:{HTTP_PORT}",
+            f"--grpc-address=0.0.0.0:{GRPC_PORT}",
+            "--log.level=info",
+            f"--query.replica-label={REPLICA_LABEL}",
+            "--query.auto-downsampling",
+            # An edge that is down must not fail every query; Grafana shows the partial-response warning.
+            "--query.partial-response",
+            *(f"--endpoint={endpoint}" for endpoint in query_endpoints(edges)),
+        ],
+        ports={"grpc": GRPC_PORT, "http": HTTP_PORT},
+        resources=resources(cpu="100m", memory="256Mi", memory_limit="1Gi"),
+    )
+
+
+def in_memory_cache(max_size: str) -> str:
+    """A Query Frontend response-cache config (YAML; JSON is YAML)."""
+    return json.dumps({"type": "IN-MEMORY", "config": {"max_size": max_size, "validity": "0s"}}, sort_keys=True)
+
+
+def query_frontend() -> Workload:
+    return Workload(
+        name=QUERY_FRONTEND,
+        subcommand="query-frontend",
+        args=[
+            f"--http-address=0.0.0.0:{FRONTEND_PORT}",
+            "--log.level=info",
+            f"--query-frontend.downstream-url=http://{QUERY}.{MONITORING}.svc:{HTTP_PORT}",
+            "--query-frontend.compress-responses",
+            "--query-range.split-interval=24h",
+            "--query-range.max-retries-per-request=3",
+            f"--query-range.response-cache-config={in_memory_cache(FRONTEND_CACHE_SIZE)}",
+            "--labels.split-interval=24h",
+        ],
+        ports={"http": FRONTEND_PORT},
+        resources=resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
+    )
+
+
+def objstore_mount() -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name="objstore", mount_path=OBJSTORE_MOUNT_DIR, read_only=True)
+
+
+def data_mount(path: str) -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name="data", mount_path=path)
+
+
+def store(settings: ThanosSettings) -> Workload:
+    limit = quantity_bytes(settings.store_memory_limit)
+    return Workload(
+        name=STORE,
+        subcommand="store",
+        args=[
+            f"--data-dir={DATA_DIR}/store",
+            f"--objstore.config-file={OBJSTORE_MOUNT_DIR}/{OBJSTORE_KEY}",
+            f"--http-address=0.0.0.0:{HTTP_PORT}",
+            f"--grpc-address=0.0.0.0:{GRPC_PORT}",
+            "--log.level=info",
+            # Index cache at most half the limit (settings), chunk pool a quarter: the rest is for series.
+            f"--index-cache-size={thanos_bytes(settings.store_index_cache_size)}",
+            f"--chunk-pool-size={limit // 4 // 2**20}MB",
+            "--store.enable-index-header-lazy-reader",
+        ],
+        ports={"grpc": GRPC_PORT, "http": HTTP_PORT},
+        resources=resources(cpu="100m", memory=f"{limit // 2 // 2**20}Mi", memory_limit=settings.store_memory_limit),
+        volume_mounts=[data_mount(f"{DATA_DIR}/store"), objstore_mount()],
+    )
+
+
+def compactor(settings: ThanosSettings) -> Workload:
+    return Workload(
+        name=COMPACTOR,
+        subcommand="compact",
+        args=[
+            # Keep running and compact every wait interval (a Deployment-style singleton, C7).
+            "--wait",
+            "--wait-interval=5m",
+            f"--data-dir={DATA_DIR}/compact",
+            f"--objstore.config-file={OBJSTORE_MOUNT_DIR}/{OBJSTORE_KEY}",
+            f"--http-address=0.0.0.0:{HTTP_PORT}",
+            "--log.level=info",
+            f"--retention.resolution-raw={settings.retention_raw}",
+            f"--retention.resolution-5m={settings.retention_5m}",
+            f"--retention.resolution-1h={settings.retention_1h}",
+            # Store Gateways keep serving a block for 48h after it is marked for deletion.
+            "--delete-delay=48h",
+            "--compact.concurrency=1",
+            "--downsample.concurrency=1",
+        ],
+        ports={"http": HTTP_PORT},
+        resources=resources(cpu="100m", memory="512Mi", memory_limit="2Gi"),
+        volume_mounts=[data_mount(f"{DATA_DIR}/compact"), objstore_mount()],
+    )
+
+
+def container(workload: Workload, version: str) -> k8s.core.v1.ContainerArgs:
+    def probe(path: str) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http"),
+            period_seconds=10,
+            timeout_seconds=5,
+            failure_threshold=6,
+        )
+
+    return k8s.core.v1.ContainerArgs(
+        name=workload.subcommand,
+        image=image(version),
+        args=[workload.subcommand, *workload.args],
+        ports=[k8s.core.v1.ContainerPortArgs(name=name, container_port=port) for name, port in workload.ports.items()],
+        resources=k8s.core.v1.ResourceRequirementsArgs(**workload.resources),
+        security_context=k8s.core.v1.SecurityContextArgs(**snake_case(restricted_container_security())),
+        readiness_probe=probe("/-/ready"),
+        liveness_probe=probe("/-/healthy"),
+        volume_mounts=workload.volume_mounts or None,
+    )
+
+
+def pod_template(
+    workload: Workload, version: str, volumes: list[k8s.core.v1.VolumeArgs] | None = None
+) -> k8s.core.v1.PodTemplateSpecArgs:
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=workload.labels),
+        spec=k8s.core.v1.PodSpecArgs(
+            service_account_name=workload.name,
+            automount_service_account_token=False,
+            security_context=k8s.core.v1.PodSecurityContextArgs(**snake_case(restricted_pod_security())),
+            containers=[container(workload, version)],
+            volumes=volumes,
+            termination_grace_period_seconds=120,
+        ),
+    )
+
+
+def objstore_volume(component: str) -> k8s.core.v1.VolumeArgs:
+    """The component's own object-store Secret (`objstore.yml`, and `ca.crt` when a CA is configured)."""
+    return k8s.core.v1.VolumeArgs(
+        name="objstore", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=thanos_objstore_secret(component))
+    )
+
+
+def data_claim(size: str) -> k8s.core.v1.PersistentVolumeClaimArgs:
+    return k8s.core.v1.PersistentVolumeClaimArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(name="data"),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            storage_class_name=STORAGE_CLASS,
+            access_modes=["ReadWriteOnce"],
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+        ),
+    )
+
+
+class ThanosCentral(pulumi.ComponentResource):
+    """Thanos Query (+PDB), Query Frontend (+ingress), Store Gateway and Compactor."""
+
+    ui_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ThanosCentralArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("thanos-multi-cluster:thanos:ThanosCentral", name, None, opts)
+        # Not `_provider`/`_name`: pulumi.Resource keeps its own state under those.
+        self._kube = args["provider"]
+        self._ns = args["namespace"].metadata.name
+        self._wait_for = [args["namespace"], *args["depends_on"]]
+        self._crds = args["kps_release"]
+        version, settings = args["thanos_version"], args["thanos"]
+
+        querier = query(args["edges"])
+        self._deployment(querier, version, settings.query_replicas)
+        self._pod_disruption_budget(querier)
+        frontend = query_frontend()
+        self._deployment(frontend, version, 1)
+        self._statefulset(store(settings), version, settings.store_storage_size, objstore_volume("store"))
+        self._statefulset(compactor(settings), version, settings.compactor_storage_size, objstore_volume("compactor"))
+        self.ui_password = self._ingress(frontend, args["hostname"], name)
+        self.register_outputs({"uiPassword": self.ui_password})
+
+    def _metadata(self, name: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._ns, labels=labels)
+
+    def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        return child_opts(self, self._kube, depends_on=[*self._wait_for, *depends_on])
+
+    def _common(self, workload: Workload, headless: bool) -> None:
+        """ServiceAccount (no API access, C14), Service and ServiceMonitor of a workload."""
+        k8s.core.v1.ServiceAccount(
+            workload.name,
+            metadata=self._metadata(workload.name, workload.labels),
+            automount_service_account_token=False,
+            opts=self._opts(),
+        )
+        k8s.core.v1.Service(
+            workload.name,
+            metadata=self._metadata(workload.name, workload.labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None" if headless else None,
+                selector=workload.selector,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=port_name)
+                    for port_name, port in workload.ports.items()
+                ],
+            ),
+            opts=self._opts(),
+        )
+        k8s.apiextensions.CustomResource(
+            workload.name,
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=self._metadata(workload.name, workload.labels | SELECTOR_LABELS),
+            spec={
+                "selector": {"matchLabels": workload.selector},
+                "endpoints": [{"port": "http", "interval": "30s"}],
+            },
+            opts=self._opts(self._crds),
+        )
+
+    def _deployment(self, workload: Workload, version: str, replicas: int) -> None:
+        self._common(workload, headless=False)
+        k8s.apps.v1.Deployment(
+            workload.name,
+            metadata=self._metadata(workload.name, workload.labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                ),
+                template=pod_template(workload, version),
+            ),
+            opts=self._opts(),
+        )
+
+    def _pod_disruption_budget(self, workload: Workload) -> None:
+        k8s.policy.v1.PodDisruptionBudget(
+            workload.name,
+            metadata=self._metadata(workload.name, workload.labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                min_available=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
+            ),
+            opts=self._opts(),
+        )
+
+    def _statefulset(self, workload: Workload, version: str, size: str, objstore: k8s.core.v1.VolumeArgs) -> None:
+        """A single replica with its Longhorn volume; one replica is what makes the Compactor a singleton."""
+        self._common(workload, headless=True)
+        k8s.apps.v1.StatefulSet(
+            workload.name,
+            metadata=self._metadata(workload.name, workload.labels),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
+                replicas=1,
+                service_name=workload.name,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
+                template=pod_template(workload, version, volumes=[objstore]),
+                volume_claim_templates=[data_claim(size)],
+            ),
+            opts=self._opts(),
+        )
+
+    def _ingress(self, frontend: Workload, hostname: str, name: str) -> pulumi.Output[str]:
+        """`thanos.<domain>` to the Query Frontend, behind basic auth (Thanos has no login of its own)."""
+        password = random.RandomPassword(
+            f"{name}-ui-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        auth = k8s.core.v1.Secret(
+            UI_AUTH_SECRET,
+            metadata=self._metadata(UI_AUTH_SECRET, MANAGED_BY),
+            type="Opaque",
+            string_data=pulumi.Output.secret({"auth": pulumi.Output.concat("admin:", password.bcrypt_hash)}),
+            opts=self._opts(),
+        )
+        k8s.networking.v1.Ingress(
+            QUERY_FRONTEND,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=QUERY_FRONTEND,
+                namespace=self._ns,
+                labels=frontend.labels,
+                annotations={
+                    "nginx.ingress.kubernetes.io/auth-type": "basic",
+                    "nginx.ingress.kubernetes.io/auth-secret": UI_AUTH_SECRET,
+                    "nginx.ingress.kubernetes.io/auth-realm": "Thanos",
+                },
+            ),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=INGRESS_CLASS,
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=hostname,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=QUERY_FRONTEND,
+                                            port=k8s.networking.v1.ServiceBackendPortArgs(name="http"),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=self._opts(auth),
+        )
+        return pulumi.Output.secret(password.result)

@@ -1,0 +1,238 @@
+"""kube-prometheus-stack: a uniquely labelled Prometheus per cluster whose sidecar uploads to S3 (C5, C6)."""
+
+from __future__ import annotations
+
+import json
+from functools import reduce
+from typing import Any
+
+import pytest
+
+from components.settings import PROJECT, SettingsError, parse_settings
+from tests.conftest import STACKS, rendered
+from tools.engine import MOCK_PASSWORD, Rendering, Secret, load_stack_config, run_stack, unwrap
+
+RELEASE = "kube-prometheus-stack"
+
+
+def values(stack: Rendering) -> dict[str, Any]:
+    return stack.release(RELEASE).inputs["values"]
+
+
+def at(tree: dict[str, Any], path: str) -> Any:
+    return reduce(lambda node, key: node[key], path.split("."), tree)
+
+
+def raw_config(stack: str, **sections: Any) -> dict[str, Any]:
+    """The stack file's config, JSON decoded, with some top-level sections replaced."""
+    raw = {}
+    for key, value in load_stack_config(stack).items():
+        raw[key.removeprefix(f"{PROJECT}:")] = json.loads(value) if value[:1] in "[{" else value
+    return raw | sections
+
+
+def test_release_is_pinned_with_predictable_names(any_stack: Rendering) -> None:
+    release = any_stack.release(RELEASE)
+    assert release.inputs["chart"] == "kube-prometheus-stack"
+    assert release.inputs["version"] == "55.5.0"
+    assert release.inputs["namespace"] == "monitoring"
+    assert values(any_stack)["fullnameOverride"] == "kps"
+
+
+def test_every_prometheus_has_its_own_cluster_label_and_it_is_no_replica_label() -> None:
+    labels = {stack: values(rendered(stack))["prometheus"]["prometheusSpec"]["externalLabels"] for stack in STACKS}
+    assert labels == {stack: {"cluster": stack} for stack in STACKS}  # C6: unique, equal to the stack
+    for stack in STACKS:
+        spec = values(rendered(stack))["prometheus"]["prometheusSpec"]
+        # The operator's default replica label stays `prometheus_replica`; `cluster` is never one.
+        assert spec.get("replicaExternalLabelName", "") in ("", "prometheus_replica")
+        assert spec.get("replicaExternalLabelNameClear", False) is False
+
+
+def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) -> None:
+    thanos = values(any_stack)["prometheus"]["prometheusSpec"]["thanos"]
+    assert thanos["image"] == "quay.io/thanos/thanos:v0.32.5"
+    assert thanos["version"] == "v0.32.5"
+    assert thanos["objectStorageConfig"] == {
+        "existingSecret": {"name": "thanos-objstore-sidecar", "key": "objstore.yml"}
+    }
+    secret = any_stack.k8s("Secret", "thanos-objstore-sidecar", "monitoring")
+    assert any_stack.depends_on(any_stack.release(RELEASE), secret)
+
+
+def test_no_ca_means_no_extra_mount(any_stack: Rendering) -> None:
+    spec = values(any_stack)["prometheus"]["prometheusSpec"]
+    assert "volumes" not in spec and "volumeMounts" not in spec["thanos"]
+
+
+def test_a_configured_ca_is_mounted_where_the_objstore_config_expects_it() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    s3 = raw_config("cluster-196")["s3"] | {"caCertificate": pem, "insecureSkipVerify": False}
+    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps(s3)})
+    spec = values(stack)["prometheus"]["prometheusSpec"]
+    (mount,) = spec["thanos"]["volumeMounts"]
+    (volume,) = spec["volumes"]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/thanos/objstore", "readOnly": True}
+    assert volume["secret"] == {"secretName": "thanos-objstore-sidecar"}
+    objstore = unwrap(stack.k8s("Secret", "thanos-objstore-sidecar", "monitoring").inputs["stringData"])
+    assert "ca_file: /etc/thanos/objstore/ca.crt" in objstore["objstore.yml"]
+    assert objstore["ca.crt"] == pem
+
+
+def test_local_retention_defaults_to_a_day_and_leaves_room_on_the_volume(any_stack: Rendering) -> None:
+    spec = values(any_stack)["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == "24h"
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "longhorn"
+    assert claim["resources"]["requests"]["storage"] == "20Gi"
+    assert spec["retentionSize"] == f"{20 * 1024 * 85 // 100}MiB"
+    assert spec["disableCompaction"] is True  # the sidecar uploads the 2h blocks as they are
+
+
+def test_retention_comes_from_config() -> None:
+    stack = run_stack("cluster-196", {f"{PROJECT}:monitoring": json.dumps({"prometheusRetention": "3d"})})
+    assert values(stack)["prometheus"]["prometheusSpec"]["retention"] == "3d"
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "words"),
+    [
+        ({"prometheusRetention": "5h"}, ["monitoring.prometheusRetention", "6h", "three"]),
+        ({"prometheusRetention": "24 hours"}, ["monitoring.prometheusRetention", "duration"]),
+        ({"prometheusStorageSize": "20GB"}, ["monitoring.prometheusStorageSize", "20Gi"]),
+        ({"prometheusMemory": "2Gi", "prometheusMemoryLimit": "1Gi"}, ["prometheusMemoryLimit", "at least"]),
+        ({"grafanaPassword": "x"}, ["monitoring.grafanaPassword", "not a known setting"]),
+    ],
+)
+def test_bad_monitoring_config_is_rejected_with_the_key(monitoring: dict[str, str], words: list[str]) -> None:
+    with pytest.raises(SettingsError) as error:
+        parse_settings(raw_config("cluster-197", monitoring=monitoring), "cluster-197")
+    message = str(error.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_six_hours_is_the_shortest_retention_accepted() -> None:
+    settings = parse_settings(raw_config("cluster-197", monitoring={"prometheusRetention": "6h"}), "cluster-197")
+    assert settings.monitoring.prometheus_retention == "6h"
+
+
+def test_edges_expose_the_sidecar_on_nodeport_30901_keeping_the_client_address(edge: Rendering) -> None:
+    prometheus = values(edge)["prometheus"]
+    assert prometheus["thanosServiceExternal"] == {
+        "enabled": True,
+        "type": "NodePort",
+        "nodePort": 30901,
+        "externalTrafficPolicy": "Local",
+    }
+
+
+def test_central_does_not_expose_its_sidecar_outside_the_cluster(central: Rendering) -> None:
+    prometheus = values(central)["prometheus"]
+    assert not prometheus.get("thanosServiceExternal", {}).get("enabled", False)
+    assert prometheus["thanosService"]["enabled"] is True  # `kps-thanos-discovery`, Query's DNS SRV target
+
+
+def test_sidecar_metrics_are_scraped_everywhere(any_stack: Rendering) -> None:
+    prometheus = values(any_stack)["prometheus"]
+    assert prometheus["thanosService"]["enabled"] is True  # the ServiceMonitor scrapes through it
+    assert prometheus["thanosServiceMonitor"]["enabled"] is True
+
+
+def test_persistence_is_on_longhorn(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    alertmanager = v["alertmanager"]["alertmanagerSpec"]["storage"]["volumeClaimTemplate"]["spec"]
+    assert alertmanager["storageClassName"] == "longhorn"
+    assert v["grafana"]["persistence"]["enabled"] is True
+    assert v["grafana"]["persistence"]["storageClassName"] == "longhorn"
+    release = any_stack.release(RELEASE)
+    assert any_stack.depends_on(release, any_stack.release("longhorn"))
+    assert release.protect
+
+
+# Every container the release runs with our values, and how many of it run at once.
+CONTAINERS = {
+    "prometheus.prometheusSpec.resources": 1,
+    "prometheus.prometheusSpec.thanos.resources": 1,
+    "prometheusOperator.prometheusConfigReloader.resources": 2,  # Prometheus and Alertmanager pods
+    "alertmanager.alertmanagerSpec.resources": 1,
+    "grafana.resources": 1,
+    "grafana.sidecar.resources": 2,  # dashboards and datasources sidecars
+    "prometheusOperator.resources": 1,
+    "kube-state-metrics.resources": 1,
+    "prometheus-node-exporter.resources": 1,
+    "prometheusOperator.admissionWebhooks.patch.resources": 0,  # install-time Jobs only
+}
+
+
+def test_every_container_has_requests_and_a_memory_limit(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    for path in CONTAINERS:
+        sized = at(v, path)
+        assert sized["requests"]["cpu"] and sized["requests"]["memory"], path
+        assert sized["limits"]["memory"], path
+    assert v["grafana"]["initChownData"]["enabled"] is False  # the only container we would not size
+
+
+def test_grafana_is_behind_ingress_with_a_generated_admin_password(any_stack: Rendering) -> None:
+    grafana = values(any_stack)["grafana"]
+    domain = f"mkube-{any_stack.stack[-3:]}.miribit.lab"
+    assert grafana["ingress"]["enabled"] is True
+    assert grafana["ingress"]["ingressClassName"] == "nginx"
+    assert grafana["ingress"]["hosts"] == [f"grafana.{domain}"]
+    assert "adminPassword" not in grafana
+    admin = any_stack.k8s("Secret", grafana["admin"]["existingSecret"], "monitoring")
+    data = admin.inputs["stringData"]
+    assert isinstance(data, Secret)
+    assert data.value[grafana["admin"]["passwordKey"]] == MOCK_PASSWORD
+    assert data.value[grafana["admin"]["userKey"]] == "admin"
+    assert any_stack.depends_on(any_stack.release(RELEASE), admin)
+    assert isinstance(any_stack.outputs["grafanaAdminPassword"], Secret)
+    assert any_stack.outputs["grafanaUrl"] == f"http://grafana.{domain}/"
+
+
+def datasources(stack: Rendering) -> list[dict[str, Any]]:
+    """Grafana's datasources as the chart renders them: its own Prometheus first, then ours."""
+    grafana = values(stack)["grafana"]
+    sidecar = grafana.get("sidecar", {}).get("datasources", {})
+    own = []
+    if sidecar.get("defaultDatasourceEnabled", True):
+        own.append({"name": "Prometheus", "isDefault": sidecar.get("isDefaultDatasource", True)})
+    return own + grafana.get("additionalDataSources", [])
+
+
+def test_central_grafana_defaults_to_thanos_and_keeps_the_local_prometheus(central: Rendering) -> None:
+    sources = datasources(central)
+    (default,) = [source for source in sources if source["isDefault"]]
+    assert default["name"] == "Thanos"
+    assert default["type"] == "prometheus"
+    assert default["jsonData"]["prometheusType"] == "Thanos"
+    frontend = central.k8s("Service", "thanos-query-frontend", "monitoring")
+    port = frontend.inputs["spec"]["ports"][0]["port"]
+    assert default["url"] == f"http://thanos-query-frontend.monitoring.svc:{port}"
+    assert [source["name"] for source in sources] == ["Prometheus", "Thanos"]
+
+
+def test_edge_grafana_shows_its_own_prometheus(edge: Rendering) -> None:
+    (default,) = [source for source in datasources(edge) if source["isDefault"]]
+    assert default["name"] == "Prometheus"
+    assert "additionalDataSources" not in values(edge)["grafana"]
+
+
+def test_ingress_controller_is_scraped_and_installed_after_the_servicemonitor_crd(any_stack: Rendering) -> None:
+    ingress = any_stack.release("ingress-nginx")
+    monitor = ingress.inputs["values"]["controller"]["metrics"]["serviceMonitor"]
+    assert monitor["enabled"] is True
+    assert monitor["additionalLabels"] == {"release": RELEASE}  # what kps' serviceMonitorSelector matches
+    assert any_stack.depends_on(ingress, any_stack.release(RELEASE))
+    # Longhorn no longer waits for the controller: its Ingress object can exist before it.
+    assert not any_stack.depends_on(any_stack.release("longhorn"), ingress)
+
+
+def test_unreachable_control_plane_monitors_are_off(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    for component in ("kubeEtcd", "kubeControllerManager", "kubeScheduler", "kubeProxy"):
+        assert v[component]["enabled"] is False, component
+    for group in ("etcd", "kubeControllerManager", "kubeSchedulerAlerting", "kubeProxy"):
+        assert v["defaultRules"]["rules"][group] is False, group

@@ -1,0 +1,344 @@
+"""OpenSearch: the cluster's log store, snapshotted daily to S3 (DESIGN C8, C9, C10).
+
+The chart runs OpenSearch with its security plugin: on first start the image's demo installer
+sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated here, exported as a
+secret) and appends the security section (demo TLS certificates) to `opensearch.yml`. That is why
+our `opensearch.yml` holds no `plugins.security` key: the installer skips everything when it sees
+one. What we add is the S3 client (C8): endpoint, protocol and path-style access in
+`opensearch.yml`, the keys in the keystore from the object-storage Secret, `repository-s3` in the
+plugin list. A self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM
+truststore by an init container; repository-s3 has no switch to skip verification.
+
+Pulumi then manages, through the ingress, the objects that make the retention work: the snapshot
+repository, the 14-day ISM policy, the 180-day Snapshot Management policy, the index template, and
+a `fluent-bit` user that may only write `logs-*` (its credentials go to Fluent-bit in a Secret).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+
+from components import opensearch_api as api
+from components import opensearch_policies as policies
+from components import versions
+from components.ingress_nginx import INGRESS_CLASS
+from components.kube import MANAGED_BY, child_opts, helm_release, resources
+from components.namespaces import LOGGING
+from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
+from components.settings import LoggingSettings, S3Settings, quantity_bytes
+
+RELEASE = "opensearch"
+SERVICE = "opensearch-cluster-master"
+"""The chart's Service: `<clusterName>-<nodeGroup>` with the chart's defaults."""
+HTTP_PORT = 9200
+TRANSPORT_PORT = 9300
+METRICS_PORT = 9600
+POD_LABELS = {"app.kubernetes.io/name": "opensearch", "app.kubernetes.io/instance": RELEASE}
+"""The chart's selector labels of the OpenSearch pods."""
+ADMIN_USER = "admin"
+ADMIN_SECRET = "opensearch-admin-credentials"
+WRITER_SECRET = "opensearch-fluent-bit-credentials"
+"""Secret in `logging` with `username` and `password` of the user Fluent-bit writes as."""
+S3_CA_CONFIGMAP = "opensearch-s3-ca"
+TRUSTSTORE_DIR = "/usr/share/opensearch/s3-truststore"
+PASSWORD_SPECIALS = "-_.+"
+"""Special characters of generated passwords: safe in env vars, URLs and Fluent-bit's config."""
+
+
+class OpenSearchArgs(TypedDict):
+    provider: k8s.Provider
+    """The cluster's explicit Kubernetes provider."""
+    namespace: k8s.core.v1.Namespace
+    """The `logging` namespace (`components.namespaces.LOGGING`)."""
+    cluster_name: str
+    """This cluster's name: the snapshot prefix (`base_path`) inside the bucket."""
+    hostname: str
+    """Ingress host of the REST API, e.g. opensearch.mkube-196.miribit.lab; Pulumi calls the API there."""
+    chart_version: str
+    """Pinned opensearch chart version."""
+    storage_class: str
+    """StorageClass of the data volumes (Longhorn)."""
+    logging: LoggingSettings
+    """Sizing, retention and snapshot schedule."""
+    s3: S3Settings
+    """Endpoint, TLS, region and bucket of the object store."""
+    depends_on: list[pulumi.Resource]
+    """What must exist first: the Longhorn release (volumes) and the object-store Secrets (keystore)."""
+    protect: bool
+    """Protect the release: it owns the data volumes."""
+
+
+def heap_mib(memory: str) -> int:
+    """Half the memory limit: the other half is Lucene's page cache and the JVM's off-heap memory."""
+    return quantity_bytes(memory) // 2 // 2**20
+
+
+def opensearch_yml(s3: S3Settings) -> str:
+    """`opensearch.yml` without any `plugins.security` key (the demo installer writes that section)."""
+    settings = {
+        "cluster.name": "opensearch-cluster",
+        "network.host": "0.0.0.0",
+        # C8: client settings here, credentials in the keystore, `{bucket, base_path, client}` in the repository.
+        "s3.client.default.endpoint": s3.endpoint,
+        "s3.client.default.protocol": "https" if s3.use_tls else "http",
+        "s3.client.default.path_style_access": True,
+        "s3.client.default.region": s3.region,
+    }
+    return yaml.safe_dump(settings, sort_keys=False)
+
+
+def java_opts(logging: LoggingSettings, s3: S3Settings) -> str:
+    heap = heap_mib(logging.memory)
+    opts = f"-Xms{heap}m -Xmx{heap}m"
+    if s3.ca_certificate:
+        opts += f" -Djavax.net.ssl.trustStore={TRUSTSTORE_DIR}/cacerts -Djavax.net.ssl.trustStorePassword=changeit"
+    return opts
+
+
+def truststore_values() -> dict[str, Any]:
+    """An init container that adds MinIO's CA to a copy of the JDK's truststore."""
+    script = (
+        "set -eu; cp /usr/share/opensearch/jdk/lib/security/cacerts /truststore/cacerts; "
+        "chmod u+w /truststore/cacerts; "
+        "/usr/share/opensearch/jdk/bin/keytool -importcert -noprompt -alias s3-ca "
+        "-file /s3-ca/ca.crt -keystore /truststore/cacerts -storepass changeit"
+    )
+    return {
+        "extraVolumes": [
+            {"name": "s3-ca", "configMap": {"name": S3_CA_CONFIGMAP}},
+            {"name": "s3-truststore", "emptyDir": {}},
+        ],
+        "extraVolumeMounts": [{"name": "s3-truststore", "mountPath": TRUSTSTORE_DIR, "readOnly": True}],
+        "extraInitContainers": [
+            {
+                "name": "s3-truststore",
+                "image": versions.OPENSEARCH_IMAGE,
+                "command": ["sh", "-c", script],
+                "resources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
+                "volumeMounts": [
+                    {"name": "s3-ca", "mountPath": "/s3-ca", "readOnly": True},
+                    {"name": "s3-truststore", "mountPath": "/truststore"},
+                ],
+            }
+        ],
+    }
+
+
+def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
+    logging, s3 = args["logging"], args["s3"]
+    values: dict[str, Any] = {
+        # One node per host: single-node discovery, no initial master election.
+        "singleNode": logging.replicas == 1,
+        "replicas": logging.replicas,
+        "opensearchJavaOpts": java_opts(logging, s3),
+        "resources": resources(cpu=logging.cpu, memory=logging.memory),
+        # The keystore and config-copy init containers (the keystore tool is a JVM).
+        "initResources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
+        "config": {"opensearch.yml": opensearch_yml(s3)},
+        "extraEnvs": [
+            {
+                "name": "OPENSEARCH_INITIAL_ADMIN_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": "password"}},
+            }
+        ],
+        "plugins": {"enabled": True, "installList": ["repository-s3"]},
+        # Each key of the Secret becomes a keystore entry: s3.client.default.access_key/secret_key (C8).
+        "keystore": [{"secretName": OPENSEARCH_KEYSTORE_SECRET}],
+        "persistence": {
+            "enabled": True,
+            # Explicit: Minikube's `standard` StorageClass is a default class too.
+            "storageClass": args["storage_class"],
+            "size": logging.storage_size,
+            # fsGroup 1000 already owns the volume; the chown init container would run as root.
+            "enableInitChown": False,
+        },
+        # The chart's user (1000) and capabilities, plus what the `restricted` profile asks for.
+        "podSecurityContext": {
+            "fsGroup": 1000,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+        },
+        "ingress": {
+            "enabled": True,
+            "ingressClassName": INGRESS_CLASS,
+            "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
+            "hosts": [args["hostname"]],
+            "path": "/",
+            # No secretName: ingress-nginx serves its default certificate and redirects HTTP to HTTPS.
+            "tls": [{"hosts": [args["hostname"]]}],
+        },
+    }
+    if s3.ca_certificate:
+        values |= truststore_values()
+    return values
+
+
+def index_replicas(nodes: int) -> int:
+    """Replica shards per index: none on a single node (they could never be assigned)."""
+    return 0 if nodes == 1 else 1
+
+
+def generated_password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
+    """Meets the security plugin's rule: upper, lower, digit and special character, 8 or more."""
+    return random.RandomPassword(
+        name,
+        length=32,
+        special=True,
+        override_special=PASSWORD_SPECIALS,
+        min_upper=2,
+        min_lower=2,
+        min_numeric=2,
+        min_special=2,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class OpenSearch(pulumi.ComponentResource):
+    """The OpenSearch release, its credentials, and the policies Pulumi manages through its API."""
+
+    release: k8s.helm.v3.Release
+    url: str
+    admin_password: pulumi.Output[str]
+    writer_secret: k8s.core.v1.Secret
+    """`WRITER_SECRET`: username and password Fluent-bit writes with."""
+    writer_ready: list[pulumi.Resource]
+    """What Fluent-bit waits for: its user, role and role mapping."""
+    service_host: str
+    """In-cluster address of the REST API."""
+
+    def __init__(self, name: str, args: OpenSearchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("thanos-multi-cluster:opensearch:OpenSearch", name, None, opts)
+        provider, namespace = args["provider"], args["namespace"]
+        ns = namespace.metadata.name
+        self.url = f"https://{args['hostname']}"
+        self.service_host = f"{SERVICE}.{LOGGING}.svc"
+
+        admin = generated_password(f"{name}-admin-password", self)
+        self.admin_password = pulumi.Output.secret(admin.result)
+        admin_secret = self._credentials(ADMIN_SECRET, ADMIN_USER, self.admin_password, ns, provider)
+        before_release: list[pulumi.Resource] = [namespace, admin_secret, *args["depends_on"]]
+        if args["s3"].ca_certificate:
+            before_release.append(
+                k8s.core.v1.ConfigMap(
+                    S3_CA_CONFIGMAP,
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=S3_CA_CONFIGMAP, namespace=ns, labels=MANAGED_BY),
+                    data={"ca.crt": args["s3"].ca_certificate},
+                    opts=child_opts(self, provider),
+                )
+            )
+        self.release = helm_release(
+            RELEASE,
+            versions.OPENSEARCH,
+            args["chart_version"],
+            namespace=ns,
+            values=opensearch_values(args),
+            opts=child_opts(self, provider, depends_on=before_release, protect=args["protect"]),
+            # Installing repository-s3 and the first start (security index) take a while.
+            timeout_seconds=900,
+        )
+        self._policies(name, args)
+        writer = generated_password(f"{name}-fluent-bit-password", self)
+        writer_password: pulumi.Output[str] = pulumi.Output.secret(writer.result)
+        self.writer_secret = self._credentials(WRITER_SECRET, policies.WRITER_USER, writer_password, ns, provider)
+        self.writer_ready = self._writer(name, args, writer_password)
+        self.register_outputs({"release": self.release.name, "url": self.url, "adminPassword": self.admin_password})
+
+    def _credentials(
+        self, secret: str, user: str, password: pulumi.Output[str], ns: pulumi.Input[str], provider: k8s.Provider
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            secret,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=ns, labels=MANAGED_BY),
+            type="Opaque",
+            string_data=pulumi.Output.secret({"username": user, "password": password}),
+            opts=child_opts(self, provider),
+        )
+
+    def _connection(self, args: OpenSearchArgs) -> api.ApiConnection:
+        logging = args["logging"]
+        return {
+            "url": self.url,
+            "username": ADMIN_USER,
+            "password": self.admin_password,
+            "verify_tls": logging.api_verify_tls,
+            "timeout_seconds": logging.api_timeout_seconds,
+            "retries": logging.api_retries,
+        }
+
+    def _after_release(self, *others: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=[self.release, *others])
+
+    def _policies(self, name: str, args: OpenSearchArgs) -> None:
+        logging, connection = args["logging"], self._connection(args)
+        api.IndexTemplate(
+            f"{name}-index-template",
+            {
+                "connection": connection,
+                "object_name": policies.INDEX_TEMPLATE,
+                "body": policies.index_template(index_replicas(logging.replicas)),
+            },
+            self._after_release(),
+        )
+        api.IsmPolicy(
+            f"{name}-ism-policy",
+            {"connection": connection, "object_name": policies.ISM_POLICY, "body": policies.ism_policy(logging)},
+            self._after_release(),
+        )
+        repository = api.SnapshotRepository(
+            f"{name}-snapshot-repository",
+            {
+                "connection": connection,
+                "object_name": logging.repository_name,
+                "body": policies.snapshot_repository(args["s3"].buckets.opensearch, args["cluster_name"]),
+            },
+            self._after_release(),
+        )
+        api.SnapshotPolicy(
+            f"{name}-snapshot-policy",
+            {
+                "connection": connection,
+                "object_name": policies.SNAPSHOT_POLICY,
+                "body": policies.snapshot_policy(logging),
+            },
+            self._after_release(repository),
+        )
+
+    def _writer(self, name: str, args: OpenSearchArgs, password: pulumi.Output[str]) -> list[pulumi.Resource]:
+        connection = self._connection(args)
+        role = api.SecurityRole(
+            f"{name}-writer-role",
+            {"connection": connection, "object_name": policies.WRITER_ROLE, "body": policies.writer_role()},
+            self._after_release(),
+        )
+        user = api.InternalUser(
+            f"{name}-writer-user",
+            {
+                "connection": connection,
+                "object_name": policies.WRITER_USER,
+                "body": pulumi.Output.secret({"password": password, "backend_roles": []}),
+            },
+            self._after_release(),
+        )
+        mapping = api.RoleMapping(
+            f"{name}-writer-role-mapping",
+            {
+                "connection": connection,
+                "object_name": policies.WRITER_ROLE,
+                "body": policies.role_mapping(policies.WRITER_USER),
+            },
+            self._after_release(role, user),
+        )
+        return [self.writer_secret, role, user, mapping]

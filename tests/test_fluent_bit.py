@@ -1,0 +1,128 @@
+"""Fluent-bit: CRI logs of every container, enriched, to daily `logs-*` indices, without loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
+from tests.test_opensearch import dynamic, unknown_keys, with_config
+from tools.engine import MOCK_PASSWORD, Rendering
+
+
+def values(stack: Rendering) -> dict[str, Any]:
+    return stack.release("fluent-bit").inputs["values"]
+
+
+def sections(config: str) -> list[tuple[str, dict[str, list[str]]]]:
+    """A classic-mode Fluent-bit config as [(SECTION, {key: [values]})]; keys lower-cased."""
+    parsed: list[tuple[str, dict[str, list[str]]]] = []
+    for line in config.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            parsed.append((line.strip("[]"), {}))
+            continue
+        key, _, value = line.partition(" ")
+        parsed[-1][1].setdefault(key.lower(), []).append(value.strip())
+    return parsed
+
+
+def section(stack: Rendering, part: str, name: str) -> dict[str, list[str]]:
+    """The one section of `config.<part>` whose `Name` is `name`."""
+    (found,) = [entries for _, entries in sections(values(stack)["config"][part]) if entries["name"] == [name]]
+    return found
+
+
+def test_release_is_pinned_and_waits_for_its_opensearch_user(any_stack: Rendering) -> None:
+    release = any_stack.release("fluent-bit")
+    assert release.inputs["version"] == "0.42.0"
+    assert release.inputs["namespace"] == "logging"
+    assert any_stack.depends_on(release, dynamic(any_stack, "RoleMapping"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", WRITER_SECRET, "logging"))
+    assert values(any_stack)["kind"] == "DaemonSet"
+
+
+def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering, reference: Path) -> None:
+    defaults = yaml.safe_load((reference / "charts" / "fluent-bit-0.42.0.values.yaml").read_text())
+    # Free-form: Kubernetes `resources` and `securityContext` objects (the chart documents the
+    # securityContext keys we set in a comment under its empty default).
+    free_form = {"resources", "securityContext", "podSecurityContext"}
+    assert unknown_keys(values(any_stack), defaults, free_form) == []
+
+
+def test_container_logs_are_tailed_with_the_cri_parser(any_stack: Rendering) -> None:
+    tail = section(any_stack, "inputs", "tail")
+    assert tail["path"] == ["/var/log/containers/*.log"]
+    assert tail["multiline.parser"] == ["cri"]
+    assert tail["tag"] == ["kube.*"]
+    assert "systemd" not in values(any_stack)["config"]["inputs"]
+
+
+def test_records_get_kubernetes_metadata_and_the_cluster_name(any_stack: Rendering) -> None:
+    kubernetes = section(any_stack, "filters", "kubernetes")
+    assert kubernetes["match"] == ["kube.*"]
+    assert kubernetes["merge_log"] == ["On"]
+    assert kubernetes["merge_log_key"] == ["log_processed"]  # mapped as flat_object by the index template
+    modifier = section(any_stack, "filters", "record_modifier")
+    assert modifier["record"] == [f"cluster {any_stack.stack}"]
+
+
+def test_output_is_the_local_opensearch_over_tls_into_daily_indices(any_stack: Rendering) -> None:
+    output = section(any_stack, "outputs", "opensearch")
+    assert output["host"] == [f"{SERVICE}.logging.svc"]
+    assert output["port"] == [str(HTTP_PORT)]
+    assert output["tls"] == ["On"]
+    assert output["logstash_format"] == ["On"]
+    assert output["logstash_prefix"] == ["logs"]
+    assert output["logstash_dateformat"] == ["%Y.%m.%d"]
+    assert output["suppress_type_name"] == ["On"], "OpenSearch 2 rejects mapping types"
+    assert output["generate_id"] == ["On"]
+
+
+def test_credentials_come_from_the_secret_through_env_never_inline(any_stack: Rendering) -> None:
+    output = section(any_stack, "outputs", "opensearch")
+    assert output["http_user"] == ["${OPENSEARCH_USER}"]
+    assert output["http_passwd"] == ["${OPENSEARCH_PASSWORD}"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in values(any_stack)["env"]}
+    assert env == {
+        "OPENSEARCH_USER": {"name": WRITER_SECRET, "key": "username"},
+        "OPENSEARCH_PASSWORD": {"name": WRITER_SECRET, "key": "password"},
+    }
+    assert MOCK_PASSWORD not in str(values(any_stack))
+
+
+def test_chunks_are_buffered_on_the_nodes_disk_and_retried(any_stack: Rendering) -> None:
+    ((header, service),) = sections(values(any_stack)["config"]["service"])
+    assert header == "SERVICE"
+    state_dir = service["storage.path"][0].rsplit("/flb-storage", 1)[0]
+    tail = section(any_stack, "inputs", "tail")
+    output = section(any_stack, "outputs", "opensearch")
+    assert tail["storage.type"] == ["filesystem"]
+    assert tail["db"] == [f"{state_dir}/tail.db"], "offsets survive a restart"
+    assert output["storage.total_limit_size"] == ["2G"]
+    assert output["retry_limit"] == ["no_limits"]
+    # The buffer and the offsets are on the host, so they outlive the pod.
+    (mount,) = [m for m in values(any_stack)["daemonSetVolumeMounts"] if m["mountPath"] == state_dir]
+    (volume,) = [v for v in values(any_stack)["daemonSetVolumes"] if v["name"] == mount["name"]]
+    assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+
+
+def test_buffer_and_retries_are_settings(edge: Rendering) -> None:
+    stack = with_config(edge.stack, "logging", fluentBitBufferLimit="512M", fluentBitRetryLimit=20)
+    output = section(stack, "outputs", "opensearch")
+    assert output["storage.total_limit_size"] == ["512M"]
+    assert output["retry_limit"] == ["20"]
+
+
+def test_fluent_bit_reads_the_logs_read_only_and_is_sized(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    (varlog,) = [m for m in v["daemonSetVolumeMounts"] if m["mountPath"] == "/var/log"]
+    assert varlog["readOnly"] is True
+    assert v["resources"]["requests"]["cpu"] and v["resources"]["requests"]["memory"]
+    assert v["resources"]["limits"]["memory"]
+    assert v["securityContext"]["readOnlyRootFilesystem"] is True
+    assert v["testFramework"]["enabled"] is False

@@ -1,0 +1,320 @@
+"""OpenSearch: S3 client settings and keystore (C8), 14-day ISM (C9), 180-day Snapshot Management (C10)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import opensearch_policies as policies
+from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
+from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
+from components.settings import PROJECT, quantity_bytes
+from tools.engine import ROOT, Rendering, Resource, Secret, load_stack_config, run_stack, unwrap
+
+DYNAMIC = "pulumi-python:dynamic/opensearch:"
+FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+def values(stack: Rendering) -> dict[str, Any]:
+    return stack.release("opensearch").inputs["values"]
+
+
+def dynamic(stack: Rendering, kind: str) -> Resource:
+    (resource,) = stack.of_type(DYNAMIC + kind)
+    return resource
+
+
+def body(stack: Rendering, kind: str) -> dict[str, Any]:
+    return unwrap(dynamic(stack, kind).inputs["body"])
+
+
+def unknown_keys(values: Any, defaults: Any, free_form: set[str], path: str = "") -> list[str]:
+    """Key paths set in `values` that the chart's default values do not have."""
+    if not isinstance(values, dict):
+        return []
+    found = []
+    for key, value in values.items():
+        here = f"{path}{key}"
+        if here in free_form:
+            continue
+        if not isinstance(defaults, dict) or key not in defaults:
+            found.append(here)
+        elif isinstance(defaults[key], dict) and defaults[key]:
+            found += unknown_keys(value, defaults[key], free_form, f"{here}.")
+    return found
+
+
+def with_config(stack: str, section: str, **changes: Any) -> Rendering:
+    """The stack rendered with keys of one structured config section replaced."""
+    current = load_stack_config(stack).get(f"{PROJECT}:{section}")
+    merged = {**(json.loads(current) if current else {}), **changes}
+    return run_stack(stack, {f"{PROJECT}:{section}": json.dumps(merged)})
+
+
+# --- the release -------------------------------------------------------------------------
+
+
+def test_release_is_pinned_protected_and_waits_for_volumes_and_keys(any_stack: Rendering) -> None:
+    release = any_stack.release("opensearch")
+    assert release.inputs["chart"] == "opensearch"
+    assert release.inputs["version"] == "2.18.0"
+    assert release.inputs["namespace"] == "logging"
+    assert release.protect
+    assert any_stack.depends_on(release, any_stack.release("longhorn"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", OPENSEARCH_KEYSTORE_SECRET, "logging"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", ADMIN_SECRET, "logging"))
+    assert any_stack.depends_on(release, any_stack.release("ingress-nginx"))
+
+
+def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering, reference: Path) -> None:
+    defaults = yaml.safe_load((reference / "charts" / "opensearch-2.18.0.values.yaml").read_text())
+    # Free-form: file contents, annotations, and Kubernetes objects (resources, security contexts).
+    free_form = {
+        "config.opensearch.yml",
+        "ingress.annotations",
+        "resources",
+        "initResources",
+        "securityContext",
+        "podSecurityContext",
+    }
+    # Documented in the chart's values.yaml as comments (`# storageClass: "-"`, `# ingressClassName:
+    # nginx`) and read by its templates; a storage class is needed because Minikube's `standard`
+    # class is a default class too.
+    documented_in_comments = {"persistence.storageClass", "ingress.ingressClassName"}
+    assert set(unknown_keys(values(any_stack), defaults, free_form)) == documented_in_comments
+
+
+def test_single_node_with_heap_at_most_half_the_memory_limit(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    assert v["singleNode"] is True and v["replicas"] == 1
+    limit = quantity_bytes(v["resources"]["limits"]["memory"])
+    assert v["resources"]["requests"]["memory"] == v["resources"]["limits"]["memory"]
+    xms, xmx = (int(m) * 2**20 for m in re.findall(r"-Xm[sx](\d+)m", v["opensearchJavaOpts"]))
+    assert xms == xmx <= limit // 2
+    assert v["resources"]["requests"]["cpu"]
+
+
+def test_more_replicas_leave_single_node_mode_and_replicate_indices(edge: Rendering) -> None:
+    stack = with_config(edge.stack, "logging", replicas=2)
+    assert values(stack)["singleNode"] is False and values(stack)["replicas"] == 2
+    assert body(stack, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 1
+    assert body(edge, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 0
+
+
+def test_data_lives_on_longhorn(any_stack: Rendering) -> None:
+    persistence = values(any_stack)["persistence"]
+    assert persistence["enabled"] is True
+    assert persistence["storageClass"] == "longhorn"
+    assert persistence["size"] == "30Gi"
+    assert persistence["enableInitChown"] is False
+
+
+def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret(any_stack: Rendering) -> None:
+    (env,) = [e for e in values(any_stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
+    assert "value" not in env
+    ref = env["valueFrom"]["secretKeyRef"]
+    secret = any_stack.k8s("Secret", ref["name"], "logging")
+    assert isinstance(secret.inputs["stringData"], Secret)
+    assert ref["key"] in secret.inputs["stringData"].value
+    password = any_stack.one(
+        "random:index/randomPassword:RandomPassword", f"{any_stack.stack}-opensearch-admin-password"
+    )
+    assert password.inputs["length"] >= 16
+    assert min(password.inputs[k] for k in ("minUpper", "minLower", "minNumeric", "minSpecial")) >= 1
+    assert isinstance(any_stack.outputs["opensearchAdminPassword"], Secret)
+    assert any_stack.outputs["opensearchUrl"] == f"https://opensearch.mkube-{any_stack.stack[-3:]}.miribit.lab"
+
+
+# --- S3 (C8) -----------------------------------------------------------------------------
+
+
+def test_repository_s3_plugin_is_installed(any_stack: Rendering) -> None:
+    plugins = values(any_stack)["plugins"]
+    assert plugins["enabled"] is True
+    assert "repository-s3" in plugins["installList"]
+
+
+def test_s3_keys_go_to_the_keystore_from_the_object_storage_secret(any_stack: Rendering) -> None:
+    assert values(any_stack)["keystore"] == [{"secretName": OPENSEARCH_KEYSTORE_SECRET}]
+    secret = any_stack.k8s("Secret", OPENSEARCH_KEYSTORE_SECRET, "logging")
+    assert isinstance(secret.inputs["stringData"], Secret)
+    # The chart adds every key of the Secret to the keystore under the key's name.
+    assert set(secret.inputs["stringData"].value) == {"s3.client.default.access_key", "s3.client.default.secret_key"}
+
+
+def test_s3_client_settings_are_in_opensearch_yml_and_no_security_section(any_stack: Rendering) -> None:
+    settings = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
+    assert settings["s3.client.default.endpoint"] == "172.20.40.21:30001"
+    assert settings["s3.client.default.protocol"] == "https"
+    assert settings["s3.client.default.path_style_access"] is True
+    assert settings["s3.client.default.region"] == "us-east-1"
+    assert not [key for key in settings if "access_key" in key or "secret_key" in key]
+    # Any `plugins.security` line makes the demo installer skip the admin password and certificates.
+    assert "plugins.security" not in values(any_stack)["config"]["opensearch.yml"]
+
+
+def test_repository_settings_hold_bucket_prefix_and_client_only(any_stack: Rendering) -> None:
+    repository = dynamic(any_stack, "SnapshotRepository")
+    assert repository.inputs["object_name"] == "logs-s3"
+    assert body(any_stack, "SnapshotRepository") == {
+        "type": "s3",
+        "settings": {"bucket": "opensearch-logs", "base_path": any_stack.stack, "client": "default"},
+    }
+
+
+def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) -> None:
+    assert "extraInitContainers" not in values(edge)
+    stack = with_config(edge.stack, "s3", caCertificate=FAKE_CA, insecureSkipVerify=False)
+    v = values(stack)
+    assert "-Djavax.net.ssl.trustStore=" in v["opensearchJavaOpts"]
+    (init,) = v["extraInitContainers"]
+    assert "keytool -importcert" in init["command"][-1]
+    assert init["resources"]["limits"]["memory"]
+    ca = stack.k8s("ConfigMap", "opensearch-s3-ca", "logging")
+    assert ca.inputs["data"]["ca.crt"] == FAKE_CA
+    assert stack.depends_on(stack.release("opensearch"), ca)
+
+
+# --- ingress -----------------------------------------------------------------------------
+
+
+def test_rest_api_is_behind_the_ingress_with_an_https_backend(any_stack: Rendering) -> None:
+    ingress = values(any_stack)["ingress"]
+    host = f"opensearch.mkube-{any_stack.stack[-3:]}.miribit.lab"
+    assert ingress["enabled"] is True
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["hosts"] == [host]
+    assert ingress["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert ingress["tls"] == [{"hosts": [host]}]
+
+
+# --- policies through the API (C9, C10) --------------------------------------------------
+
+
+def test_ism_deletes_log_indices_after_14_days_through_ism_template(any_stack: Rendering) -> None:
+    policy = body(any_stack, "IsmPolicy")
+    assert dynamic(any_stack, "IsmPolicy").inputs["object_name"] == policies.ISM_POLICY
+    hot, delete = policy["states"]
+    assert policy["default_state"] == hot["name"]
+    assert hot["transitions"] == [{"state_name": delete["name"], "conditions": {"min_index_age": "14d"}}]
+    assert delete["actions"] == [{"delete": {}}]
+    assert policy["ism_template"][0]["index_patterns"] == ["logs-*"]
+    # C9: attached by ism_template, not by the deprecated index setting.
+    assert "policy_id" not in json.dumps(body(any_stack, "IndexTemplate"))
+
+
+def test_snapshot_management_snapshots_daily_and_deletes_after_180_days(any_stack: Rendering) -> None:
+    policy = body(any_stack, "SnapshotPolicy")
+    assert policy["snapshot_config"]["indices"] == "logs-*"
+    assert policy["snapshot_config"]["repository"] == dynamic(any_stack, "SnapshotRepository").inputs["object_name"]
+    assert policy["creation"]["schedule"]["cron"]["expression"] == "0 1 * * *"
+    # The API's field is `deletion.condition` (DESIGN C10 writes `delete_condition`, which the API ignores).
+    assert policy["deletion"]["condition"] == {"max_age": "180d", "min_count": 7}
+    assert policy["snapshot_config"]["include_global_state"] is False
+    sm = dynamic(any_stack, "SnapshotPolicy")
+    assert any_stack.depends_on(sm, dynamic(any_stack, "SnapshotRepository"))
+
+
+def test_retention_settings_reach_the_policies(edge: Rendering) -> None:
+    stack = with_config(edge.stack, "logging", retentionDays=7, snapshotRetention="90d", snapshotMinCount=3)
+    assert body(stack, "IsmPolicy")["states"][0]["transitions"][0]["conditions"] == {"min_index_age": "7d"}
+    assert body(stack, "SnapshotPolicy")["deletion"]["condition"] == {"max_age": "90d", "min_count": 3}
+
+
+def test_index_template_maps_the_fields_fluent_bit_sends(any_stack: Rendering) -> None:
+    template = body(any_stack, "IndexTemplate")
+    assert template["index_patterns"] == ["logs-*"]
+    properties = template["template"]["mappings"]["properties"]
+    assert properties["@timestamp"] == {"type": "date"}
+    assert properties["cluster"] == {"type": "keyword"}
+    assert properties["kubernetes"]["properties"]["namespace_name"] == {"type": "keyword"}
+    assert properties["log_processed"] == {"type": "flat_object"}
+
+
+def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack: Rendering) -> None:
+    objects = [r for r in any_stack.resources if r.type.startswith(DYNAMIC)]
+    assert {r.type.removeprefix(DYNAMIC) for r in objects} == {
+        "SnapshotRepository",
+        "IsmPolicy",
+        "SnapshotPolicy",
+        "IndexTemplate",
+        "SecurityRole",
+        "InternalUser",
+        "RoleMapping",
+    }
+    for resource in objects:
+        assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
+        assert resource.inputs["url"] == any_stack.outputs["opensearchUrl"]
+        assert resource.inputs["verify_tls"] is False
+        assert isinstance(resource.inputs["password"], Secret), resource.name
+        assert "password" in resource.additional_secret_outputs
+        parent = any_stack.parent_of(resource)
+        assert parent is not None and parent.type == "thanos-multi-cluster:opensearch:OpenSearch"
+
+
+def test_tls_verification_of_the_api_is_a_setting(edge: Rendering) -> None:
+    stack = with_config(edge.stack, "logging", apiVerifyTls=True)
+    assert dynamic(stack, "IsmPolicy").inputs["verify_tls"] is True
+
+
+def test_fluent_bit_gets_its_own_user_that_may_only_write_logs(any_stack: Rendering) -> None:
+    role = body(any_stack, "SecurityRole")
+    assert role["index_permissions"] == [{"index_patterns": ["logs-*"], "allowed_actions": ["create_index", "write"]}]
+    assert "cluster_all" not in role["cluster_permissions"]
+    user = dynamic(any_stack, "InternalUser")
+    assert user.inputs["object_name"] == "fluent-bit"
+    assert isinstance(user.inputs["body"], Secret)
+    assert "body" in user.additional_secret_outputs
+    mapping = dynamic(any_stack, "RoleMapping")
+    assert mapping.inputs["object_name"] == dynamic(any_stack, "SecurityRole").inputs["object_name"]
+    assert unwrap(mapping.inputs["body"])["users"] == ["fluent-bit"]
+    assert any_stack.depends_on(mapping, user) and any_stack.depends_on(mapping, dynamic(any_stack, "SecurityRole"))
+    secret = any_stack.k8s("Secret", WRITER_SECRET, "logging")
+    assert isinstance(secret.inputs["stringData"], Secret)
+    assert secret.inputs["stringData"].value["username"] == "fluent-bit"
+
+
+def test_the_serialized_provider_loads_in_a_fresh_process_from_the_project(edge: Rendering) -> None:
+    """The dynamic-provider host unpickles `__provider` in its own process, started in the project."""
+    serialized = unwrap(dynamic(edge, "SnapshotPolicy").inputs["__provider"])
+    script = (
+        "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+        "print(type(p).__module__, type(p).__name__, type(p.kind).__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=serialized, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["components.opensearch_api", "OpenSearchObjectProvider", "SnapshotPolicyKind"]
+
+
+# --- budget ------------------------------------------------------------------------------
+
+
+def cpu_millis(value: str) -> int:
+    return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
+
+
+def test_logging_fits_its_node_budget(any_stack: Rendering) -> None:
+    """OpenSearch and Fluent-bit together: at most 0.6 CPU and 3 GiB of requests per cluster."""
+    rendering = any_stack
+    opensearch = values(rendering)
+    fluent_bit = rendering.release("fluent-bit").inputs["values"]
+    blocks = [opensearch["resources"], opensearch["initResources"], fluent_bit["resources"]]
+    for block in blocks:
+        assert block["limits"]["memory"], block
+    assert sum(cpu_millis(b["requests"]["cpu"]) for b in blocks) <= 600
+    assert sum(quantity_bytes(b["requests"]["memory"]) for b in blocks) <= 3 * 2**30
+
+
+def test_service_name_matches_the_chart(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    # The chart names the Service `<clusterName>-<nodeGroup>`; Fluent-bit addresses it by that name.
+    assert "clusterName" not in v and "nodeGroup" not in v and "fullnameOverride" not in v
+    assert SERVICE == "opensearch-cluster-master"

@@ -1,0 +1,221 @@
+"""`python -m tools.render`: the offline rendering users review, and `--check` for CI (DESIGN section 6)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import synthetic
+from tests.conftest import ROOT, STACKS, rendered
+from tools import render
+from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
+
+ENTRY_KEYS = {"type", "name", "urn", "parent", "provider", "dependsOn", "protect", "retainOnDelete", "inputs"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.render", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def cli_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Any]:
+    """One end-to-end run per stack: render into a fresh directory and check."""
+    out = tmp_path_factory.mktemp(request.param)
+    return request.param, out, cli("--stack", request.param, "--out", str(out), "--check")
+
+
+def test_render_writes_every_documented_file(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    rendering = rendered(stack)
+    assert sorted(p.name for p in out.iterdir()) == ["helm", "manifests.yaml", "outputs.json", "resources.json"]
+    releases = sorted(f"{r.inputs['name']}.yaml" for r in rendering.helm_releases())
+    assert sorted(p.name for p in (out / "helm").iterdir()) == releases
+
+
+def test_resources_json_has_one_entry_per_registered_resource(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    entries = json.loads((out / "resources.json").read_text())
+    assert sorted(e["urn"] for e in entries) == sorted(r.urn for r in rendered(stack).resources)
+    known = {(e["type"], e["name"]) for e in entries}
+    for entry in entries:
+        assert set(entry) == ENTRY_KEYS
+        for ref in [entry["parent"], entry["provider"], *entry["dependsOn"]]:
+            assert ref is None or (set(ref) == {"type", "name"} and (ref["type"], ref["name"]) in known), ref
+    kubernetes = [e for e in entries if e["type"].startswith("kubernetes:")]
+    assert kubernetes
+    assert all(e["provider"]["type"] == "pulumi:providers:kubernetes" for e in kubernetes)  # explicit provider
+
+
+def test_manifests_hold_every_typed_kubernetes_object(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    documents = [d for d in yaml.safe_load_all((out / "manifests.yaml").read_text()) if d]
+    assert len(documents) == len(rendered(stack).kubernetes_objects())
+    for document in documents:
+        assert list(document)[:3] == ["apiVersion", "kind", "metadata"]
+    kinds = [d["kind"] for d in documents]
+    assert kinds[: kinds.count("Namespace")] == ["Namespace"] * kinds.count("Namespace")  # namespaces first
+
+
+def test_helm_files_hold_chart_repo_version_namespace_and_values(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    for release in rendered(stack).helm_releases():
+        entry = yaml.safe_load((out / "helm" / f"{release.inputs['name']}.yaml").read_text())
+        assert list(entry) == ["chart", "repo", "version", "namespace", "values"]
+        assert entry["chart"] == release.inputs["chart"]
+        assert entry["repo"] == release.inputs["repositoryOpts"]["repo"]
+        assert entry["version"] == release.inputs["version"]
+        assert isinstance(entry["values"], dict) and entry["values"]
+
+
+def test_outputs_are_written_with_secrets_redacted(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    outputs = json.loads((out / "outputs.json").read_text())
+    assert set(outputs) == set(rendered(stack).outputs)
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["role"] in ("central", "edge")
+
+
+def test_no_secret_reaches_any_file(cli_run: tuple[str, Path, Any]) -> None:
+    _, out, _ = cli_run
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert SECRET_PLACEHOLDER_PREFIX not in text, path
+            assert MOCK_PASSWORD not in text, path
+
+
+def test_check_prints_the_capacity_report_and_exits_by_findings(cli_run: tuple[str, Path, Any]) -> None:
+    stack, _, result = cli_run
+    assert "Traceback" not in result.stderr
+    assert "Invalid file descriptor" not in result.stderr
+    assert f"capacity of {stack}: node " in result.stdout
+    findings = [line for line in result.stdout.splitlines() if line.split(":", 1)[0] in _validator_names()]
+    verdict = result.stdout.strip().splitlines()[-1]
+    if findings:
+        assert (result.returncode, verdict) == (1, f"check {stack}: {len(findings)} finding(s)")
+    else:
+        assert (result.returncode, verdict) == (0, f"check {stack}: no findings")
+
+
+def _validator_names() -> set[str]:
+    from tools.validators import VALIDATORS
+
+    return set(VALIDATORS)
+
+
+# --- exit codes ---------------------------------------------------------------------------
+
+
+def test_bad_config_exits_2_with_the_one_line_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def bad_config(stack: str) -> Rendering:
+        return run_stack(stack, {f"{PROJECT}:minikube": json.dumps({"cni": "bridge"})})
+
+    monkeypatch.setattr(render, "run_stack", bad_config)
+    assert render.main(["--stack", "cluster-197", "--out", str(tmp_path / "out"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "invalid stack config: thanos-multi-cluster:minikube.cni: Input should be 'calico' or 'cilium' (got 'bridge')\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_stack_exits_2_with_one_line() -> None:
+    result = cli("--stack", "cluster-999", "--check")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "no stack file Pulumi.cluster-999.yaml; known stacks: cluster-196, cluster-197, cluster-198"
+    ]
+
+
+def test_nothing_to_do_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert render.main(["--stack", "cluster-197"]) == 2
+    assert "give --out DIR, --check, or both" in capsys.readouterr().err
+
+
+def test_check_exits_1_and_lists_every_finding(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unsized = synthetic.container(imagePullPolice="x", resources={})
+    broken = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[unsized])))
+    monkeypatch.setattr(render, "run_stack", lambda stack: broken)
+    assert render.main(["--stack", "cluster-197", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("capacity of test: ")
+    assert "\nkubernetes-schema: Deployment default/app: spec.template.spec.containers[0]: " in out
+    assert (
+        "\ncapacity: Deployment default/app container app: no CPU request, no memory request, no memory limit\n" in out
+    )
+    assert out.endswith("check test: 2 finding(s)\n")
+
+
+def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    clean = synthetic.rendering(synthetic.kubernetes(synthetic.deployment()))
+    monkeypatch.setattr(render, "run_stack", lambda stack: clean)
+    assert render.main(["--stack", "cluster-197", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "Deployment default/app container app" in out  # the capacity report is printed either way
+    assert out.endswith("check test: no findings\n")
+
+
+# --- file details -------------------------------------------------------------------------
+
+
+def test_two_renderings_of_a_stack_are_identical(tmp_path: Path) -> None:
+    render.write(run_stack("cluster-197"), tmp_path / "a")
+    render.write(run_stack("cluster-197"), tmp_path / "b")
+    for path in (tmp_path / "a").rglob("*.*"):
+        assert path.read_text() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_text(), path
+
+
+def test_a_removed_release_does_not_linger(tmp_path: Path) -> None:
+    (tmp_path / "helm").mkdir()
+    (tmp_path / "helm" / "gone.yaml").write_text("chart: gone\n")
+    render.write(synthetic.rendering(synthetic.release("ingress-nginx", "4.9.0", {})), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "helm").iterdir()) == ["ingress-nginx.yaml"]
+
+
+def test_urns_become_type_and_name() -> None:
+    urn = "urn:pulumi:s::p::pulumi:pulumi:Stack$thanos-multi-cluster:storage:Longhorn$kubernetes:core/v1:Secret::a::b"
+    assert render.urn_ref(urn) == {"type": "kubernetes:core/v1:Secret", "name": "a::b"}
+    assert render.urn_ref(None) is None
+
+
+def test_multi_line_strings_stay_readable() -> None:
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"f": "a\nb\n"}}
+    text = render.manifests(synthetic.rendering(synthetic.kubernetes(config_map)))
+    assert "  f: |\n    a\n    b\n" in text
+    assert yaml.safe_load(text)["data"]["f"] == "a\nb\n"
+
+
+def test_the_cli_closes_the_event_loops_worker_threads_left_behind() -> None:
+    # The loops Pulumi's mock monitor creates in worker threads, left to the garbage collector at
+    # exit, can print "Invalid file descriptor: -1"; the CLI closes them before exiting.
+    script = (
+        "import asyncio, threading\n"
+        "from tools import render\n"
+        "loops = []\n"
+        "def work():\n"
+        "    loop = asyncio.new_event_loop(); asyncio.set_event_loop(loop); loops.append(loop)\n"
+        "    loop.run_until_complete(asyncio.sleep(0))\n"
+        "threads = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "render.close_idle_event_loops()\n"
+        "assert all(loop.is_closed() for loop in loops)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -1,0 +1,494 @@
+"""The validators of `render --check`: each catches a deliberately broken input, and the real stacks pass.
+
+Broken inputs are small hand-made Renderings (tests/synthetic.py) or a copy of a real rendering
+with one thing changed; every test also shows the unbroken input passes, so a finding comes
+from the breakage and not from the validator complaining about everything.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from components.ingress_nginx import ingress_nginx_values
+from tests import synthetic
+from tests.conftest import STACKS, rendered
+from tools.engine import MOCK_PASSWORD, Rendering, Secret, secret_placeholder
+from tools.validators import (
+    VALIDATORS,
+    Finding,
+    capacity,
+    crds,
+    helm_values,
+    kubernetes_schema,
+    prometheus_rules,
+    reference_dir,
+    run_all,
+    secret_leaks,
+    thanos_flags,
+)
+
+
+@pytest.fixture(autouse=True)
+def _reference_present() -> None:
+    """Every validator reads the reference material; fail clearly when it is missing."""
+    if not reference_dir().is_dir():
+        pytest.fail(f"reference material missing: {reference_dir()} (set $THANOS_MC_REFERENCE or put ../shared beside)")
+
+
+def messages(findings: list[Finding]) -> str:
+    return "\n".join(str(finding) for finding in findings)
+
+
+# --- Kubernetes schema --------------------------------------------------------------------
+
+
+def test_a_valid_deployment_passes_the_strict_schema() -> None:
+    assert kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(synthetic.deployment()))) == []
+
+
+def test_an_unknown_field_in_a_deployment_is_a_finding() -> None:
+    broken = synthetic.deployment(containers=[synthetic.container(imagePullPolice="Always")])
+    findings = kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(broken)))
+    assert len(findings) == 1
+    assert findings[0].resource == "Deployment default/app"
+    assert "spec.template.spec.containers[0]" in findings[0].message
+    assert "imagePullPolice" in findings[0].message
+
+
+def test_a_wrong_type_is_a_finding() -> None:
+    broken = synthetic.deployment()
+    broken["spec"]["replicas"] = "two"
+    assert "spec.replicas" in messages(kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(broken))))
+
+
+def test_secret_data_is_validated_without_revealing_it() -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "default"},
+        "stringData": Secret({"password": secret_placeholder("x")}),
+    }
+    assert kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(secret))) == []
+    secret["stringDta"] = Secret({"password": secret_placeholder("x")})
+    findings = messages(kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(secret))))
+    assert "stringDta" in findings
+    assert secret_placeholder("x") not in findings
+
+
+def test_an_object_that_is_neither_a_kubernetes_kind_nor_a_known_crd_is_a_finding() -> None:
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    findings = kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(unknown)))
+    assert "neither a Kubernetes 1.28 kind nor a custom resource" in messages(findings)
+
+
+def test_the_kubernetes_version_comes_from_the_stack_config() -> None:
+    # FlowSchema flowcontrol.apiserver.k8s.io/v1 is served from 1.29 on; 1.28 only has v1beta3.
+    flow_schema = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": "f"},
+        "spec": {"priorityLevelConfiguration": {"name": "global-default"}},
+    }
+    resource = synthetic.kubernetes(flow_schema)
+    assert kubernetes_schema.validate(synthetic.rendering(resource)) != []
+    newer = {"thanos-multi-cluster:minikube": json.dumps({"kubernetesVersion": "v1.29.0"})}
+    assert kubernetes_schema.validate(synthetic.rendering(resource, config=newer)) == []
+
+
+# --- CRDs ---------------------------------------------------------------------------------
+
+
+def test_a_valid_custom_resource_passes_its_crd() -> None:
+    assert crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job()))) == []
+
+
+def test_a_field_not_in_the_crd_is_a_finding() -> None:
+    findings = crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job(retian=3))))
+    assert len(findings) == 1
+    assert findings[0].resource == "RecurringJob longhorn-system/backup-daily"
+    assert "'retian' was unexpected" in findings[0].message
+
+
+def test_a_crd_type_mismatch_is_a_finding() -> None:
+    findings = crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job(retain="14"))))
+    assert "spec.retain" in messages(findings)
+
+
+def test_preserve_unknown_fields_keeps_unknown_fields() -> None:
+    # Longhorn's v1beta1 schemas preserve unknown fields in spec; v1beta2 declares every field.
+    job = synthetic.recurring_job(anything="goes")
+    job["apiVersion"] = "longhorn.io/v1beta1"
+    assert crds.validate(synthetic.rendering(synthetic.kubernetes(job))) == []
+
+
+def test_int_or_string_accepts_both() -> None:
+    def monitor(port: Any) -> Rendering:
+        return synthetic.rendering(
+            synthetic.kubernetes(
+                {
+                    "apiVersion": "monitoring.coreos.com/v1",
+                    "kind": "ServiceMonitor",
+                    "metadata": {"name": "m", "namespace": "monitoring"},
+                    "spec": {"selector": {"matchLabels": {"app": "x"}}, "endpoints": [{"targetPort": port}]},
+                }
+            )
+        )
+
+    assert crds.validate(monitor(8080)) == []
+    assert crds.validate(monitor("http")) == []
+    assert "targetPort" in messages(crds.validate(monitor(["http"])))
+
+
+def test_a_version_the_crd_does_not_serve_is_a_finding() -> None:
+    job = synthetic.recurring_job()
+    job["apiVersion"] = "longhorn.io/v1"
+    assert "not served" in messages(crds.validate(synthetic.rendering(synthetic.kubernetes(job))))
+
+
+def test_custom_resource_metadata_is_checked_as_object_meta() -> None:
+    job = synthetic.recurring_job()
+    job["metadata"]["lables"] = {"a": "b"}
+    assert "metadata" in messages(crds.validate(synthetic.rendering(synthetic.kubernetes(job))))
+
+
+def test_a_real_custom_resource_with_a_typo_is_a_finding() -> None:
+    real = copy.deepcopy(rendered("cluster-197"))
+    job = next(r for r in real.kubernetes_objects() if r.kind == "RecurringJob")
+    before = set(crds.validate(real))
+    job.inputs["spec"]["cronn"] = job.inputs["spec"].pop("cron")
+    new = set(crds.validate(real)) - before
+    assert "'cronn' was unexpected" in messages(sorted(new))
+
+
+# --- Helm values --------------------------------------------------------------------------
+
+
+def nginx(values: dict[str, Any]) -> Rendering:
+    return synthetic.rendering(synthetic.release("ingress-nginx", "4.9.0", values))
+
+
+def kps(values: dict[str, Any]) -> Rendering:
+    return synthetic.rendering(synthetic.release("kube-prometheus-stack", "55.5.0", values))
+
+
+def test_real_ingress_values_exist_in_the_chart() -> None:
+    assert helm_values.validate(nginx(ingress_nginx_values(service_monitor=True))) == []
+
+
+def test_a_misspelt_values_key_is_a_finding() -> None:
+    values = ingress_nginx_values(service_monitor=True)
+    values["controller"]["hostNetwrok"] = True
+    findings = helm_values.validate(nginx(values))
+    assert len(findings) == 1
+    assert findings[0].resource == "helm release ingress-nginx"
+    assert findings[0].message.startswith("controller.hostNetwrok: not a value of chart ingress-nginx 4.9.0")
+
+
+def test_free_form_maps_accept_any_key() -> None:
+    values = {"controller": {"config": {"any-nginx-option": "1"}, "podAnnotations": {"example.com/x": "y"}}}
+    assert helm_values.validate(nginx(values)) == []
+
+
+def test_an_empty_chart_map_that_is_not_allow_listed_is_a_finding() -> None:
+    findings = helm_values.validate(nginx({"controller": {"updateStrategy": {"type": "RollingUpdate"}}}))
+    assert "controller.updateStrategy: the chart default is an empty map" in messages(findings)
+
+
+def test_kubernetes_typed_values_are_checked_against_the_schema() -> None:
+    sized = {"controller": {"resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}}
+    assert helm_values.validate(nginx(sized)) == []
+    typo = {"controller": {"resources": {"requets": {"cpu": "1"}}}}
+    assert "controller.resources: Additional properties" in messages(helm_values.validate(nginx(typo)))
+
+
+def test_subchart_keys_are_checked_against_the_subchart() -> None:
+    assert helm_values.validate(kps({"grafana": {"replicas": 1, "persistence": {"enabled": True}}})) == []
+    findings = helm_values.validate(kps({"grafana": {"replicaz": 1}}))
+    assert "grafana.replicaz: not a value" in messages(findings)
+
+
+def test_keys_documented_as_commented_examples_exist() -> None:
+    # grafana 7.0.22 documents `ingressClassName` and `persistence.storageClassName` only in comments.
+    documented = {"grafana": {"ingress": {"ingressClassName": "nginx"}, "persistence": {"storageClassName": "x"}}}
+    assert helm_values.validate(kps(documented)) == []
+    assert "grafana.ingress.ingresClassName" in messages(
+        helm_values.validate(kps({"grafana": {"ingress": {"ingresClassName": "nginx"}}}))
+    )
+
+
+def test_maps_copied_into_a_custom_resource_are_checked_against_the_crd() -> None:
+    storage = {"volumeClaimTemplate": {"spec": {"storageClassName": "longhorn"}}}
+    thanos = {"objectStorageConfig": {"existingSecret": {"name": "s", "key": "objstore.yml"}}, "image": "x"}
+    assert (
+        helm_values.validate(kps({"prometheus": {"prometheusSpec": {"storageSpec": storage, "thanos": thanos}}})) == []
+    )
+    broken = {"prometheus": {"prometheusSpec": {"thanos": {**thanos, "imag": "x"}}}}
+    assert "prometheus.prometheusSpec.thanos: Additional properties" in messages(helm_values.validate(kps(broken)))
+    reshaped: dict[str, Any] = {
+        "prometheus": {"prometheusSpec": {"thanos": {"objectStorageConfig": {"existingSecrett": {}}}}}
+    }
+    assert "objectStorageConfig" in messages(helm_values.validate(kps(reshaped)))
+
+
+def test_longhorn_default_settings_are_checked_like_other_keys() -> None:
+    def longhorn(settings: dict[str, Any]) -> Rendering:
+        return synthetic.rendering(synthetic.release("longhorn", "1.5.3", {"defaultSettings": settings}))
+
+    assert helm_values.validate(longhorn({"guaranteedInstanceManagerCPU": 12, "defaultReplicaCount": 1})) == []
+    assert "defaultSettings.defaultReplicaCnt" in messages(helm_values.validate(longhorn({"defaultReplicaCnt": 1})))
+
+
+def test_a_chart_version_without_reference_defaults_is_a_finding() -> None:
+    findings = helm_values.validate(synthetic.rendering(synthetic.release("ingress-nginx", "9.9.9", {})))
+    assert "no reference defaults for chart ingress-nginx 9.9.9" in messages(findings)
+
+
+def test_a_real_release_with_a_misspelt_key_is_a_finding() -> None:
+    real = copy.deepcopy(rendered("cluster-197"))
+    before = set(helm_values.validate(real))
+    real.release("longhorn").inputs["values"]["persistence"]["defaultClassReplicaCont"] = 1
+    new = sorted(set(helm_values.validate(real)) - before)
+    assert [f.resource for f in new] == ["helm release longhorn"]
+    assert new[0].message.startswith("persistence.defaultClassReplicaCont: not a value of chart longhorn 1.5.3")
+
+
+# --- Thanos flags -------------------------------------------------------------------------
+
+
+def thanos(args: list[str], image: str = synthetic.THANOS_IMAGE) -> Rendering:
+    workload = synthetic.deployment("thanos-query", [synthetic.container("query", image, args=args)])
+    return synthetic.rendering(synthetic.kubernetes(workload))
+
+
+def test_known_thanos_flags_pass() -> None:
+    args = ["query", "--http-address=0.0.0.0:10902", "--query.replica-label", "prometheus_replica"]
+    assert thanos_flags.validate(thanos(args)) == []
+
+
+def test_a_non_existent_thanos_flag_is_a_finding() -> None:
+    findings = thanos_flags.validate(thanos(["query", "--query.replica-labels=prometheus_replica"]))
+    assert len(findings) == 1
+    assert findings[0].resource == "Deployment default/thanos-query container query"
+    assert findings[0].message == "query v0.32.5: unknown flag --query.replica-labels"
+
+
+def test_flags_are_checked_per_component() -> None:
+    # --retention.resolution-raw is a compactor flag, not a query flag.
+    assert thanos_flags.validate(thanos(["compact", "--retention.resolution-raw=30d"])) == []
+    assert "unknown flag --retention.resolution-raw" in messages(
+        thanos_flags.validate(thanos(["query", "--retention.resolution-raw=30d"]))
+    )
+
+
+def test_an_unknown_thanos_version_or_component_is_a_finding() -> None:
+    assert "no flag list for thanos v0.99.0 query" in messages(
+        thanos_flags.validate(thanos(["query"], "quay.io/thanos/thanos:v0.99.0"))
+    )
+    assert "no flag list for thanos v0.32.5 querier" in messages(thanos_flags.validate(thanos(["querier"])))
+
+
+def test_other_images_are_not_thanos() -> None:
+    assert thanos_flags.validate(thanos(["--whatever"], "nginx:1.25.3")) == []
+
+
+def test_sidecar_additional_args_are_checked() -> None:
+    def sidecar(name: str) -> Rendering:
+        spec = {"thanos": {"image": synthetic.THANOS_IMAGE, "additionalArgs": [{"name": name, "value": "x"}]}}
+        return kps({"prometheus": {"prometheusSpec": spec}})
+
+    assert thanos_flags.validate(sidecar("log.level")) == []
+    assert "unknown sidecar flag --log.levl" in messages(thanos_flags.validate(sidecar("log.levl")))
+
+
+# --- promtool -----------------------------------------------------------------------------
+
+needs_promtool = pytest.mark.skipif(prometheus_rules.promtool() is None, reason="promtool not installed (CI has it)")
+
+
+@needs_promtool
+def test_a_valid_rule_passes_promtool() -> None:
+    rule = synthetic.prometheus_rule('sum(rate(http_requests_total{job="x"}[5m])) > 1')
+    assert prometheus_rules.validate(synthetic.rendering(synthetic.kubernetes(rule))) == []
+
+
+@needs_promtool
+def test_a_broken_promql_expression_is_a_finding() -> None:
+    rule = synthetic.prometheus_rule("sum(rate(http_requests_total[5m]) > 1")
+    findings = prometheus_rules.validate(synthetic.rendering(synthetic.kubernetes(rule)))
+    assert findings
+    assert findings[0].resource == "PrometheusRule monitoring/rules"
+    assert "parse" in messages(findings)
+
+
+@needs_promtool
+def test_rules_in_helm_values_are_checked() -> None:
+    groups = {"groups": [{"name": "g", "rules": [{"record": "x:y", "expr": "sum(up"}]}]}
+    findings = prometheus_rules.validate(kps({"additionalPrometheusRulesMap": {"extra": groups}}))
+    assert "additionalPrometheusRulesMap.extra" in messages(findings)
+
+
+def test_missing_promtool_is_a_finding_when_there_are_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus_rules, "promtool", lambda: None)
+    with_rules = synthetic.rendering(synthetic.kubernetes(synthetic.prometheus_rule("up == 0")))
+    assert messages(prometheus_rules.validate(with_rules)).endswith(prometheus_rules.MISSING)
+    assert prometheus_rules.validate(synthetic.rendering()) == []
+
+
+# --- secret leaks -------------------------------------------------------------------------
+
+
+def config_map(data: dict[str, Any]) -> Rendering:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": data}
+    return synthetic.rendering(synthetic.kubernetes(obj))
+
+
+def test_a_secret_placeholder_in_plain_text_is_a_leak() -> None:
+    findings = secret_leaks.validate(config_map({"url": f"https://user:{secret_placeholder('minioAdminPassword')}@x"}))
+    assert len(findings) == 1
+    assert findings[0].message.startswith("data.url holds a secret in plain text")
+    assert secret_placeholder("minioAdminPassword") not in findings[0].message
+
+
+def test_a_generated_password_in_plain_text_is_a_leak() -> None:
+    leaked = synthetic.rendering(outputs={"grafana": {"password": MOCK_PASSWORD}})
+    assert messages(secret_leaks.validate(leaked)) == (
+        "secret-leaks: stack output grafana: password holds a secret in plain text (it must stay a Pulumi secret)"
+    )
+
+
+def test_a_wrapped_secret_is_not_a_leak() -> None:
+    assert secret_leaks.validate(config_map({"url": Secret(f"x{MOCK_PASSWORD}")})) == []
+
+
+def test_a_kubernetes_secret_with_plain_data_is_a_finding() -> None:
+    def secret(string_data: Any) -> Rendering:
+        obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": string_data}
+        return synthetic.rendering(synthetic.kubernetes(obj))
+
+    assert secret_leaks.validate(secret(Secret({"a": "b"}))) == []
+    assert secret_leaks.validate(secret({"a": Secret("b")})) == []
+    assert "stringData is not a Pulumi secret" in messages(secret_leaks.validate(secret({"a": "b"})))
+
+
+def test_a_real_secret_made_plain_is_a_leak() -> None:
+    real = copy.deepcopy(rendered("cluster-197"))
+    before = set(secret_leaks.validate(real))
+    backup = real.k8s("Secret", "longhorn-backup-credentials", "longhorn-system")
+    backup.inputs["stringData"] = {key: str(value) for key, value in _reveal(backup.inputs["stringData"]).items()}
+    findings = messages(sorted(set(secret_leaks.validate(real)) - before))
+    assert (
+        "Secret longhorn-system/longhorn-backup-credentials: stringData.AWS_SECRET_ACCESS_KEY holds a secret"
+        in findings
+    )
+    assert "stringData is not a Pulumi secret" in findings
+
+
+def _reveal(value: Any) -> Any:
+    return _reveal(value.value) if isinstance(value, Secret) else value
+
+
+# --- capacity -----------------------------------------------------------------------------
+
+
+def test_an_unsized_container_is_a_finding() -> None:
+    unsized = synthetic.container()
+    del unsized["resources"]["limits"]
+    workload = synthetic.deployment(containers=[synthetic.container("ok"), unsized])
+    findings = capacity.validate(synthetic.rendering(synthetic.kubernetes(workload)))
+    assert messages(findings) == "capacity: Deployment default/app container app: no memory limit"
+
+
+def test_requests_over_80_percent_of_the_node_are_a_finding() -> None:
+    big = synthetic.container()
+    big["resources"]["requests"]["cpu"] = "1"
+    within = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[big], replicas=2)))
+    assert capacity.validate(within) == []  # 2 CPU of 2.8 allocatable: 71 %
+    over = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[big], replicas=3)))
+    findings = capacity.validate(over)
+    assert len(findings) == 1
+    assert findings[0].resource == "stack test"
+    assert findings[0].message.startswith("CPU requests 3000m exceed 80% of the allocatable 2800m")
+
+
+def test_the_node_size_comes_from_the_stack_config() -> None:
+    big = synthetic.container()
+    big["resources"]["requests"]["cpu"] = "1"
+    resource = synthetic.kubernetes(synthetic.deployment(containers=[big], replicas=3))
+    larger = {"thanos-multi-cluster:node": json.dumps({"cpus": 8})}
+    assert capacity.validate(synthetic.rendering(resource, config=larger)) == []
+
+
+def test_a_daemonset_counts_once_and_replicas_multiply() -> None:
+    report = capacity.capacity(
+        synthetic.rendering(
+            synthetic.kubernetes(synthetic.deployment("d", replicas=3)),
+            synthetic.kubernetes(synthetic.deployment("ds", kind="DaemonSet")),
+        )
+    )
+    assert report.total("cpu_request") == pytest.approx(0.4)
+    assert report.total("memory_request") == pytest.approx(4 * 128 * 2**20)
+
+
+def test_a_chart_container_without_resources_is_a_finding() -> None:
+    sized = {"controller": {"kind": "DaemonSet", "resources": synthetic.SIZED}}
+    findings = capacity.validate(nginx(sized))
+    # The chart's webhook jobs run with our values too: they need sizing as well.
+    assert {f.resource for f in findings} == {
+        "helm release ingress-nginx controller.admissionWebhooks.createSecretJob.resources",
+        "helm release ingress-nginx controller.admissionWebhooks.patchWebhookJob.resources",
+    }
+    assert capacity.validate(nginx(ingress_nginx_values(service_monitor=False))) == []
+
+
+def test_chart_replicas_come_from_the_values() -> None:
+    values = {"resources": synthetic.SIZED, "initResources": synthetic.SIZED, "replicas": 3}
+    report = capacity.capacity(synthetic.rendering(synthetic.release("opensearch", "2.18.0", values)))
+    assert report.findings == []
+    assert report.total("cpu_request") == pytest.approx(0.3)
+
+
+def test_longhorn_is_sized_by_a_limit_range() -> None:
+    longhorn = synthetic.release("longhorn", "1.5.3", {}, namespace="longhorn-system")
+    assert "no LimitRange with default CPU and memory requests" in messages(
+        capacity.validate(synthetic.rendering(longhorn))
+    )
+    limit_range = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "d", "namespace": "longhorn-system"},
+        "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "20m", "memory": "64Mi"}}]},
+    }
+    assert capacity.validate(synthetic.rendering(longhorn, synthetic.kubernetes(limit_range))) == []
+
+
+def test_a_chart_missing_from_the_capacity_table_is_a_finding() -> None:
+    findings = capacity.validate(synthetic.rendering(synthetic.release("mystery", "1.0.0", {})))
+    assert "chart mystery has no entry in the capacity table" in messages(findings)
+
+
+def test_the_capacity_report_names_every_sized_container() -> None:
+    text = capacity.capacity(rendered("cluster-197")).report()
+    assert text.startswith("capacity of cluster-197: node 4 CPU / 16 GiB, system reserve 1.2 CPU / 1 GiB")
+    assert "helm release ingress-nginx controller.resources" in text
+    assert "sized elsewhere: helm release longhorn" in text
+
+
+# --- the real stacks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("validator", sorted(VALIDATORS))
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_passes_every_validator(stack: str, validator: str) -> None:
+    if validator == prometheus_rules.NAME and prometheus_rules.promtool() is None:
+        pytest.skip("promtool not installed (CI has it)")
+    assert messages(sorted(set(VALIDATORS[validator](rendered(stack))))) == ""
+
+
+def test_run_all_runs_every_validator() -> None:
+    broken = synthetic.deployment(containers=[synthetic.container(imagePullPolice="x", resources={})])
+    found = {finding.validator for finding in run_all(synthetic.rendering(synthetic.kubernetes(broken)))}
+    assert found == {kubernetes_schema.NAME, capacity.NAME}

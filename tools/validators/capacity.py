@@ -1,0 +1,368 @@
+"""Capacity: what every container we define or size asks of the single node, against what it offers.
+
+Counted: containers of typed workloads (times `spec.replicas`; a DaemonSet runs once on our one
+node) and the containers charts run with our values, found through the explicit per-chart table
+`HELM_CONTAINERS` below (values are our values merged over the chart defaults, as Helm does).
+Init containers and hook Jobs must be sized too, but run before or beside the steady state and
+are not summed. The node offers `node.cpus - node.reservedCpus` CPUs and
+`node.memoryGib - node.reservedMemoryGib` GiB; requests above 80 % of that are a finding, and so is
+any container we configure without CPU and memory requests or a memory limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.settings import NodeCapacity
+from tools.engine import Rendering, Resource
+from tools.validators import helm_values
+from tools.validators.common import (
+    WORKLOAD_KINDS,
+    Finding,
+    containers,
+    deep_merge,
+    describe,
+    lookup,
+    parse_quantity,
+    pod_spec,
+    reveal,
+    stack_config,
+    validation_view,
+)
+
+NAME = "capacity"
+BUDGET = 0.8
+GIB = 2.0**30
+
+
+@dataclass(frozen=True)
+class HelmContainer:
+    """A container (or a set of identical ones) a chart runs, sized by one `resources` block."""
+
+    resources: str
+    """Values path of the container's resources block."""
+    replicas: str | None = None
+    """Values path of the pod's replica count (None: one pod)."""
+    when: tuple[str, ...] = ()
+    """Values paths that must all be set/true for the chart to run the container."""
+    unless: tuple[str, ...] = ()
+    """Values paths any of which, when true, means the container does not run."""
+    per: tuple[str, ...] = ()
+    """One container per path that is true (e.g. Grafana's sidecars share one resources block)."""
+    daemonset_if: tuple[str, str] | None = None
+    """(path, value) that makes the workload a DaemonSet: one pod on our single node."""
+    transient: bool = False
+    """An init container or hook Job: must be sized, not part of the steady-state sum."""
+
+
+_PROMETHEUS = ("prometheus.enabled",)
+_OPERATOR_WEBHOOK = ("prometheusOperator.enabled", "prometheusOperator.admissionWebhooks.enabled")
+_GRAFANA_SIDECARS = tuple(
+    f"grafana.sidecar.{kind}.enabled" for kind in ("dashboards", "datasources", "notifiers", "alerts", "plugins")
+)
+_NGINX_WEBHOOK_JOBS = ("controller.admissionWebhooks.enabled", "controller.admissionWebhooks.patch.enabled")
+
+HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
+    "kube-prometheus-stack": (
+        HelmContainer("prometheus.prometheusSpec.resources", "prometheus.prometheusSpec.replicas", _PROMETHEUS),
+        # The operator adds the Thanos sidecar to each Prometheus pod only when spec.thanos is set.
+        HelmContainer(
+            "prometheus.prometheusSpec.thanos.resources",
+            "prometheus.prometheusSpec.replicas",
+            (*_PROMETHEUS, "prometheus.prometheusSpec.thanos"),
+        ),
+        # The operator's config-reloader sidecar runs in every Prometheus and Alertmanager pod.
+        HelmContainer(
+            "prometheusOperator.prometheusConfigReloader.resources", "prometheus.prometheusSpec.replicas", _PROMETHEUS
+        ),
+        HelmContainer(
+            "prometheusOperator.prometheusConfigReloader.resources",
+            "alertmanager.alertmanagerSpec.replicas",
+            ("alertmanager.enabled",),
+        ),
+        HelmContainer(
+            "alertmanager.alertmanagerSpec.resources",
+            "alertmanager.alertmanagerSpec.replicas",
+            ("alertmanager.enabled",),
+        ),
+        HelmContainer("prometheusOperator.resources", when=("prometheusOperator.enabled",)),
+        HelmContainer(
+            "prometheusOperator.admissionWebhooks.deployment.resources",
+            "prometheusOperator.admissionWebhooks.deployment.replicas",
+            (*_OPERATOR_WEBHOOK, "prometheusOperator.admissionWebhooks.deployment.enabled"),
+        ),
+        HelmContainer(
+            "prometheusOperator.admissionWebhooks.patch.resources",
+            when=(*_OPERATOR_WEBHOOK, "prometheusOperator.admissionWebhooks.patch.enabled"),
+            unless=("prometheusOperator.admissionWebhooks.certManager.enabled",),
+            transient=True,
+        ),
+        HelmContainer("grafana.resources", "grafana.replicas", ("grafana.enabled",)),
+        HelmContainer("grafana.sidecar.resources", "grafana.replicas", ("grafana.enabled",), per=_GRAFANA_SIDECARS),
+        HelmContainer(
+            "grafana.initChownData.resources",
+            when=("grafana.enabled", "grafana.persistence.enabled", "grafana.initChownData.enabled"),
+            transient=True,
+        ),
+        HelmContainer("kube-state-metrics.resources", "kube-state-metrics.replicas", ("kubeStateMetrics.enabled",)),
+        HelmContainer(
+            "kube-state-metrics.kubeRBACProxy.resources",
+            "kube-state-metrics.replicas",
+            ("kubeStateMetrics.enabled", "kube-state-metrics.kubeRBACProxy.enabled"),
+        ),
+        HelmContainer(
+            "prometheus-node-exporter.resources",
+            when=("nodeExporter.enabled",),
+            daemonset_if=("nodeExporter.enabled", "*"),
+        ),
+        HelmContainer(
+            "prometheus-node-exporter.kubeRBACProxy.resources",
+            when=("nodeExporter.enabled", "prometheus-node-exporter.kubeRBACProxy.enabled"),
+            daemonset_if=("nodeExporter.enabled", "*"),
+        ),
+        HelmContainer(
+            "thanosRuler.thanosRulerSpec.resources", "thanosRuler.thanosRulerSpec.replicas", ("thanosRuler.enabled",)
+        ),
+    ),
+    "opensearch": (
+        HelmContainer("resources", "replicas"),
+        # Both init containers (fsgroup-volume, keystore) share `initResources`.
+        HelmContainer("initResources", when=("persistence.enabled", "persistence.enableInitChown"), transient=True),
+        HelmContainer("initResources", when=("keystore",), transient=True),
+        HelmContainer("sidecarResources", "replicas", when=("masterTerminationFix",)),
+    ),
+    "fluent-bit": (
+        HelmContainer("resources", "replicaCount", daemonset_if=("kind", "DaemonSet")),
+        HelmContainer(
+            "hotReload.resources", "replicaCount", ("hotReload.enabled",), daemonset_if=("kind", "DaemonSet")
+        ),
+    ),
+    "ingress-nginx": (
+        HelmContainer("controller.resources", "controller.replicaCount", daemonset_if=("controller.kind", "DaemonSet")),
+        HelmContainer(
+            "controller.admissionWebhooks.createSecretJob.resources", when=_NGINX_WEBHOOK_JOBS, transient=True
+        ),
+        HelmContainer(
+            "controller.admissionWebhooks.patchWebhookJob.resources", when=_NGINX_WEBHOOK_JOBS, transient=True
+        ),
+        HelmContainer("controller.opentelemetry.resources", when=("controller.opentelemetry.enabled",), transient=True),
+        HelmContainer("defaultBackend.resources", "defaultBackend.replicaCount", ("defaultBackend.enabled",)),
+    ),
+}
+
+# Charts whose containers are sized outside their values (documented exceptions).
+SIZED_BY_LIMIT_RANGE: dict[str, str] = {
+    # Longhorn 1.5.3 has no resources values: components/longhorn.py gives its namespace a LimitRange
+    # with default requests; the instance managers' guaranteed CPU is part of the node's system reserve.
+    "longhorn": "Longhorn 1.5.3 has no resources values; a LimitRange in its namespace gives default requests",
+}
+
+
+@dataclass(frozen=True)
+class Sized:
+    """Requests and limits of `count` identical containers."""
+
+    source: str
+    count: int
+    cpu_request: float | None
+    memory_request: float | None
+    memory_limit: float | None
+    transient: bool
+
+
+@dataclass
+class Capacity:
+    """The capacity report of one stack."""
+
+    stack: str
+    node: NodeCapacity
+    entries: list[Sized] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def allocatable_cpu(self) -> float:
+        return self.node.cpus - self.node.reserved_cpus
+
+    @property
+    def allocatable_memory(self) -> float:
+        return (self.node.memory_gib - self.node.reserved_memory_gib) * GIB
+
+    def total(self, attribute: str) -> float:
+        return sum((getattr(e, attribute) or 0.0) * e.count for e in self.entries if not e.transient)
+
+    def report(self) -> str:
+        cpu, memory = self.total("cpu_request"), self.total("memory_request")
+        limit = self.total("memory_limit")
+        lines = [
+            f"capacity of {self.stack}: node {self.node.cpus:g} CPU / {self.node.memory_gib:g} GiB, system reserve "
+            f"{self.node.reserved_cpus:g} CPU / {self.node.reserved_memory_gib:g} GiB -> allocatable "
+            f"{self.allocatable_cpu:g} CPU / {self.allocatable_memory / GIB:g} GiB; budget {BUDGET:.0%} = "
+            f"{self.allocatable_cpu * BUDGET:.2f} CPU / {self.allocatable_memory * BUDGET / GIB:.2f} GiB",
+            f"  requests: cpu {_cpu(cpu)} ({_share(cpu, self.allocatable_cpu)} of allocatable), "
+            f"memory {_mem(memory)} ({_share(memory, self.allocatable_memory)}); "
+            f"memory limits {_mem(limit)} ({_share(limit, self.allocatable_memory)})",
+            f"  {'count':>5}  {'cpu req':>8}  {'mem req':>8}  {'mem lim':>8}  container",
+        ]
+        for entry in sorted(self.entries, key=lambda e: (e.transient, e.source)):
+            mark = "  (init/job, not summed)" if entry.transient else ""
+            lines.append(
+                f"  {entry.count:>5}  {_cpu(entry.cpu_request):>8}  {_mem(entry.memory_request):>8}  "
+                f"{_mem(entry.memory_limit):>8}  {entry.source}{mark}"
+            )
+        lines += [f"  sized elsewhere: {exception}" for exception in self.exceptions]
+        return "\n".join(lines)
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}m"
+
+
+def _mem(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}Mi"
+
+
+def _share(value: float, whole: float) -> str:
+    return f"{value / whole:.0%}" if whole else "n/a"
+
+
+# --- building the report ------------------------------------------------------------------
+
+
+def capacity(rendering: Rendering) -> Capacity:
+    node = NodeCapacity.model_validate(stack_config(rendering, "node") or {})
+    result = Capacity(rendering.stack, node)
+    for resource in rendering.kubernetes_objects():
+        if resource.kind in WORKLOAD_KINDS:
+            _typed_workload(result, resource)
+    for release in rendering.helm_releases():
+        _helm_release(result, rendering, release)
+    _budget(result)
+    return result
+
+
+def validate(rendering: Rendering) -> list[Finding]:
+    return capacity(rendering).findings
+
+
+def _typed_workload(result: Capacity, resource: Resource) -> None:
+    obj = validation_view(resource.inputs)
+    spec = pod_spec(obj)
+    if spec is None:
+        return
+    kind = resource.kind
+    replicas = 1 if kind in ("DaemonSet", "Pod", "Job", "CronJob") else _count(lookup(obj, "spec.replicas"), 1)
+    for field_name, container, is_init in containers(spec):
+        source = f"{describe(resource)} {field_name[:-1]} {container.get('name')}"
+        _add(result, source, container.get("resources"), replicas, is_init or kind in ("Job", "CronJob"))
+
+
+def _helm_release(result: Capacity, rendering: Rendering, release: Resource) -> None:
+    chart, version = str(release.inputs.get("chart")), str(release.inputs.get("version"))
+    where = describe(release)
+    if chart in SIZED_BY_LIMIT_RANGE:
+        namespace = release.inputs.get("namespace")
+        if _has_default_requests(rendering, namespace):
+            result.exceptions.append(f"{where}: {SIZED_BY_LIMIT_RANGE[chart]}")
+        else:
+            result.findings.append(
+                Finding(NAME, where, f"no LimitRange with default CPU and memory requests in namespace {namespace}")
+            )
+        return
+    table = HELM_CONTAINERS.get(chart)
+    if table is None:
+        result.findings.append(
+            Finding(NAME, where, f"chart {chart} has no entry in the capacity table HELM_CONTAINERS")
+        )
+        return
+    values = deep_merge(helm_values.chart_defaults(chart, version) or {}, validation_view(release.inputs.get("values")))
+    for container in table:
+        if not all(_truthy(lookup(values, path)) for path in container.when):
+            continue
+        if any(_truthy(lookup(values, path)) for path in container.unless):
+            continue
+        per = sum(1 for path in container.per if _truthy(lookup(values, path))) if container.per else 1
+        if per == 0:
+            continue
+        pods = 1 if _is_daemonset(values, container) else _count(lookup(values, container.replicas or ""), 1)
+        _add(
+            result,
+            f"{where} {container.resources}",
+            lookup(values, container.resources),
+            pods * per,
+            container.transient,
+        )
+
+
+def _is_daemonset(values: Any, container: HelmContainer) -> bool:
+    if container.daemonset_if is None:
+        return False
+    path, expected = container.daemonset_if
+    return expected == "*" or lookup(values, path) == expected
+
+
+def _has_default_requests(rendering: Rendering, namespace: Any) -> bool:
+    for resource in rendering.kubernetes_objects():
+        if resource.kind != "LimitRange" or resource.metadata.get("namespace") != namespace:
+            continue
+        for limit in reveal(lookup(resource.inputs, "spec.limits")) or []:
+            requests = reveal(limit).get("defaultRequest") or {}
+            if reveal(limit).get("type") == "Container" and "cpu" in requests and "memory" in requests:
+                return True
+    return False
+
+
+def _add(result: Capacity, source: str, resources: Any, count: int, transient: bool) -> None:
+    resources = resources if isinstance(resources, dict) else {}
+    requests = resources.get("requests") if isinstance(resources.get("requests"), dict) else {}
+    limits = resources.get("limits") if isinstance(resources.get("limits"), dict) else {}
+    missing = [
+        what
+        for what, present in (
+            ("CPU request", "cpu" in requests),
+            ("memory request", "memory" in requests),
+            ("memory limit", "memory" in limits),
+        )
+        if not present
+    ]
+    if missing:
+        result.findings.append(Finding(NAME, source, f"no {', no '.join(missing)}"))
+    values: dict[str, float | None] = {}
+    for key, block, resource_name in (
+        ("cpu_request", requests, "cpu"),
+        ("memory_request", requests, "memory"),
+        ("memory_limit", limits, "memory"),
+    ):
+        values[key] = None
+        if resource_name in block:
+            try:
+                values[key] = parse_quantity(block[resource_name])
+            except ValueError as error:
+                result.findings.append(Finding(NAME, source, str(error)))
+    result.entries.append(Sized(source, count, transient=transient, **values))
+
+
+def _budget(result: Capacity) -> None:
+    for attribute, allocatable, label, unit in (
+        ("cpu_request", result.allocatable_cpu, "CPU", _cpu),
+        ("memory_request", result.allocatable_memory, "memory", _mem),
+    ):
+        requested = result.total(attribute)
+        if requested > allocatable * BUDGET:
+            result.findings.append(
+                Finding(
+                    NAME,
+                    f"stack {result.stack}",
+                    f"{label} requests {unit(requested)} exceed {BUDGET:.0%} of the allocatable {unit(allocatable)} "
+                    f"({_share(requested, allocatable)}); shrink requests or raise node capacity in the stack config",
+                )
+            )
+
+
+def _truthy(value: Any) -> bool:
+    return bool(value) and value != "false"
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default

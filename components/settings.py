@@ -197,9 +197,26 @@ class EdgeCluster(_Model):
 
 
 class BucketNames(_Model):
+    """One bucket per kind of data; each cluster writes under its own prefix or its own blocks."""
+
     thanos: DnsLabel = "thanos"
+    """Thanos blocks of every cluster (told apart by their `cluster` external label, C6)."""
     opensearch: DnsLabel = "opensearch-logs"
+    """OpenSearch snapshots, one `<cluster>/` prefix per cluster."""
     longhorn: DnsLabel = "longhorn-backups"
+    """Longhorn backups, one `<cluster>/` prefix per cluster."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BucketNames:
+        names = [self.thanos, self.opensearch, self.longhorn]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"s3.buckets: thanos, opensearch and longhorn need three different buckets (got {names}); "
+                "each bucket gets its own users and lifecycle policy"
+            )
+        if any(len(name) < 3 for name in names):
+            raise ValueError(f"s3.buckets: S3 bucket names have 3 to 63 characters (got {names})")
+        return self
 
 
 class S3Settings(_Model):
@@ -255,16 +272,171 @@ class LonghornSettings(_Model):
     """How many backups per volume Longhorn keeps; retention lives here, never in a lifecycle (C10)."""
 
 
+_QUANTITY_BYTES = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(value: str) -> int:
+    """Bytes in a Kubernetes size such as `512Mi` or `1.5Gi`."""
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"not a Kubernetes size: {value!r}")
+    return int(float(value[: -len(match.group(2))]) * _QUANTITY_BYTES[match.group(2)])
+
+
+def _at_least(minimum: str, why: str) -> Any:
+    """A Duration of at least `minimum`."""
+
+    def check(value: str) -> str:
+        if duration_seconds(value) < duration_seconds(minimum):
+            raise ValueError(f"{value!r} is shorter than {minimum}: {why}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _retention(minimum: str, why: str) -> Any:
+    """A Compactor retention: `0d` keeps that resolution forever, anything else at least `minimum`."""
+
+    def check(value: str) -> str:
+        if duration_seconds(value) != 0 and duration_seconds(value) < duration_seconds(minimum):
+            raise ValueError(f"{value!r} is shorter than {minimum}: {why} (0d keeps it forever)")
+        return value
+
+    return AfterValidator(check)
+
+
 class MonitoringSettings(_Model):
     """kube-prometheus-stack: Prometheus, Alertmanager, Grafana and the Thanos sidecar."""
+
+    prometheus_retention: Annotated[
+        Duration, _at_least("6h", "the Thanos sidecar uploads 2h blocks and needs three of them kept locally")
+    ] = "24h"
+    """Local Prometheus retention; older data is served from the bucket by the Store Gateway."""
+    prometheus_storage_size: Quantity = "20Gi"
+    """Longhorn volume of Prometheus; `retentionSize` is set to 85% of it so the disk never fills."""
+    prometheus_memory: Quantity = "1Gi"
+    """Memory request of the Prometheus container."""
+    prometheus_memory_limit: Quantity = "2Gi"
+    """Memory limit of the Prometheus container (head block and WAL replay need headroom)."""
+    alertmanager_storage_size: Quantity = "1Gi"
+    """Longhorn volume of Alertmanager (silences and notification state)."""
+    grafana_storage_size: Quantity = "2Gi"
+    """Longhorn volume of Grafana (its SQLite database: users, UI-made dashboards)."""
+
+    @model_validator(mode="after")
+    def _limit_covers_request(self) -> MonitoringSettings:
+        if quantity_bytes(self.prometheus_memory_limit) < quantity_bytes(self.prometheus_memory):
+            raise ValueError(
+                f"monitoring.prometheusMemoryLimit ({self.prometheus_memory_limit}) must be at least "
+                f"monitoring.prometheusMemory ({self.prometheus_memory})"
+            )
+        return self
 
 
 class ThanosSettings(_Model):
     """Central Thanos: Query, Query Frontend, Store Gateway, Compactor."""
 
+    query_replicas: int = Field(2, ge=2, le=5)
+    """Thanos Query replicas; at least 2 so the PodDisruptionBudget (minAvailable 1) never blocks a drain."""
+    retention_raw: Annotated[
+        Duration, _retention("40h", "the Compactor makes 5m downsampled blocks from raw blocks 40h old")
+    ] = "30d"
+    """Compactor retention of raw samples (C7)."""
+    retention_5m: Annotated[
+        Duration,
+        _retention("10d", "the Compactor makes 1h downsampled blocks from 5m blocks 10 days old"),
+        Field(alias="retention5m"),
+    ] = "90d"
+    """Compactor retention of 5-minute downsampled data."""
+    retention_1h: Annotated[Duration, Field(alias="retention1h")] = "365d"
+    """Compactor retention of 1-hour downsampled data (`0d` keeps it forever)."""
+    store_storage_size: Quantity = "10Gi"
+    """Longhorn volume of the Store Gateway (index headers of the bucket's blocks)."""
+    store_memory_limit: Quantity = "1Gi"
+    """Memory limit of the Store Gateway; its in-memory index cache must fit in half of it."""
+    store_index_cache_size: Quantity = "256Mi"
+    """In-memory index cache of the Store Gateway (`--index-cache-size`)."""
+    compactor_storage_size: Quantity = "20Gi"
+    """Longhorn volume of the Compactor: scratch space for the blocks it compacts and downsamples."""
+
+    @model_validator(mode="after")
+    def _cache_fits(self) -> ThanosSettings:
+        if quantity_bytes(self.store_index_cache_size) * 2 > quantity_bytes(self.store_memory_limit):
+            raise ValueError(
+                f"thanos.storeIndexCacheSize ({self.store_index_cache_size}) must be at most half of "
+                f"thanos.storeMemoryLimit ({self.store_memory_limit}); series and postings need the rest"
+            )
+        return self
+
+
+def _pattern(regex: str, accepted: str) -> Any:
+    """A string matching `regex`; the message says what is `accepted`."""
+
+    def check(value: str) -> str:
+        if not re.fullmatch(regex, value):
+            raise ValueError(f"{value!r} must be {accepted}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _timezone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as UTC or Asia/Seoul") from None
+    return value
+
 
 class LoggingSettings(_Model):
     """OpenSearch, its snapshot/retention policies, and Fluent-bit."""
+
+    replicas: int = Field(1, ge=1, le=3)
+    """OpenSearch nodes; 1 runs single-node discovery with index replicas 0 (one node per host)."""
+    storage_size: Quantity = "30Gi"
+    """Longhorn volume of each OpenSearch node: the last `retentionDays` of logs plus merge headroom."""
+    cpu: Annotated[str, _pattern(r"\d+m|\d+(\.\d+)?", "a CPU quantity such as 400m or 1")] = "400m"
+    """CPU request of each OpenSearch node (no CPU limit: throttling a JVM stalls it)."""
+    memory: Quantity = "2Gi"
+    """Memory request and limit of each OpenSearch node; the JVM heap is half of it, the rest is page cache."""
+    retention_days: int = Field(14, ge=1, le=365)
+    """ISM deletes a `logs-*` index this many days after it was created (C9)."""
+    snapshot_retention: Annotated[str, _pattern(r"\d+[hd]", "hours or days such as 180d")] = "180d"
+    """Snapshot Management deletes snapshots older than this (`deletion.condition.max_age`, C10)."""
+    snapshot_min_count: int = Field(7, ge=1, le=1000)
+    """Snapshots Snapshot Management always keeps, however old (`min_count`): a stopped cluster keeps its last ones."""
+    snapshot_schedule: Cron = "0 1 * * *"
+    """When the daily snapshot of `logs-*` is taken (cron, `snapshotTimezone`)."""
+    snapshot_deletion_schedule: Cron = "0 3 * * *"
+    """When Snapshot Management deletes expired snapshots (cron, `snapshotTimezone`)."""
+    snapshot_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    """Time zone of both snapshot schedules and of the snapshot names' dates."""
+    repository_name: DnsLabel = "logs-s3"
+    """Name of the S3 snapshot repository registered in OpenSearch (bucket `s3.buckets.opensearch`)."""
+    api_verify_tls: bool = False
+    """Verify the certificate of `https://opensearch.<domain>` when Pulumi manages policies through it.
+    Off by default because the ingress serves ingress-nginx's self-signed default certificate;
+    turn it on once the ingress has a certificate the operator's machine trusts."""
+    api_timeout_seconds: int = Field(30, ge=1, le=300)
+    """Read timeout of each OpenSearch API request Pulumi makes (connecting times out after 10s)."""
+    api_retries: int = Field(6, ge=0, le=20)
+    """Retries with exponential backoff of a request that got 429, 5xx or a connection error."""
+    fluent_bit_buffer_limit: Annotated[str, _pattern(r"\d+[KMG]", "a Fluent-bit size such as 512M or 2G")] = "2G"
+    """Disk buffer of Fluent-bit's OpenSearch output (`storage.total_limit_size`); when full, oldest chunks go."""
+    fluent_bit_retry_limit: int | None = Field(None, ge=1)
+    """Retries of a failed chunk before Fluent-bit drops it; unset = retry until the buffer limit (no loss)."""
+
+    @model_validator(mode="after")
+    def _snapshots_outlive_indices(self) -> LoggingSettings:
+        unit = 86400 if self.snapshot_retention.endswith("d") else 3600
+        if int(self.snapshot_retention[:-1]) * unit <= self.retention_days * 86400:
+            raise ValueError(
+                f"logging.snapshotRetention ({self.snapshot_retention}) must be longer than "
+                f"logging.retentionDays ({self.retention_days}d): snapshots are the only copy of older logs"
+            )
+        return self
 
 
 class VersionSettings(_Model):
@@ -343,9 +515,6 @@ SECRET_KEYS: tuple[SecretKey, ...] = (
     SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh)"),
     SecretKey("minioAdminUser", "MinIO admin access key (central stack only)"),
     SecretKey("minioAdminPassword", "MinIO admin secret key (central stack only)"),
-    # Stand-in until the object-storage component issues per-cluster users.
-    SecretKey("longhornBackupAccessKey", "S3 access key Longhorn backs up with"),
-    SecretKey("longhornBackupSecretKey", "S3 secret key Longhorn backs up with"),
 )
 
 
@@ -356,8 +525,6 @@ class Secrets:
     ssh_private_key: pulumi.Output[str] | None
     minio_admin_user: pulumi.Output[str] | None
     minio_admin_password: pulumi.Output[str] | None
-    longhorn_backup_access_key: pulumi.Output[str]
-    longhorn_backup_secret_key: pulumi.Output[str]
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -422,14 +589,10 @@ def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
         return config.require_secret(key)
 
     ssh_key = require("sshPrivateKey", "when minikube.mode is ssh") if settings.minikube.mode == "ssh" else None
-    backup_keys = (
-        require("longhornBackupAccessKey", "for Longhorn backups"),
-        require("longhornBackupSecretKey", "for Longhorn backups"),
-    )
     if settings.is_central:
         admin_user = require("minioAdminUser", "on the central stack")
         admin_password = require("minioAdminPassword", "on the central stack")
-        return Secrets(ssh_key, admin_user, admin_password, *backup_keys)
+        return Secrets(ssh_key, admin_user, admin_password)
     for key in ("minioAdminUser", "minioAdminPassword"):
         if config.get(key) is not None:
             raise SettingsError(
@@ -437,7 +600,7 @@ def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
                 "MinIO admin credentials (they read their own from the central stack). "
                 f"Remove it with `pulumi config rm {key}`"
             )
-    return Secrets(ssh_key, None, None, *backup_keys)
+    return Secrets(ssh_key, None, None)
 
 
 def load() -> tuple[Settings, Secrets]:

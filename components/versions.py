@@ -29,6 +29,8 @@ LONGHORN = Chart("longhorn", "https://charts.longhorn.io", "1.5.3")
 KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "55.5.0")
 OPENSEARCH = Chart("opensearch", "https://opensearch-project.github.io/helm-charts", "2.18.0")
 FLUENT_BIT = Chart("fluent-bit", "https://fluent.github.io/helm-charts", "0.42.0")
+# The image chart 2.18.0 runs (its appVersion); used where we run OpenSearch's own tools (keytool).
+OPENSEARCH_IMAGE = "opensearchproject/opensearch:2.12.0"
 
 CHARTS: dict[str, Chart] = {
     chart.name: chart for chart in (INGRESS_NGINX, LONGHORN, KUBE_PROMETHEUS_STACK, OPENSEARCH, FLUENT_BIT)

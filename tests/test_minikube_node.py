@@ -148,6 +148,12 @@ def test_start_is_idempotent_on_a_running_node(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the script uses sudo when not root")
+def test_minikubes_own_default_storage_class_is_disabled(tmp_path: Path) -> None:
+    calls = run_start_script(tmp_path, running=True).splitlines()
+    assert "-p minikube addons disable default-storageclass" in calls
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script uses sudo when not root")
 def test_start_starts_a_node_that_is_not_running(tmp_path: Path) -> None:
     calls = run_start_script(tmp_path, running=False)
     assert any(line.startswith("start -p minikube") for line in calls.splitlines())

@@ -12,6 +12,7 @@ import asyncio
 import json
 import runpy
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ class Resource:
     ignore_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> URNs of the resources that input's value came from."""
 
     @property
     def kind(self) -> str | None:
@@ -78,6 +81,8 @@ class Rendering:
     stack: str
     resources: list[Resource]
     outputs: dict[str, Any]
+    config: dict[str, str] = field(default_factory=dict)
+    """The full config keys the program ran with (secrets as placeholders), e.g. for node capacity."""
 
     def by_urn(self, urn: str) -> Resource:
         return next(r for r in self.resources if r.urn == urn)
@@ -276,6 +281,9 @@ class _RecordingMonitor(mocks.MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     replace_on_changes=list(request.replaceOnChanges),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
+                    },
                 )
             )
         return response
@@ -305,7 +313,32 @@ def offline_outputs(stack: str) -> StackOutputs:
     short = stack.rsplit("/", 1)[-1]
     if not stack_file(short).exists():
         return {}
-    return {key: unwrap(value) for key, value in run_stack(short).outputs.items()}
+    return {key: unwrap(value) for key, value in _in_fresh_context(run_stack, short).outputs.items()}
+
+
+def _in_fresh_context(function: Callable[[str], Rendering], stack: str) -> Rendering:
+    """Run a nested program on its own thread and event loop: a new thread starts with an empty
+    `contextvars` context, so the nested run cannot reset the settings of the program asking for it."""
+    result: list[Rendering] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            result.append(function(stack))
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    thread = threading.Thread(target=target, name=f"offline-{stack}")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 def run_stack(
@@ -347,7 +380,7 @@ def _run_program(
     finally:
         reset_options()
         set_all_config(saved_config, [])
-    return Rendering(stack=stack, resources=monitor.recorded, outputs=outputs)
+    return Rendering(stack=stack, resources=monitor.recorded, outputs=outputs, config=dict(config))
 
 
 def _run_main() -> None:

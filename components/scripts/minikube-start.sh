@@ -53,6 +53,11 @@ main() {
   else
     start
   fi
+  # Longhorn is the default StorageClass; minikube's hostPath one must not compete with it.
+  local addon
+  for addon in default-storageclass storage-provisioner; do
+    $SUDO minikube -p "$PROFILE" addons disable "$addon" >&2
+  done
   # The kubeconfig the operator's machine uses: certificates inlined, server on the host address.
   $SUDO minikube -p "$PROFILE" kubectl -- config view --flatten --minify --context "$PROFILE" |
     sed -E "s#server: https://[^:]+:([0-9]+)#server: https://${HOST_ADDRESS}:\\1#" >&3

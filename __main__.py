@@ -14,6 +14,7 @@ from components.kube_prometheus_stack import KubePrometheusStack
 from components.longhorn import STORAGE_CLASS, Longhorn
 from components.minikube_node import MinikubeNode
 from components.namespaces import Namespaces
+from components.network_policies import NetworkPolicies
 from components.object_storage import CREDENTIALS_OUTPUT, ObjectStorage
 from components.opensearch import HTTP_PORT as OPENSEARCH_PORT
 from components.opensearch import WRITER_SECRET, OpenSearch
@@ -41,6 +42,20 @@ provider = k8s.Provider(
     opts=pulumi.ResourceOptions(depends_on=[node]),
 )
 owned = Namespaces(f"{cluster}-namespaces", {"provider": provider})
+# Default deny plus DESIGN section 2's flows, before any workload starts (Calico enforces them: C3).
+NetworkPolicies(
+    f"{cluster}-network-policies",
+    {
+        "provider": provider,
+        "namespaces": owned,
+        "central": config.is_central,
+        "node_address": config.ip,
+        "central_address": config.ip if config.is_central else str(config.central_address),
+        "edge_addresses": [edge.ip for edge in config.edges],
+        "s3_address": config.s3.host if settings.is_ip(config.s3.host) else None,
+        "s3_port": config.s3.port,
+    },
+)
 
 # Central owns the buckets and every cluster's MinIO users; edges read theirs from central's output.
 object_storage = (

@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.kube import child_opts, helm_release, resources
+from components.kube_prometheus_stack import SELECTOR_LABELS
 from components.opensearch_policies import LOG_INDEX_PREFIX
 from components.settings import LoggingSettings
 
@@ -146,6 +147,8 @@ def fluent_bit_values(args: FluentBitArgs) -> dict[str, Any]:
         "kind": "DaemonSet",
         "image": {"pullPolicy": "IfNotPresent"},
         "testFramework": {"enabled": False},
+        # Scraped by the cluster's Prometheus (its serviceMonitorSelector matches the release label).
+        "serviceMonitor": {"enabled": True, "selector": SELECTOR_LABELS},
         "resources": resources(cpu="50m", memory="64Mi", memory_limit="256Mi"),
         "env": [
             {"name": USER_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": "username"}}},

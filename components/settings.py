@@ -189,11 +189,42 @@ class NodeCapacity(_Model):
         return self
 
 
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+IpAddress = Annotated[str, AfterValidator(_ip)]
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
 class EdgeCluster(_Model):
     """An edge cluster as central sees it: its stack name and host address."""
 
     name: DnsLabel
     host: Host
+    address: IpAddress | None = None
+    """The host's IP when `host` is a DNS name: Thanos Query's NetworkPolicy allows it by address."""
+
+    @model_validator(mode="after")
+    def _has_ip(self) -> EdgeCluster:
+        if not is_ip(self.host) and self.address is None:
+            raise ValueError(f"edge {self.name}: host {self.host!r} is a DNS name; add its IP as `address`")
+        return self
+
+    @property
+    def ip(self) -> str:
+        return self.host if is_ip(self.host) else str(self.address)
 
 
 class BucketNames(_Model):
@@ -457,6 +488,10 @@ class Settings(_Model):
     cluster_name: DnsLabel
     """Must equal the stack name; it becomes the Prometheus `cluster` external label (C6)."""
     host: Host
+    address: IpAddress | None = None
+    """The host's IP when `host` is a DNS name: NetworkPolicies match host-network traffic by address."""
+    central_address: IpAddress | None = None
+    """Edge only: the central host's IP, the one source allowed to reach this edge's sidecar (30901)."""
     domain: Domain
     """Wildcard DNS domain of this host: grafana.<domain>, longhorn.<domain>, ..."""
     minikube: MinikubeSettings = Field(default_factory=MinikubeSettings)
@@ -489,7 +524,22 @@ class Settings(_Model):
         hosts = [edge.host for edge in self.edges] + [self.host]
         if len(set(hosts)) != len(hosts):
             raise ValueError("edges: every cluster needs its own host address")
+        if not is_ip(self.host) and self.address is None:
+            raise ValueError(
+                f"address: host {self.host!r} is a DNS name; set `address` to its IP (NetworkPolicies need it)"
+            )
+        if self.role is Role.EDGE and self.central_address is None:
+            raise ValueError(
+                "centralAddress: an edge needs the central host's IP (only it may reach the sidecar on 30901)"
+            )
+        if self.role is Role.CENTRAL and self.central_address is not None:
+            raise ValueError("centralAddress: only edge stacks name the central host; remove it from the central stack")
         return self
+
+    @property
+    def ip(self) -> str:
+        """This host's IP address."""
+        return self.host if is_ip(self.host) else str(self.address)
 
     @property
     def is_central(self) -> bool:

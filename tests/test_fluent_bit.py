@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
-from tests.test_opensearch import dynamic, unknown_keys, with_config
+from tests.test_opensearch import dynamic, with_config
 from tools.engine import MOCK_PASSWORD, Rendering
+from tools.validators import helm_values
 
 
 def values(stack: Rendering) -> dict[str, Any]:
@@ -46,12 +44,8 @@ def test_release_is_pinned_and_waits_for_its_opensearch_user(any_stack: Renderin
     assert values(any_stack)["kind"] == "DaemonSet"
 
 
-def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering, reference: Path) -> None:
-    defaults = yaml.safe_load((reference / "charts" / "fluent-bit-0.42.0.values.yaml").read_text())
-    # Free-form: Kubernetes `resources` and `securityContext` objects (the chart documents the
-    # securityContext keys we set in a comment under its empty default).
-    free_form = {"resources", "securityContext", "podSecurityContext"}
-    assert unknown_keys(values(any_stack), defaults, free_form) == []
+def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> None:
+    assert helm_values.release_problems(any_stack.release("fluent-bit"), "1.28") == []
 
 
 def test_container_logs_are_tailed_with_the_cri_parser(any_stack: Rendering) -> None:
@@ -126,3 +120,10 @@ def test_fluent_bit_reads_the_logs_read_only_and_is_sized(any_stack: Rendering) 
     assert v["resources"]["limits"]["memory"]
     assert v["securityContext"]["readOnlyRootFilesystem"] is True
     assert v["testFramework"]["enabled"] is False
+
+
+def test_fluent_bit_is_scraped_by_the_clusters_prometheus(any_stack: Rendering) -> None:
+    values = any_stack.release("fluent-bit").inputs["values"]
+    assert values["serviceMonitor"] == {"enabled": True, "selector": {"release": "kube-prometheus-stack"}}
+    kps = any_stack.release("kube-prometheus-stack")
+    assert any_stack.depends_on(any_stack.release("fluent-bit"), kps), "the ServiceMonitor CRD comes with kps"

@@ -239,3 +239,17 @@ def test_durations() -> None:
     assert duration_seconds("30d") == 30 * 86400
     with pytest.raises(ValueError):
         duration_seconds("1.5h")
+
+
+def test_a_dns_host_needs_its_ip_for_the_network_policies() -> None:
+    with pytest.raises(SettingsError, match="is a DNS name; set `address`"):
+        parse_settings(changed("cluster-197", host="node197.lab"), "cluster-197")
+    settings = parse_settings(changed("cluster-197", host="node197.lab", address="192.168.101.197"), "cluster-197")
+    assert settings.ip == "192.168.101.197"
+
+
+def test_edges_name_the_central_address_and_central_does_not() -> None:
+    with pytest.raises(SettingsError, match="centralAddress: an edge needs"):
+        parse_settings(changed("cluster-197", centralAddress=None), "cluster-197")
+    with pytest.raises(SettingsError, match="centralAddress: only edge stacks"):
+        parse_settings(changed("cluster-196", centralAddress="192.168.101.196"), "cluster-196")

@@ -90,7 +90,10 @@ def test_query_reaches_local_sidecar_store_gateway_and_each_edge_nodeport(centra
 
 
 def test_query_endpoints_follow_the_edges_in_config() -> None:
-    edges = [{"name": "cluster-197", "host": "10.1.2.3"}, {"name": "cluster-199", "host": "edge-199.example.lab"}]
+    edges = [
+        {"name": "cluster-197", "host": "10.1.2.3"},
+        {"name": "cluster-199", "host": "edge-199.example.lab", "address": "10.1.2.4"},
+    ]
     stack = run_stack("cluster-196", {f"{PROJECT}:edges": json.dumps(edges)})
     endpoints = flag_values(args(stack, "thanos-query"), "--endpoint")
     assert endpoints[2:] == ["10.1.2.3:30901", "edge-199.example.lab:30901"]

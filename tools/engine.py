@@ -124,10 +124,32 @@ class Rendering:
             parent = self.parent_of(parent)
 
     def depends_on(self, resource: Resource, other: Resource) -> bool:
-        """True when `resource` (or a component above it) waits for `other` or its parent chain."""
-        targets = {other.urn}
-        chain = [resource, *self.ancestors(resource)]
-        return any(dep in targets or self._under(dep, other) for r in chain for dep in r.depends_on)
+        """True when `resource` waits, directly or through other resources, for `other` (or part of it).
+
+        A resource waits for its own dependencies and for those of the components above it (a child
+        is registered only once its parent is); waiting for a component means waiting for
+        everything inside it.
+        """
+        return any(self._under(urn, other) for urn in self.waits_for(resource))
+
+    def waits_for(self, resource: Resource) -> set[str]:
+        """URNs of every resource that must exist before `resource` is created."""
+        children: dict[str, list[str]] = {}
+        for r in self.resources:
+            if r.parent_urn:
+                children.setdefault(r.parent_urn, []).append(r.urn)
+        by_urn = {r.urn: r for r in self.resources}
+        waited: set[str] = set()
+        pending = [dep for r in (resource, *self.ancestors(resource)) for dep in r.depends_on]
+        while pending:
+            urn = pending.pop()
+            if urn in waited or urn not in by_urn:
+                continue
+            waited.add(urn)
+            found = by_urn[urn]
+            pending += [dep for r in (found, *self.ancestors(found)) for dep in r.depends_on]
+            pending += children.get(urn, [])
+        return waited
 
     def _under(self, urn: str, other: Resource) -> bool:
         """True when the resource `urn` is `other` or a descendant of it."""

@@ -88,6 +88,7 @@ FREE_FORM_PATHS: dict[str, dict[str, str]] = {
     "fluent-bit": {
         "config": "Fluent Bit configuration sections (service, inputs, filters, outputs, parsers)",
         "luaScripts": "file name -> Lua script",
+        "serviceMonitor.selector": "labels put on the ServiceMonitor (0.42.0 names them `selector`)",
     },
     # Longhorn: `defaultSettings` is NOT free-form. The 1.5.3 reference file lists 57 settings, one
     # per setting the chart's default-setting.yaml renders; against Longhorn's 1.5.3 settings

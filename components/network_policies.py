@@ -1,0 +1,324 @@
+"""NetworkPolicies: default deny in every namespace we own, then exactly the flows of DESIGN 2.
+
+Calico enforces them (C3). Three facts shape the rules:
+- ingress-nginx and node-exporter run on the host network, so their traffic is the node's address
+  (Kubernetes always lets a node reach its own pods; the explicit node rules document the flow);
+- the Thanos sidecar is a container of the Prometheus pod, so its rules select Prometheus pods (C13);
+- namespaces are selected by `kubernetes.io/metadata.name`, the label every namespace has (C13).
+
+Longhorn's chart has a `networkPolicies` switch, but it only opens the UI to pod-network ingress
+controllers and the manager to its own pods: it would block the host-network ingress and
+Prometheus, and sets no default deny. ingress-nginx's switch selects the controller pod, which
+runs on the host network where policies do not apply. So both are written here instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube_prometheus_stack, thanos
+from components import namespaces as ns
+from components.kube import MANAGED_BY, child_opts
+
+TCP, UDP = "TCP", "UDP"
+APISERVER_PORT = 8443  # minikube's API server, on the host address (none driver)
+APISERVER_SERVICE_IP = "10.96.0.1/32"  # the `kubernetes` Service, in case the CNI matches before DNAT
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+# Pod labels, as the pinned charts and our own components set them.
+PROMETHEUS = kube_prometheus_stack.PROMETHEUS_POD_LABELS
+ALERTMANAGER = {"app.kubernetes.io/name": "alertmanager"}
+GRAFANA = {"app.kubernetes.io/name": "grafana"}
+KUBE_STATE_METRICS = {"app.kubernetes.io/name": "kube-state-metrics"}
+OPERATOR = {"app": "kube-prometheus-stack-operator"}
+THANOS_QUERY = {"app.kubernetes.io/name": thanos.QUERY}
+THANOS_QUERY_FRONTEND = {"app.kubernetes.io/name": thanos.QUERY_FRONTEND}
+THANOS_STORE = {"app.kubernetes.io/name": thanos.STORE}
+THANOS_COMPACT = {"app.kubernetes.io/name": thanos.COMPACTOR}
+OPENSEARCH = {"app.kubernetes.io/name": "opensearch"}
+FLUENT_BIT = {"app.kubernetes.io/name": "fluent-bit"}
+KUBE_DNS = {"k8s-app": "kube-dns"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One side of a flow: pods (in a namespace, default: the policy's own) or an address block."""
+
+    pods: dict[str, str] | None = None
+    namespace: str | None = None
+    cidr: str | None = None
+    excluded: tuple[str, ...] = ()
+
+    def to_spec(self, own_namespace: str) -> dict[str, Any]:
+        if self.cidr:
+            block: dict[str, Any] = {"cidr": self.cidr}
+            if self.excluded:
+                block["except"] = list(self.excluded)
+            return {"ipBlock": block}
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": self.pods or {}}}
+        if self.namespace and self.namespace != own_namespace:
+            spec["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}}
+        return spec
+
+
+# Public addresses only: the OpenSearch image installs repository-s3 from its artifact site at start.
+INTERNET = Peer(cidr="0.0.0.0/0", excluded=PRIVATE_RANGES)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Traffic between the selected pods and some peers on some ports."""
+
+    peers: tuple[Peer, ...]
+    ports: tuple[tuple[int, str], ...]
+
+    def to_spec(self, own_namespace: str, direction: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {direction: [peer.to_spec(own_namespace) for peer in self.peers]}
+        if self.ports:  # no ports: every port
+            spec["ports"] = [{"port": port, "protocol": protocol} for port, protocol in self.ports]
+        return spec
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    namespace: str
+    pods: dict[str, str]
+    ingress: tuple[Flow, ...] = ()
+    egress: tuple[Flow, ...] = ()
+    types: tuple[str, ...] = field(default=())
+
+    def spec(self) -> dict[str, Any]:
+        types = self.types or tuple(t for t, flows in (("Ingress", self.ingress), ("Egress", self.egress)) if flows)
+        spec: dict[str, Any] = {
+            "podSelector": {"matchLabels": self.pods} if self.pods else {},
+            "policyTypes": list(types),
+        }
+        if self.ingress:
+            spec["ingress"] = [flow.to_spec(self.namespace, "from") for flow in self.ingress]
+        if self.egress:
+            spec["egress"] = [flow.to_spec(self.namespace, "to") for flow in self.egress]
+        return spec
+
+
+def tcp(*ports: int) -> tuple[tuple[int, str], ...]:
+    return tuple((port, TCP) for port in ports)
+
+
+def host_cidr(address: str) -> str:
+    """A /32 (or /128) for an IP address; a DNS name cannot be a policy peer."""
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+class NetworkPoliciesArgs(TypedDict):
+    provider: k8s.Provider
+    """The cluster's explicit Kubernetes provider."""
+    namespaces: ns.Namespaces
+    """The namespaces the program owns; every one gets a default deny."""
+    central: bool
+    """Central runs the Thanos components; edges expose the sidecar to the central host."""
+    node_address: str
+    """This host's IP: the source of host-network traffic (ingress, node-exporter, API server)."""
+    central_address: str
+    """The central host's IP: the only source allowed to reach an edge's sidecar."""
+    edge_addresses: Sequence[str]
+    """Central only: the edge hosts whose NodePort 30901 Thanos Query calls."""
+    s3_address: str | None
+    """IP of the object store, or None when it is a DNS name (then any address on its port)."""
+    s3_port: int
+    """Port of the object store."""
+
+
+def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
+    node = Peer(cidr=host_cidr(args["node_address"]))
+    apiserver = Flow((node, Peer(cidr=APISERVER_SERVICE_IP)), tcp(APISERVER_PORT, 443))
+    s3 = Flow((Peer(cidr=host_cidr(args["s3_address"]) if args["s3_address"] else "0.0.0.0/0"),), tcp(args["s3_port"]))
+    dns = Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), ((53, UDP), (53, TCP)))
+
+    policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in ns.ENFORCED_LEVEL]
+    policies += [Policy("allow-dns", namespace, {}, egress=(dns,)) for namespace in ns.ENFORCED_LEVEL]
+    policies += _monitoring(args, node, apiserver, s3)
+    policies += _logging(node, apiserver, s3)
+    policies += _longhorn(node, apiserver, s3)
+    policies += _ingress_nginx(apiserver)
+    return policies
+
+
+def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+    m = ns.MONITORING
+    prometheus = Peer(pods=PROMETHEUS)
+    scrape_local = Flow(
+        (
+            Peer(pods=KUBE_STATE_METRICS),
+            Peer(pods=OPERATOR),
+            Peer(pods=ALERTMANAGER),
+            Peer(pods=GRAFANA),
+            Peer(pods=PROMETHEUS),
+            Peer(pods=THANOS_QUERY),
+            Peer(pods=THANOS_QUERY_FRONTEND),
+            Peer(pods=THANOS_STORE),
+            Peer(pods=THANOS_COMPACT),
+        ),
+        tcp(8080, 10250, 9093, 3000, 9090, 10902),
+    )
+    # kubelet, node-exporter and ingress-nginx metrics (host network), the API server. Minikube binds
+    # etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
+    scrape_node = Flow((node,), tcp(10250, 9100, 10254, APISERVER_PORT))
+    scrape_elsewhere = (
+        Flow((Peer(pods={"app": "longhorn-manager"}, namespace=ns.LONGHORN),), tcp(9500)),
+        Flow((Peer(pods=FLUENT_BIT, namespace=ns.LOGGING),), tcp(2020)),
+        Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), tcp(9153)),
+    )
+    sidecar_from = Peer(pods=THANOS_QUERY) if args["central"] else Peer(cidr=host_cidr(args["central_address"]))
+    policies = [
+        Policy(
+            "prometheus",
+            m,
+            PROMETHEUS,
+            ingress=(
+                Flow((Peer(pods=GRAFANA),), tcp(9090)),
+                Flow((sidecar_from,), tcp(10901)),  # Thanos StoreAPI of the sidecar (C5)
+                Flow((prometheus,), tcp(10902)),  # the sidecar's own metrics
+            ),
+            egress=(scrape_local, scrape_node, *scrape_elsewhere, apiserver, s3),
+        ),
+        Policy(
+            "alertmanager",
+            m,
+            ALERTMANAGER,
+            ingress=(
+                Flow((prometheus,), tcp(9093, 8080)),
+                Flow((Peer(pods=ALERTMANAGER),), ((9094, TCP), (9094, UDP))),
+            ),
+        ),
+        Policy(
+            "grafana",
+            m,
+            GRAFANA,
+            ingress=(Flow((node,), tcp(3000)), Flow((prometheus,), tcp(3000))),
+            egress=(Flow((prometheus, Peer(pods=THANOS_QUERY_FRONTEND)), tcp(9090)), apiserver),
+        ),
+        Policy(
+            "kube-state-metrics", m, KUBE_STATE_METRICS, ingress=(Flow((prometheus,), tcp(8080)),), egress=(apiserver,)
+        ),
+        # The API server calls the operator's admission webhook from the host address.
+        Policy("operator", m, OPERATOR, ingress=(Flow((prometheus, node), tcp(10250)),), egress=(apiserver,)),
+        # The operator's admission-webhook certificate jobs (Helm hooks) only talk to the API server.
+        Policy("admission-create", m, {"app": "kube-prometheus-stack-admission-create"}, egress=(apiserver,)),
+        Policy("admission-patch", m, {"app": "kube-prometheus-stack-admission-patch"}, egress=(apiserver,)),
+    ]
+    if args["central"]:
+        policies += _thanos_central(args, node, s3)
+    return policies
+
+
+def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Policy]:
+    m = ns.MONITORING
+    prometheus = Peer(pods=PROMETHEUS)
+    edges = tuple(Peer(cidr=host_cidr(address)) for address in args["edge_addresses"])
+    return [
+        Policy(
+            "thanos-query",
+            m,
+            THANOS_QUERY,
+            ingress=(Flow((Peer(pods=THANOS_QUERY_FRONTEND), prometheus), tcp(10902)),),
+            egress=(
+                Flow((prometheus, Peer(pods=THANOS_STORE)), tcp(10901)),
+                *((Flow(edges, tcp(30901)),) if edges else ()),  # edge sidecars' NodePort (C5)
+            ),
+        ),
+        Policy(
+            "thanos-query-frontend",
+            m,
+            THANOS_QUERY_FRONTEND,
+            ingress=(Flow((node, Peer(pods=GRAFANA), prometheus), tcp(9090)),),
+            egress=(Flow((Peer(pods=THANOS_QUERY),), tcp(10902)),),
+        ),
+        Policy(
+            "thanos-store",
+            m,
+            THANOS_STORE,
+            ingress=(Flow((Peer(pods=THANOS_QUERY),), tcp(10901)), Flow((prometheus,), tcp(10902))),
+            egress=(s3,),
+        ),
+        Policy("thanos-compact", m, THANOS_COMPACT, ingress=(Flow((prometheus,), tcp(10902)),), egress=(s3,)),
+    ]
+
+
+def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+    log = ns.LOGGING
+    prometheus = Peer(pods=PROMETHEUS, namespace=ns.MONITORING)
+    return [
+        Policy(
+            "opensearch",
+            log,
+            OPENSEARCH,
+            ingress=(
+                Flow((Peer(pods=FLUENT_BIT), node), tcp(9200)),  # node: ingress-nginx, Pulumi's API calls
+                Flow((Peer(pods=OPENSEARCH),), tcp(9300)),
+            ),
+            egress=(Flow((Peer(pods=OPENSEARCH),), tcp(9300)), s3, Flow((INTERNET,), tcp(443))),
+        ),
+        Policy(
+            "fluent-bit",
+            log,
+            FLUENT_BIT,
+            ingress=(Flow((prometheus,), tcp(2020)),),
+            egress=(Flow((Peer(pods=OPENSEARCH),), tcp(9200)), apiserver),  # kubernetes filter reads pod metadata
+        ),
+    ]
+
+
+def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+    lh = ns.LONGHORN
+    everyone_here = Peer(pods={})
+    return [
+        # Managers, instance managers, CSI and webhooks talk among themselves on many ports (DESIGN 2.8).
+        Policy(
+            "longhorn-internal",
+            lh,
+            {},
+            ingress=(Flow((everyone_here,), ()),),
+            egress=(Flow((everyone_here,), ()),),
+        ),
+        Policy(
+            "longhorn-from-node-and-prometheus",
+            lh,
+            {},
+            ingress=(
+                Flow((node,), tcp(8000, 9500, 9501, 9502, 9503)),  # UI via ingress; webhooks via the API server
+                Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(9500)),
+            ),
+        ),
+        Policy("longhorn-egress", lh, {}, egress=(apiserver, s3)),
+    ]
+
+
+def _ingress_nginx(apiserver: Flow) -> list[Policy]:
+    # The controller runs on the host network (policies do not apply to it); its admission
+    # webhook certificate jobs are ordinary pods that only talk to the API server.
+    return [
+        Policy("admission-jobs", ns.INGRESS, {"app.kubernetes.io/component": "admission-webhook"}, egress=(apiserver,))
+    ]
+
+
+class NetworkPolicies(pulumi.ComponentResource):
+    """Every NetworkPolicy of the cluster."""
+
+    def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("thanos-multi-cluster:security:NetworkPolicies", name, None, opts)
+        for policy in _cluster_policies(args):
+            k8s.networking.v1.NetworkPolicy(
+                f"{policy.namespace}-{policy.name}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=policy.name, namespace=policy.namespace, labels=MANAGED_BY),
+                spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, policy.spec()),
+                opts=child_opts(self, args["provider"], depends_on=[args["namespaces"][policy.namespace]]),
+            )
+        self.register_outputs({})

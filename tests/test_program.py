@@ -66,3 +66,12 @@ def test_stack_outputs_keep_secrets_secret(any_stack: Rendering) -> None:
 
     for key in ("kubeconfig", "longhornUiPassword"):
         assert isinstance(any_stack.outputs[key], Secret), key
+
+
+def test_committed_stack_files_hold_no_secrets() -> None:
+    for path in ROOT.glob("Pulumi.*.yaml"):
+        text = path.read_text()
+        assert "secure:" not in text, f"{path.name} holds an encrypted secret: set it in CI instead"
+        config = (yaml.safe_load(text) or {}).get("config") or {}
+        for key in ("sshPrivateKey", "minioAdminUser", "minioAdminPassword"):
+            assert f"thanos-multi-cluster:{key}" not in config, f"{key} in {path.name}"

@@ -1,7 +1,9 @@
 """thanos-multi-cluster: one stack per cluster; the stack config's `role` decides what it gets.
 
-Reads like the table in DESIGN section 1: host -> Minikube node -> Kubernetes provider ->
-namespaces -> ingress and storage -> ...
+In the order of DESIGN section 1's table: the Minikube node and a Kubernetes provider built from
+its kubeconfig; namespaces and their NetworkPolicies; object storage (owned by central, read by
+edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; ingress-nginx; central Thanos;
+alerts; OpenSearch and Fluent-bit. Every component is in `components/`, one per file.
 """
 
 import pulumi

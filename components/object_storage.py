@@ -180,7 +180,7 @@ class ObjectStorage(pulumi.ComponentResource):
             minio_user=args["admin_user"],
             minio_password=args["admin_password"],
             minio_ssl=s3.use_tls,
-            minio_insecure=s3.insecure_skip_verify,
+            minio_insecure=False,  # verified against the public CAs or `s3.caCertificate`
             minio_cacert_file=minio_ca_file(s3.ca_certificate) if s3.ca_certificate else None,
             opts=pulumi.ResourceOptions(parent=self),
         )

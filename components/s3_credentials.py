@@ -30,7 +30,7 @@ from components.object_storage import (
     Credentials,
     thanos_objstore_secret,
 )
-from components.settings import PROJECT, S3Settings
+from components.settings import PROJECT, S3Settings, is_ip
 
 ClusterCredentials = dict[str, dict[str, str]]
 """{component: {"accessKey": ..., "secretKey": ...}} of one cluster."""
@@ -82,9 +82,7 @@ def own_credentials(published: Any, cluster: str, central_stack: str) -> Cluster
 
 def objstore_config(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, Any]:
     """Thanos' S3 object-store config; the CA is read from where the Secret is mounted."""
-    http_config: dict[str, Any] = {"insecure_skip_verify": s3.insecure_skip_verify}
-    if s3.ca_certificate:
-        http_config["tls_config"] = {"ca_file": CA_FILE}
+    http_config: dict[str, Any] = {"tls_config": {"ca_file": CA_FILE}} if s3.ca_certificate else {}
     return {
         "type": "S3",
         "config": {
@@ -107,16 +105,15 @@ def thanos_secret_data(s3: S3Settings, access_key: str, secret_key: str) -> dict
     return data
 
 
-def longhorn_tls_warning(s3: S3Settings) -> str | None:
-    """Longhorn (and OpenSearch's repository-s3) have no skip-verify switch: a self-signed MinIO
-    needs its CA, or backups and snapshots fail. A warning, not an error: the MinIO may well have a
-    publicly trusted certificate, which only the operator knows."""
-    if s3.use_tls and s3.insecure_skip_verify and not s3.ca_certificate:
+def untrusted_address_warning(s3: S3Settings) -> str | None:
+    """Every client verifies MinIO's certificate (Longhorn and repository-s3 cannot skip it). Without
+    `caCertificate` they trust the public CAs only, which almost never sign a certificate for a bare
+    IP address: worth a warning, not an error (only the operator knows the certificate)."""
+    if s3.use_tls and not s3.ca_certificate and is_ip(s3.host):
         return (
-            f"s3.insecureSkipVerify is true but s3.caCertificate is not set: Thanos and Pulumi skip "
-            f"verification, but Longhorn cannot (nor can OpenSearch's repository-s3), so backups and "
-            f"snapshots to {s3.url} fail if MinIO's certificate is self-signed. "
-            f"Set {PROJECT}:s3.caCertificate to the PEM of MinIO's CA"
+            f"s3.endpoint {s3.endpoint} is an IP address and s3.caCertificate is not set: Thanos, Longhorn "
+            f"and OpenSearch will trust MinIO's certificate only if a public CA signed it for that address. "
+            f"If it is self-signed or from a private CA, set {PROJECT}:s3.caCertificate to the PEM of that CA"
         )
     return None
 
@@ -172,7 +169,7 @@ class S3Credentials(pulumi.ComponentResource):
                 args["provider"],
             )
         )
-        warning = longhorn_tls_warning(s3)
+        warning = untrusted_address_warning(s3)
         if warning:
             pulumi.log.warn(warning, resource=self)
         self.register_outputs({"secrets": [secret.metadata.name for secret in self.secrets]})

@@ -256,9 +256,10 @@ class S3Settings(_Model):
     endpoint: HostPort = "172.20.40.21:30001"
     use_tls: bool = True
     insecure_skip_verify: bool = False
-    """Skip certificate verification (self-signed MinIO without a CA to pin). Prefer `caCertificate`."""
+    """Never accepted: Longhorn and OpenSearch's repository-s3 cannot skip verification, so a MinIO
+    only reachable that way has no backups and no snapshots. Present so that asking for it is explained."""
     ca_certificate: str | None = None
-    """PEM of the CA that signed MinIO's certificate (public, so plain config)."""
+    """PEM of the CA that signed MinIO's certificate (public, so plain config); every client trusts it."""
     region: str = "us-east-1"
     buckets: BucketNames = Field(default_factory=BucketNames)
     versioning: bool = True
@@ -277,8 +278,16 @@ class S3Settings(_Model):
                 "newer ones (DESIGN C10). Retention is set in Thanos Compactor, Snapshot "
                 "Management and the Longhorn RecurringJob; remove expireCurrentObjectsDays"
             )
-        if not self.use_tls and (self.insecure_skip_verify or self.ca_certificate):
-            raise ValueError("insecureSkipVerify and caCertificate need useTls: true")
+        if self.insecure_skip_verify:
+            raise ValueError(
+                "s3.insecureSkipVerify is refused: Longhorn backups and OpenSearch snapshots cannot skip "
+                "certificate verification, so they would fail against an untrusted MinIO certificate. "
+                "If MinIO's certificate is self-signed or from a private CA, give its CA: "
+                "`pulumi config set --path s3.caCertificate -- \"$(cat minio-ca.pem)\"`; if it is publicly "
+                "trusted, remove the key: `pulumi config rm --path s3.insecureSkipVerify`"
+            )
+        if not self.use_tls and self.ca_certificate:
+            raise ValueError("caCertificate needs useTls: true")
         if self.ca_certificate is not None and "BEGIN CERTIFICATE" not in self.ca_certificate:
             raise ValueError("caCertificate must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
         return self

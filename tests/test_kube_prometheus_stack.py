@@ -67,7 +67,7 @@ def test_no_ca_means_no_extra_mount(any_stack: Rendering) -> None:
 
 def test_a_configured_ca_is_mounted_where_the_objstore_config_expects_it() -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    s3 = raw_config("cluster-196")["s3"] | {"caCertificate": pem, "insecureSkipVerify": False}
+    s3 = raw_config("cluster-196")["s3"] | {"caCertificate": pem}
     stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps(s3)})
     spec = values(stack)["prometheus"]["prometheusSpec"]
     (mount,) = spec["thanos"]["volumeMounts"]

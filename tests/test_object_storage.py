@@ -79,7 +79,7 @@ def test_central_talks_to_minio_through_an_explicit_provider_with_the_admin_secr
     assert provider.inputs["minioRegion"] == "us-east-1"
     # Provider config values travel as strings.
     assert json.loads(provider.inputs["minioSsl"]) is True
-    assert json.loads(provider.inputs["minioInsecure"]) is True
+    assert json.loads(provider.inputs["minioInsecure"]) is False
     assert provider.inputs["minioUser"] == Secret(secret_placeholder("minioAdminUser"))
     assert provider.inputs["minioPassword"] == Secret(secret_placeholder("minioAdminPassword"))
     assert "minioCacertFile" not in provider.inputs

@@ -140,7 +140,7 @@ def test_repository_settings_hold_bucket_prefix_and_client_only(any_stack: Rende
 
 def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) -> None:
     assert "extraInitContainers" not in values(edge)
-    stack = with_config(edge.stack, "s3", caCertificate=FAKE_CA, insecureSkipVerify=False)
+    stack = with_config(edge.stack, "s3", caCertificate=FAKE_CA)
     v = values(stack)
     assert "-Djavax.net.ssl.trustStore=" in v["opensearchJavaOpts"]
     (init,) = v["extraInitContainers"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.object_storage import CA_FILE, OBJSTORE_MOUNT_DIR
-from components.s3_credentials import CentralStackNotReady, longhorn_tls_warning
+from components.s3_credentials import CentralStackNotReady, untrusted_address_warning
 from components.settings import PROJECT, S3Settings
 from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, run_stack, unwrap
 
@@ -61,7 +61,7 @@ def test_the_sidecar_gets_an_objstore_config_with_its_own_user(any_stack: Render
             "insecure": False,
             "access_key": f"{any_stack.stack}-thanos-sidecar",
             "secret_key": MOCK_PASSWORD,
-            "http_config": {"insecure_skip_verify": True},
+            "http_config": {},
         },
     }
 
@@ -81,7 +81,7 @@ def test_a_configured_ca_is_shipped_in_the_secret_and_named_where_it_is_mounted(
     assert data["ca.crt"] == PEM
     config = yaml.safe_load(data["objstore.yml"])["config"]
     assert CA_FILE == f"{OBJSTORE_MOUNT_DIR}/ca.crt" == "/etc/thanos/objstore/ca.crt"
-    assert config["http_config"] == {"insecure_skip_verify": False, "tls_config": {"ca_file": CA_FILE}}
+    assert config["http_config"] == {"tls_config": {"ca_file": CA_FILE}}
     assert config["endpoint"] == "minio.lab:9000"
     assert secret_data(stack, "longhorn-backup-credentials", "longhorn-system")["AWS_CERT"] == PEM
 
@@ -200,26 +200,26 @@ def test_the_central_stack_name_is_configurable() -> None:
     assert asked == ["team/thanos-multi-cluster/hub"]
 
 
-# --- Longhorn cannot skip TLS verification -----------------------------------------------
+# --- every client verifies MinIO's certificate ---------------------------------------------
 
 
-def test_skip_verify_without_a_ca_warns_that_longhorn_backups_will_fail() -> None:
-    message = longhorn_tls_warning(S3Settings(insecure_skip_verify=True))
+def test_an_ip_endpoint_without_a_ca_warns_that_public_cas_rarely_sign_it() -> None:
+    message = untrusted_address_warning(S3Settings(endpoint="172.20.40.21:30001"))
     assert message is not None
-    assert "Longhorn" in message and f"{PROJECT}:s3.caCertificate" in message
-    assert longhorn_tls_warning(S3Settings(insecure_skip_verify=True, ca_certificate=PEM)) is None
-    assert longhorn_tls_warning(S3Settings()) is None
-    assert longhorn_tls_warning(S3Settings(use_tls=False)) is None
+    assert "172.20.40.21:30001" in message and f"{PROJECT}:s3.caCertificate" in message
+    assert untrusted_address_warning(S3Settings(endpoint="172.20.40.21:30001", ca_certificate=PEM)) is None
+    assert untrusted_address_warning(S3Settings(endpoint="minio.example.org:443")) is None
+    assert untrusted_address_warning(S3Settings(endpoint="172.20.40.21:30001", use_tls=False)) is None
 
 
-def test_the_program_prints_the_longhorn_warning(
+def test_the_program_prints_the_warning_until_a_ca_is_set(
     caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # central writes the provider's CA file there
     with caplog.at_level(logging.WARNING):
         run_stack("cluster-198")
-    assert any("Longhorn cannot" in record.getMessage() for record in caplog.records)
+    assert any("is an IP address" in record.getMessage() for record in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # central: no nested rendering with the committed config
-        run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"caCertificate": PEM, "insecureSkipVerify": False})})
-    assert not any("Longhorn cannot" in record.getMessage() for record in caplog.records)
+        run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"caCertificate": PEM})})
+    assert not any("is an IP address" in record.getMessage() for record in caplog.records)

@@ -161,6 +161,18 @@ BROKEN = [
         ["refused", "C10"],
     ),
     (
+        "skipping MinIO certificate verification",
+        "cluster-197",
+        changed("cluster-197", s3={"insecureSkipVerify": True}),
+        ["s3.insecureSkipVerify is refused", "Longhorn", "s3.caCertificate", "pulumi config set --path"],
+    ),
+    (
+        "skipping verification even with a CA",
+        "cluster-197",
+        changed("cluster-197", s3={"insecureSkipVerify": True, "caCertificate": "-----BEGIN CERTIFICATE-----"}),
+        ["s3.insecureSkipVerify is refused"],
+    ),
+    (
         "chart version range",
         "cluster-197",
         changed("cluster-197", versions={"longhorn": "^1.5"}),

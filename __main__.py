@@ -31,6 +31,7 @@ node = MinikubeNode(
     cluster,
     {
         "host": config.host,
+        "address": config.ip,
         "minikube": config.minikube,
         "ssh_private_key": secrets.ssh_private_key,
         "protect": config.protect,

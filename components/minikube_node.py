@@ -29,6 +29,8 @@ PROFILE = "minikube"
 class MinikubeNodeArgs(TypedDict):
     host: str
     """Address of the host (IP or DNS name): the SSH target and the API server address."""
+    address: str
+    """The host's IP address (the same as `host` when that is an IP)."""
     minikube: MinikubeSettings
     """Validated Minikube options (mode, driver, runtime, CNI, versions, kubelet config)."""
     ssh_private_key: pulumi.Input[str] | None

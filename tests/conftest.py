@@ -12,12 +12,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.engine import Rendering, run_stack  # noqa: E402
+from tools.engine import PROJECT, Rendering, load_stack_config, run_stack  # noqa: E402
 
-STACKS = ("cluster-196", "cluster-197", "cluster-198")
-EDGE_STACKS = ("cluster-197", "cluster-198")
-CENTRAL_STACK = "cluster-196"
+
+def stack_names() -> tuple[str, ...]:
+    """Every stack of the project: one `Pulumi.<stack>.yaml` each (adding a cluster adds a file)."""
+    return tuple(sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in ROOT.glob("Pulumi.*.yaml")))
+
+
+def role_of(stack: str) -> str:
+    return load_stack_config(stack)[f"{PROJECT}:role"]
+
+
+STACKS = stack_names()
+EDGE_STACKS = tuple(stack for stack in STACKS if role_of(stack) == "edge")
+CENTRAL_STACK = next(stack for stack in STACKS if role_of(stack) == "central")
 REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+def any_stack_name(role: str) -> str:
+    """One stack of a role, for tests that need one but not which."""
+    return CENTRAL_STACK if role == "central" else EDGE_STACKS[0]
 
 
 @functools.cache

@@ -29,6 +29,22 @@ def kubernetes(obj: dict[str, Any], type_: str | None = None) -> Resource:
     )
 
 
+def resource(
+    type_: str, name: str, custom: bool = True, parent: str | None = None, depends_on: list[str] | None = None
+) -> Resource:
+    """Any resource as the engine records it (no inputs), for graph and engine-rule tests."""
+    return Resource(
+        type=type_,
+        name=name,
+        urn=f"urn:pulumi:test::{PROJECT}::{type_}::{name}",
+        custom=custom,
+        parent_urn=parent,
+        provider=None,
+        depends_on=depends_on or [],
+        inputs={},
+    )
+
+
 def release(chart: str, version: str, values: dict[str, Any], namespace: str = "default") -> Resource:
     """A Helm release resource with the inputs `components.kube.helm_release` gives it."""
     type_ = "kubernetes:helm.sh/v3:Release"

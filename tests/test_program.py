@@ -7,11 +7,10 @@ import yaml
 from tools.engine import ROOT, Rendering
 
 
-def test_default_providers_are_disabled_in_the_project() -> None:
+def test_the_project_runs_python_from_its_own_venv() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "thanos-multi-cluster"
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
-    assert project["config"]["pulumi:disable-default-providers"]["value"] == ["*"]
 
 
 def test_every_kubernetes_resource_uses_the_clusters_explicit_provider(any_stack: Rendering) -> None:

@@ -88,6 +88,19 @@ def test_outputs_are_written_with_secrets_redacted(cli_run: tuple[str, Path, Any
     assert outputs["role"] in ("central", "edge")
 
 
+def test_secrets_in_manifests_keep_their_keys_and_stay_valid_objects(cli_run: tuple[str, Path, Any]) -> None:
+    import kubernetes_validate
+
+    _, out, _ = cli_run
+    secrets = [d for d in yaml.safe_load_all((out / "manifests.yaml").read_text()) if d and d["kind"] == "Secret"]
+    assert secrets
+    for secret in secrets:
+        data = secret.get("stringData") or secret.get("data")
+        assert isinstance(data, dict) and data, secret["metadata"]["name"]
+        assert set(data.values()) == {"[secret]"}, secret["metadata"]["name"]
+        kubernetes_validate.validate(secret, "1.28", strict=True)
+
+
 def test_no_secret_reaches_any_file(cli_run: tuple[str, Path, Any]) -> None:
     _, out, _ = cli_run
     for path in out.rglob("*"):

@@ -1,9 +1,20 @@
-"""The offline engine (DESIGN section 6): run `__main__.py` for a stack under Pulumi's mocks.
+"""The offline engine: run `__main__.py` for a stack under Pulumi's mocks.
 
-No Pulumi CLI, cluster, network or credentials are needed. Config comes from the real
-`Pulumi.<stack>.yaml`; every secret config key the program knows (`settings.SECRET_KEYS`) gets a
+No Pulumi CLI, cluster, network or credentials are needed. Config comes from the project's
+`Pulumi.yaml` (project-level `config:` values) and the real `Pulumi.<stack>.yaml` on top, as the
+CLI merges them; every secret config key the program knows (`settings.SECRET_KEYS`) gets a
 redacted placeholder. A recording monitor keeps every registration: type, name, parent,
 provider, dependencies, options and inputs. Tests and `tools.render` both use `run_stack`.
+
+Mocks accept anything; the real engine does not. What it refuses is modelled here, so the first
+`pulumi preview` cannot be the first to find it:
+- `pulumi:disable-default-providers`: a resource of a listed package (or any package but
+  `pulumi` itself, for `*`) without an explicit provider stops the run with the engine's message;
+- dependency order: a resource waits for its `dependsOn` and for the resources its inputs come
+  from; waiting for a component means waiting for its children. A parent's `dependsOn` does NOT
+  hold its children back (the SDK registers a child as soon as the parent's URN is known), so
+  `Rendering.depends_on` does not count it either;
+- protect and replacement: see `tools/plan.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ SECRET_MARKER = "4dabf18193072939515e22adb298388d"
 SECRET_PLACEHOLDER_PREFIX = "REDACTED-SECRET-"
 MOCK_STDOUT = "offline-engine: command output is only known after `pulumi up`"
 MOCK_PASSWORD = "offline-engine-generated-password"
+SECRET_TEXT = "[secret]"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,15 @@ class Resource:
     replace_on_changes: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     """Input name -> URNs of the resources that input's value came from."""
+    aliases: list[str] = field(default_factory=list)
+    """Former types (`type`) or URNs (`urn`) this resource answers to, as the SDK sent them."""
+
+    @property
+    def package(self) -> str:
+        """The package a custom resource's provider comes from: the type token's first part."""
+        if self.type.startswith("pulumi:providers:"):
+            return self.type.removeprefix("pulumi:providers:")
+        return self.type.split(":", 1)[0]
 
     @property
     def kind(self) -> str | None:
@@ -124,30 +145,30 @@ class Rendering:
             parent = self.parent_of(parent)
 
     def depends_on(self, resource: Resource, other: Resource) -> bool:
-        """True when `resource` waits, directly or through other resources, for `other` (or part of it).
-
-        A resource waits for its own dependencies and for those of the components above it (a child
-        is registered only once its parent is); waiting for a component means waiting for
-        everything inside it.
-        """
+        """True when `resource` waits, directly or through other resources, for `other` (or part of it)."""
         return any(self._under(urn, other) for urn in self.waits_for(resource))
 
     def waits_for(self, resource: Resource) -> set[str]:
-        """URNs of every resource that must exist before `resource` is created."""
+        """URNs of every resource that must exist before `resource` is created.
+
+        What the SDK holds a registration back for: the resource's own `dependsOn` (a component
+        there stands for its children) and the resources its input values came from, and
+        transitively theirs. Not its parent's `dependsOn`: a component's children are registered
+        as soon as the component's URN is known, whatever the component was told to wait for.
+        """
         children: dict[str, list[str]] = {}
         for r in self.resources:
             if r.parent_urn:
                 children.setdefault(r.parent_urn, []).append(r.urn)
         by_urn = {r.urn: r for r in self.resources}
         waited: set[str] = set()
-        pending = [dep for r in (resource, *self.ancestors(resource)) for dep in r.depends_on]
+        pending = list(_direct_dependencies(resource))
         while pending:
             urn = pending.pop()
             if urn in waited or urn not in by_urn:
                 continue
             waited.add(urn)
-            found = by_urn[urn]
-            pending += [dep for r in (found, *self.ancestors(found)) for dep in r.depends_on]
+            pending += _direct_dependencies(by_urn[urn])
             pending += children.get(urn, [])
         return waited
 
@@ -159,6 +180,10 @@ class Rendering:
                 return True
             current = self.parent_of(current)
         return False
+
+
+def _direct_dependencies(resource: Resource) -> list[str]:
+    return [*resource.depends_on, *(urn for urns in resource.property_dependencies.values() for urn in urns)]
 
 
 # --- normalisation -----------------------------------------------------------------------
@@ -178,14 +203,25 @@ def normalise(value: Any) -> Any:
 
 
 def redact(value: Any) -> Any:
-    """JSON-ready form: secrets become "[secret]"."""
+    """JSON-ready form: every value inside a secret becomes "[secret]"; a secret map or list keeps
+    its shape, so a Kubernetes Secret still shows (and validates with) its keys."""
     if isinstance(value, Secret):
-        return "[secret]"
+        return _mask(value.value)
     if isinstance(value, dict):
         return {key: redact(item) for key, item in value.items()}
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return _mask(value.value)
+    if isinstance(value, dict):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return SECRET_TEXT
 
 
 def unwrap(value: Any) -> Any:
@@ -204,6 +240,27 @@ def unwrap(value: Any) -> Any:
 
 def stack_file(stack: str) -> Path:
     return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def project_config(root: Path = ROOT) -> dict[str, str]:
+    """Project-level config of `Pulumi.yaml`, as the CLI applies it to every stack.
+
+    A key is `namespace:name` (a bare name belongs to the project); its entry is either the
+    value itself or a map with `value` (set for every stack) or `default` (used when the stack
+    does not set it). Stack files override both.
+    """
+    document = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    config: dict[str, str] = {}
+    for key, entry in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(entry, dict) and ("value" in entry or "default" in entry):
+            value = entry["value"] if "value" in entry else entry["default"]
+        elif isinstance(entry, dict):
+            continue  # a type declaration without a value
+        else:
+            value = entry
+        config[full_key] = _config_string(value)
+    return config
 
 
 def load_stack_config(stack: str) -> dict[str, str]:
@@ -277,6 +334,16 @@ def _parent(urn: str) -> str | None:
     return urn
 
 
+def _aliases(request: Any) -> list[str]:
+    aliases = list(request.aliasURNs)
+    for alias in request.aliases:
+        if alias.urn:
+            aliases.append(alias.urn)
+        elif alias.spec.type:
+            aliases.append(alias.spec.type)
+    return aliases
+
+
 class _RecordingMonitor(mocks.MockMonitor):
     """A MockMonitor that also keeps each request's options (parent, provider, dependencies...)."""
 
@@ -306,6 +373,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     property_dependencies={
                         key: list(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
                     },
+                    aliases=_aliases(request),
                 )
             )
         return response
@@ -374,7 +442,7 @@ def run_stack(
     `thanos-multi-cluster:role`; `stack_outputs` answers StackReferences (default: the
     referenced stack rendered offline).
     """
-    config, secret_keys = _with_secret_placeholders(load_stack_config(stack))
+    config, secret_keys = _with_secret_placeholders(project_config() | load_stack_config(stack))
     for key, value in (config_overrides or {}).items():
         if value is None:
             config.pop(key, None)
@@ -402,7 +470,55 @@ def _run_program(
     finally:
         reset_options()
         set_all_config(saved_config, [])
-    return Rendering(stack=stack, resources=monitor.recorded, outputs=outputs, config=dict(config))
+    rendering = Rendering(stack=stack, resources=monitor.recorded, outputs=outputs, config=dict(config))
+    refuse_default_providers(rendering)
+    return rendering
+
+
+# --- what the real engine refuses ---------------------------------------------------------
+
+
+class EngineRefusal(Exception):
+    """The real engine would stop `pulumi preview` here; the message is the engine's own."""
+
+
+DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
+
+
+def disabled_default_providers(config: dict[str, str]) -> frozenset[str]:
+    """The packages `pulumi:disable-default-providers` names (`*`: every package)."""
+    raw = config.get(DISABLE_DEFAULT_PROVIDERS)
+    if not raw:
+        return frozenset()
+    listed = json.loads(raw)
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise EngineRefusal(f"{DISABLE_DEFAULT_PROVIDERS} must be a list of package names, got {raw}")
+    return frozenset(listed)
+
+
+def default_provider_denials(rendering: Rendering) -> list[str]:
+    """The engine's refusal for every custom resource that would need a disabled default provider.
+
+    The engine resolves a resource without an explicit provider to its package's default provider
+    and refuses it when the package is listed (or `*` is, for every package but `pulumi`).
+    """
+    disabled = disabled_default_providers(rendering.config)
+    return [
+        f"Default provider for '{resource.package}' disabled. '{resource.urn}' must use an explicit provider."
+        for resource in rendering.resources
+        if resource.custom
+        and resource.provider is None
+        and not resource.type.startswith("pulumi:providers:")
+        and resource.package != "pulumi"
+        and ("*" in disabled or resource.package in disabled)
+    ]
+
+
+def refuse_default_providers(rendering: Rendering) -> None:
+    denials = default_provider_denials(rendering)
+    if denials:
+        more = f" (and {len(denials) - 1} more)" if len(denials) > 1 else ""
+        raise EngineRefusal(f"{denials[0]}{more}")
 
 
 def _run_main() -> None:

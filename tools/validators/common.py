@@ -15,12 +15,11 @@ import yaml
 from pulumi.output import Unknown
 
 from components import versions
-from tools.engine import PROJECT, ROOT, Rendering, Resource, Secret
+from tools.engine import PROJECT, ROOT, SECRET_TEXT, Rendering, Resource, Secret
 
 REFERENCE_ENV = "THANOS_MC_REFERENCE"
 """Environment variable that overrides where the reference material lives."""
 
-SECRET_TEXT = "[secret]"
 UNKNOWN_TEXT = "[unknown]"
 
 

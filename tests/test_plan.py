@@ -1,0 +1,108 @@
+"""The engine's plan between two renderings: updates in place, replacements, and what protect refuses."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests import synthetic
+from tests.conftest import any_stack_name, rendered
+from tools.engine import PROJECT, Rendering, Resource, run_stack
+from tools.plan import plan, replacing_inputs
+
+NODE = "command:remote:Command"
+
+
+def edge() -> Rendering:
+    return rendered(any_stack_name(role="edge"))
+
+
+def changed_minikube(stack: str, **settings: object) -> Rendering:
+    raw = json.loads(run_stack(stack).config[f"{PROJECT}:minikube"])
+    return run_stack(stack, {f"{PROJECT}:minikube": json.dumps(raw | settings)})
+
+
+def without(rendering: Rendering, type_: str, name: str) -> Rendering:
+    kept = [r for r in rendering.resources if not (r.type == type_ and r.name == name)]
+    return Rendering(rendering.stack, kept, rendering.outputs, rendering.config)
+
+
+def test_the_same_program_twice_changes_nothing() -> None:
+    assert {step.op for step in plan(edge(), run_stack(edge().stack)).steps} == {"same"}
+
+
+def test_a_changed_kubelet_setting_updates_the_node_in_place() -> None:
+    stack = edge().stack
+    after = changed_minikube(stack, extraKubeletConfig={"max-pods": "150"})
+    step = plan(edge(), after).step(NODE, f"{stack}-minikube")
+    assert step.op == "update"
+    assert "create" in step.changed
+    assert plan(edge(), after).refusals() == []
+
+
+def test_a_changed_kubernetes_version_updates_the_node_in_place() -> None:
+    stack = edge().stack
+    after = changed_minikube(stack, kubernetesVersion="v1.29.0")
+    assert plan(edge(), after).step(NODE, f"{stack}-minikube").op == "update"
+
+
+def test_a_new_host_replaces_the_node_which_protect_refuses() -> None:
+    stack = edge().stack
+    moved = run_stack(stack, {f"{PROJECT}:host": "192.168.101.250"})
+    result = plan(edge(), moved)
+    step = result.step(NODE, f"{stack}-minikube")
+    assert step.op == "replace" and "triggers" in step.replaced_by
+    assert any(f"{stack}-minikube" in message and "protection" in message for message in result.refusals())
+
+
+def test_removing_a_protected_release_is_refused_and_a_retained_one_only_leaves_the_state() -> None:
+    release = edge().release("opensearch")
+    assert release.protect
+    result = plan(edge(), without(edge(), release.type, release.name))
+    assert result.step(release.type, release.name).op == "delete"
+    assert any(release.name in message for message in result.refusals())
+
+    retained = copy.copy(release)
+    retained.protect, retained.retain_on_delete = False, True
+    old = Rendering("test", [retained], {}, {})
+    assert plan(old, Rendering("test", [], {}, {})).step(release.type, release.name).op == "retain"
+
+
+def test_a_replaced_kubernetes_provider_replaces_everything_it_manages() -> None:
+    stack = edge().stack
+    renamed = copy.deepcopy(edge())
+    provider = renamed.one("pulumi:providers:kubernetes")
+    provider.inputs["clusterIdentifier"] = "another-cluster"
+    result = plan(edge(), renamed)
+    assert result.step(provider.type, provider.name).op == "replace"
+    namespace = next(r for r in renamed.kubernetes_objects() if r.kind == "Namespace")
+    assert result.step(namespace.type, namespace.name).replaced_by == ("provider",)
+    assert result.refusals(), f"{stack}: protected releases would be replaced with their provider"
+
+
+def test_an_alias_carries_a_resource_over_to_a_new_type() -> None:
+    old = synthetic.resource("pulumi-python:dynamic/opensearch:IsmPolicy", "policy")
+    new = synthetic.resource("pulumi-python:dynamic/opensearch:Object", "policy")
+    new.aliases = [old.type]
+    result = plan(synthetic.rendering(old), synthetic.rendering(new))
+    assert [step.op for step in result.steps] == ["same"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [("StatefulSet", "spec.volumeClaimTemplates"), ("Deployment", "spec.selector"), ("Secret", "type")],
+)
+def test_immutable_kubernetes_fields_replace_the_object(kind: str, path: str) -> None:
+    obj = synthetic.kubernetes({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "x"}})
+    assert path in replacing_inputs(obj)
+
+
+def test_every_input_of_a_random_password_replaces_it() -> None:
+    password = Resource(
+        "random:index/randomPassword:RandomPassword", "p", "urn:p", True, None, None, [], {"length": 24}
+    )
+    longer = copy.deepcopy(password)
+    longer.inputs["length"] = 32
+    assert plan(synthetic.rendering(password), synthetic.rendering(longer)).steps[0].op == "replace"

@@ -1,0 +1,235 @@
+"""What `pulumi up` would do to go from one rendering of a stack to another, and what it refuses.
+
+Mocks compute no diff, so a program change that makes the engine replace a protected resource
+(the Minikube node, a bucket, a Helm release holding volumes) passes every offline test and fails
+the first real `pulumi up`, or worse, replaces something unprotected that holds data. This module
+models the engine's plan from two renderings (say, the committed stack and the same stack with one
+setting changed):
+
+- resources are matched by URN, or by an alias the new registration names;
+- a matched resource whose inputs differ is updated in place, unless an input that forces
+  replacement changed. Which inputs force it is the provider's business; `REPLACING_INPUTS`
+  below is what this model knows of the providers we use, plus `replaceOnChanges`;
+- a resource whose provider is replaced is replaced with it;
+- replacing or deleting a protected resource is refused, as the engine refuses it at preview;
+  deleting a resource with `retainOnDelete` only drops it from the state.
+
+Not modelled: values only known after `up` (both sides hold the same placeholder), provider-side
+normalisation of inputs, and drift of the live objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pulumi.output import Unknown
+
+from tools.engine import Rendering, Resource, unwrap
+
+Operation = Literal["same", "create", "update", "replace", "delete", "retain"]
+
+ANY_INPUT = "*"
+UNKNOWN = "[unknown]"
+
+
+def _kubernetes_identity(resource: Resource) -> tuple[str, ...]:
+    return ("metadata.name", "metadata.namespace", "apiVersion", "kind")
+
+
+def _kubernetes_provider(resource: Resource) -> tuple[str, ...]:
+    # With `clusterIdentifier` set only a new identifier replaces the provider (and so everything
+    # it manages); without it, any kubeconfig change does.
+    return ("clusterIdentifier",) if "clusterIdentifier" in resource.inputs else ("kubeconfig",)
+
+
+# Kubernetes fields the API server refuses to change: the provider replaces the object instead.
+_IMMUTABLE_KUBERNETES_FIELDS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec.selector",),
+    "DaemonSet": ("spec.selector",),
+    "StatefulSet": ("spec.selector", "spec.serviceName", "spec.volumeClaimTemplates", "spec.podManagementPolicy"),
+    "Job": ("spec.template", "spec.selector"),
+    "Secret": ("type",),
+    "PersistentVolumeClaim": ("spec.accessModes", "spec.storageClassName", "spec.volumeName", "spec.selector"),
+    "Service": ("spec.clusterIP",),
+}
+
+ReplacingInputs = Callable[[Resource], tuple[str, ...]]
+
+REPLACING_INPUTS: dict[str, ReplacingInputs] = {
+    # pulumi-command: `triggers` replaces; a changed `create` is an update that runs `create` again.
+    "command:remote:Command": lambda r: ("triggers",),
+    "command:local:Command": lambda r: ("triggers",),
+    # pulumi-random: every input forces a new value.
+    "random:index/randomPassword:RandomPassword": lambda r: (ANY_INPUT,),
+    "random:index/randomString:RandomString": lambda r: (ANY_INPUT,),
+    # A Helm release is addressed by name and namespace.
+    "kubernetes:helm.sh/v3:Release": lambda r: ("name", "namespace"),
+    "pulumi:providers:kubernetes": _kubernetes_provider,
+    # pulumi-minio: the name of a bucket, user or policy is its identity.
+    "minio:index/s3Bucket:S3Bucket": lambda r: ("bucket",),
+    "minio:index/iamUser:IamUser": lambda r: ("name",),
+    "minio:index/iamPolicy:IamPolicy": lambda r: ("name",),
+    "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment": lambda r: ("userName", "policyName"),
+    "minio:index/s3BucketVersioning:S3BucketVersioning": lambda r: ("bucket",),
+    "minio:index/ilmPolicy:IlmPolicy": lambda r: ("bucket",),
+    "pulumi:pulumi:StackReference": lambda r: ("name",),
+}
+
+
+def replacing_inputs(resource: Resource) -> tuple[str, ...]:
+    """The input paths whose change replaces `resource` (`*`: any input)."""
+    paths = tuple(resource.replace_on_changes)
+    rule = REPLACING_INPUTS.get(resource.type)
+    if rule is not None:
+        return paths + rule(resource)
+    if resource.type.startswith("kubernetes:") and resource.kind:
+        return paths + _kubernetes_identity(resource) + _IMMUTABLE_KUBERNETES_FIELDS.get(resource.kind, ())
+    if resource.type.startswith("pulumi-python:dynamic"):
+        return (*paths, "object_name")  # our OpenSearch provider's diff replaces on a new name only
+    return paths
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the engine does with one resource, and why."""
+
+    op: Operation
+    urn: str
+    type: str
+    name: str
+    changed: tuple[str, ...] = ()
+    """Top-level inputs that differ (update and replace)."""
+    replaced_by: tuple[str, ...] = ()
+    """The replacing inputs that changed, or `provider` when the provider is replaced."""
+    protected: bool = False
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+
+    def step(self, type_: str, name: str) -> Step:
+        matches = [s for s in self.steps if s.type == type_ and s.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"expected one step for {type_} {name}, found {len(matches)}")
+        return matches[0]
+
+    def of(self, *ops: Operation) -> list[Step]:
+        return [s for s in self.steps if s.op in ops]
+
+    def refusals(self) -> list[str]:
+        """The errors the engine stops the update with, at preview, before anything changes."""
+        messages = []
+        for step in self.steps:
+            if not step.protected:
+                continue
+            if step.op == "replace":
+                messages.append(
+                    f"unable to replace resource {step.urn!r} as it is currently marked for protection "
+                    f"(replaced because {', '.join(step.replaced_by)} changed)"
+                )
+            elif step.op == "delete":
+                messages.append(f"unable to delete resource {step.urn!r} as it is currently marked for protection")
+        return messages
+
+
+def plan(old: Rendering, new: Rendering) -> Plan:
+    """The engine's plan for turning the state `old` into the program `new`."""
+    olds = {r.urn: r for r in old.resources}
+    matched: dict[str, Resource] = {}
+    for resource in new.resources:
+        previous = olds.get(resource.urn) or _by_alias(resource, olds)
+        if previous is not None:
+            matched[resource.urn] = previous
+    replaced_providers: set[str] = set()
+    steps: list[Step] = []
+    for resource in _providers_first(new.resources):
+        previous = matched.get(resource.urn)
+        if previous is None:
+            steps.append(Step("create", resource.urn, resource.type, resource.name))
+            continue
+        step = _compare(previous, resource, replaced_providers)
+        if step.op == "replace" and resource.type.startswith("pulumi:providers:"):
+            replaced_providers.add(previous.urn)
+        steps.append(step)
+    kept = {previous.urn for previous in matched.values()}
+    for resource in old.resources:
+        if resource.urn not in kept:
+            op: Operation = "retain" if resource.retain_on_delete else "delete"
+            steps.append(Step(op, resource.urn, resource.type, resource.name, protected=resource.protect))
+    return Plan(steps)
+
+
+def _by_alias(resource: Resource, olds: dict[str, Resource]) -> Resource | None:
+    for alias in resource.aliases:
+        if alias in olds:
+            return olds[alias]
+        for previous in olds.values():  # a type alias: same name and parent, former type
+            if previous.type == alias and previous.name == resource.name and previous.parent_urn == resource.parent_urn:
+                return previous
+    return None
+
+
+def _providers_first(resources: list[Resource]) -> list[Resource]:
+    return sorted(resources, key=lambda r: not r.type.startswith("pulumi:providers:"))
+
+
+def _compare(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
+    before, after = _comparable(old.inputs), _comparable(new.inputs)
+    changed = tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
+    provider_replaced = bool(old.provider) and any(old.provider.startswith(ref) for ref in replaced_providers)
+    reasons = tuple(path for path in replacing_inputs(new) if _differs(before, after, path))
+    if provider_replaced:
+        reasons += ("provider",)
+    if reasons:
+        op: Operation = "replace"
+    elif changed or not _same_provider(old, new):
+        op = "update"
+    else:
+        op = "same"
+    return Step(op, new.urn, new.type, new.name, changed, reasons, protected=old.protect)
+
+
+def _comparable(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Secrets revealed and values only known after `up` as one placeholder, so that two
+    renderings of the same program compare equal."""
+    return _known(unwrap(inputs))
+
+
+def _known(value: Any) -> Any:
+    if isinstance(value, Unknown):
+        return UNKNOWN
+    if isinstance(value, dict):
+        return {key: _known(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_known(item) for item in value]
+    return value
+
+
+def _same_provider(old: Resource, new: Resource) -> bool:
+    """Provider references carry the provider's id after `::`; only the URN part names it."""
+    return (old.provider or "").split("::")[:-1] == (new.provider or "").split("::")[:-1]
+
+
+def _differs(before: dict[str, Any], after: dict[str, Any], path: str) -> bool:
+    if path == ANY_INPUT:
+        return before != after
+    return _lookup(before, path) != _lookup(after, path)
+
+
+def _lookup(tree: Any, path: str) -> Any:
+    node = tree
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def describe(steps: list[Step]) -> Iterator[str]:
+    """One line per step, for messages."""
+    for step in steps:
+        why = f" ({', '.join(step.replaced_by)})" if step.replaced_by else ""
+        yield f"{step.op} {step.type} {step.name}{why}"

@@ -30,6 +30,21 @@ CENTRAL_STACK = next(stack for stack in STACKS if role_of(stack) == "central")
 REFERENCE = ROOT.parent / "shared" / "reference"
 
 
+def _charts_missing() -> str | None:
+    """Why the charts cannot be rendered here (no helm, no chart packages), or None."""
+    from tools import helm
+
+    if helm.helm_binary() is None:
+        return helm.INSTALL_HINT
+    if not (REFERENCE / "charts" / "packages").is_dir():
+        return f"chart packages missing: {REFERENCE / 'charts' / 'packages'}"
+    return None
+
+
+requires_charts = pytest.mark.skipif(_charts_missing() is not None, reason=_charts_missing() or "")
+"""For tests that need the charts rendered by the real helm (tools.cluster)."""
+
+
 def any_stack_name(role: str) -> str:
     """One stack of a role, for tests that need one but not which."""
     return CENTRAL_STACK if role == "central" else EDGE_STACKS[0]

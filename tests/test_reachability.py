@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.reachability import PodModel, evaluate, parse_connectivity
+from tools.reachability import PodModel, evaluate, parse_connectivity
 
 SAMPLE = """global: cluster has 2 unique endpoints, 1 namespaces
 0.0.0.0-255.255.255.255 => a/p2 : All connections

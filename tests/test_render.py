@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components import ingress_nginx, namespaces, network_policies
 from tests import synthetic
-from tests.conftest import ROOT, STACKS, rendered
+from tests.conftest import ROOT, STACKS, any_stack_name, rendered, requires_charts
 from tools import render
 from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
 
@@ -37,12 +38,23 @@ def cli_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return request.param, out, cli("--stack", request.param, "--out", str(out), "--check")
 
 
+@requires_charts
 def test_render_writes_every_documented_file(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
     rendering = rendered(stack)
     assert sorted(p.name for p in out.iterdir()) == ["helm", "manifests.yaml", "outputs.json", "resources.json"]
-    releases = sorted(f"{r.inputs['name']}.yaml" for r in rendering.helm_releases())
-    assert sorted(p.name for p in (out / "helm").iterdir()) == releases
+    names = [str(r.inputs["name"]) for r in rendering.helm_releases()]
+    expected = {f"{name}.yaml" for name in names} | {f"{name}.manifests.yaml" for name in names}
+    assert {p.name for p in (out / "helm").iterdir()} == expected
+
+
+@requires_charts
+def test_chart_manifests_hold_what_helm_installs_with_our_values(cli_run: tuple[str, Path, Any]) -> None:
+    stack, out, _ = cli_run
+    objects = [d for d in yaml.safe_load_all((out / "helm" / "kube-prometheus-stack.manifests.yaml").read_text()) if d]
+    prometheus = next(o for o in objects if o["kind"] == "Prometheus")
+    assert prometheus["spec"]["externalLabels"] == {"cluster": stack}, "our values, rendered by the chart"
+    assert any(o["kind"] == "CustomResourceDefinition" for o in objects), "CRDs are part of what Helm installs"
 
 
 def test_resources_json_has_one_entry_per_registered_resource(cli_run: tuple[str, Path, Any]) -> None:
@@ -124,9 +136,9 @@ def test_check_prints_the_capacity_report_and_exits_by_findings(cli_run: tuple[s
 
 
 def _validator_names() -> set[str]:
-    from tools.validators import VALIDATORS
+    from tools.validators import validators
 
-    return set(VALIDATORS)
+    return set(validators())
 
 
 # --- exit codes ---------------------------------------------------------------------------
@@ -199,7 +211,8 @@ def test_a_removed_release_does_not_linger(tmp_path: Path) -> None:
     (tmp_path / "helm").mkdir()
     (tmp_path / "helm" / "gone.yaml").write_text("chart: gone\n")
     render.write(synthetic.rendering(synthetic.release("ingress-nginx", "4.9.0", {})), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "helm").iterdir()) == ["ingress-nginx.yaml"]
+    assert "gone.yaml" not in {p.name for p in (tmp_path / "helm").iterdir()}
+    assert "ingress-nginx.yaml" in {p.name for p in (tmp_path / "helm").iterdir()}
 
 
 def test_urns_become_type_and_name() -> None:
@@ -232,3 +245,55 @@ def test_the_cli_closes_the_event_loops_worker_threads_left_behind() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+# --- what the real engine and node enforce, put back one at a time ------------------------
+
+
+def check_edge(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = render.main(["--stack", any_stack_name(role="edge"), "--check"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_check_refuses_a_default_provider_the_project_disables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    every_package = {"pulumi:disable-default-providers": json.dumps(["*"])}
+    monkeypatch.setattr(render, "run_stack", lambda stack: run_stack(stack, dict(every_package)))
+    code, output = check_edge(capsys)
+    assert code == 2
+    assert output.strip().startswith("Default provider for 'command' disabled.")
+    assert len(output.strip().splitlines()) == 1
+
+
+@requires_charts
+def test_check_finds_a_host_network_listener_on_the_api_servers_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ingress_nginx, "WEBHOOK_PORT", 8443)  # the chart's default
+    code, output = check_edge(capsys)
+    assert code == 1
+    assert "host port 8443 is the node's kube-apiserver" in output
+
+
+@requires_charts
+def test_check_finds_a_pod_above_its_namespaces_level(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(namespaces.ENFORCED_LEVEL, namespaces.LOGGING, "restricted")
+    code, output = check_edge(capsys)
+    assert code == 1
+    assert "pod-security: StatefulSet logging/opensearch-cluster-master (helm release opensearch): " in output
+    assert "namespace logging enforces restricted: allowPrivilegeEscalation != false" in output
+
+
+@requires_charts
+def test_check_finds_a_blocked_required_flow(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(network_policies, "ALERTMANAGER", {"app": "alertmanager"})  # a label the pods lack
+    code, output = check_edge(capsys)
+    assert code == 1
+    assert "network-flows: NetworkPolicies: required flow blocked: " in output
+    assert "alertmanager-kps-alertmanager-0:9093/TCP (send alerts)" in output

@@ -16,19 +16,21 @@ import pytest
 from components.ingress_nginx import ingress_nginx_values
 from tests import synthetic
 from tests.conftest import STACKS, rendered
-from tools.engine import MOCK_PASSWORD, Rendering, Secret, secret_placeholder
+from tools.engine import MOCK_PASSWORD, PROJECT, Rendering, Secret, secret_placeholder
 from tools.validators import (
-    VALIDATORS,
     Finding,
     capacity,
     crds,
     helm_values,
+    host_ports,
     kubernetes_schema,
+    pod_security,
     prometheus_rules,
     reference_dir,
     run_all,
     secret_leaks,
     thanos_flags,
+    validators,
 )
 
 
@@ -480,15 +482,104 @@ def test_the_capacity_report_names_every_sized_container() -> None:
 # --- the real stacks ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("validator", sorted(VALIDATORS))
+@pytest.mark.parametrize("validator", sorted(validators()))
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_passes_every_validator(stack: str, validator: str) -> None:
     if validator == prometheus_rules.NAME and prometheus_rules.promtool() is None:
         pytest.skip("promtool not installed (CI has it)")
-    assert messages(sorted(set(VALIDATORS[validator](rendered(stack))))) == ""
+    assert messages(sorted(set(validators()[validator](rendered(stack))))) == ""
 
 
 def test_run_all_runs_every_validator() -> None:
     broken = synthetic.deployment(containers=[synthetic.container(imagePullPolice="x", resources={})])
     found = {finding.validator for finding in run_all(synthetic.rendering(synthetic.kubernetes(broken)))}
     assert found == {kubernetes_schema.NAME, capacity.NAME}
+
+
+# --- the node: one host network -----------------------------------------------------------
+
+
+def host_network_daemonset(name: str, port: int, host_network: bool = True) -> dict[str, Any]:
+    declared: dict[str, Any] = {"containerPort": port, "name": "p"}
+    if not host_network:
+        declared["hostPort"] = port
+    obj = synthetic.deployment(name, [synthetic.container(name, ports=[declared])], kind="DaemonSet")
+    obj["spec"]["template"]["spec"]["hostNetwork"] = host_network
+    return obj
+
+
+def test_a_host_network_listener_on_the_api_servers_port_is_reported() -> None:
+    found = host_ports.validate(synthetic.rendering(synthetic.kubernetes(host_network_daemonset("web", 8443))))
+    assert messages(found) == (
+        "host-ports: DaemonSet default/web (ours) container web (p): "
+        "host port 8443 is the node's kube-apiserver (minikube's API server port)"
+    )
+
+
+def test_two_listeners_on_one_host_port_are_reported_and_pod_network_ports_are_not() -> None:
+    rendering = synthetic.rendering(
+        synthetic.kubernetes(host_network_daemonset("a", 9100)),
+        synthetic.kubernetes(host_network_daemonset("b", 9100)),
+        synthetic.kubernetes(synthetic.deployment("c", [synthetic.container("c", ports=[{"containerPort": 9100}])])),
+    )
+    assert messages(host_ports.validate(rendering)) == (
+        "host-ports: DaemonSet default/b (ours) container b (p): host port 9100/TCP is already taken by "
+        "DaemonSet default/a (ours) container a (p)"
+    )
+
+
+def test_a_host_port_in_the_node_port_range_and_the_cnis_ports_are_reported() -> None:
+    rendering = synthetic.rendering(
+        synthetic.kubernetes(host_network_daemonset("np", 30901, host_network=False)),
+        synthetic.kubernetes(host_network_daemonset("bgp", 179)),
+    )
+    text = messages(host_ports.validate(rendering))
+    assert "host port 30901 is in the NodePort range" in text
+    assert "host port 179 is the node's calico-node (BGP)" in text
+
+
+def test_the_cnis_own_ports_follow_the_stack_config() -> None:
+    cilium = {f"{PROJECT}:minikube": json.dumps({"cni": "cilium"})}
+    rendering = synthetic.rendering(synthetic.kubernetes(host_network_daemonset("bgp", 179)), config=cilium)
+    assert host_ports.validate(rendering) == []
+    assert 4240 in host_ports.node_ports(rendering)
+
+
+# --- Pod Security per namespace -----------------------------------------------------------
+
+
+def namespace(name: str, level: str) -> dict[str, Any]:
+    labels = {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "v1.28"}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def locked_down(name: str, namespace_name: str) -> dict[str, Any]:
+    security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    obj = synthetic.deployment(name, [synthetic.container(name, securityContext=security)])
+    obj["metadata"]["namespace"] = namespace_name
+    obj["spec"]["template"]["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return obj
+
+
+def test_a_pod_above_its_namespaces_level_is_reported() -> None:
+    agent = host_network_daemonset("agent", 9100)
+    agent["metadata"]["namespace"] = "apps"
+    rendering = synthetic.rendering(synthetic.kubernetes(namespace("apps", "restricted")), synthetic.kubernetes(agent))
+    text = messages(pod_security.validate(rendering))
+    assert "pod-security: DaemonSet apps/agent (ours): namespace apps enforces restricted: host namespaces" in text
+
+
+def test_a_namespace_looser_than_its_pods_need_is_reported() -> None:
+    rendering = synthetic.rendering(
+        synthetic.kubernetes(namespace("apps", "privileged")), synthetic.kubernetes(locked_down("app", "apps"))
+    )
+    assert messages(pod_security.validate(rendering)) == (
+        "pod-security: Namespace apps: enforces privileged, but every pod in it passes restricted: enforce restricted"
+    )
+    strict = synthetic.rendering(
+        synthetic.kubernetes(namespace("apps", "restricted")), synthetic.kubernetes(locked_down("app", "apps"))
+    )
+    assert pod_security.validate(strict) == []

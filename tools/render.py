@@ -2,17 +2,20 @@
 
     python -m tools.render --stack cluster-197 --out build/cluster-197 [--check]
 
-writes (DESIGN section 6):
+writes:
 
 - `resources.json`: one entry per registered resource: `type`, `name`, `urn`, `parent`, `provider`
   and each `dependsOn` entry as `{type, name}` (or null), `protect`, `retainOnDelete`, and the
-  `inputs` (secrets "[secret]", values only known after `pulumi up` "[unknown]");
+  `inputs` (secrets "[secret]" with their keys kept, values only known after `pulumi up` "[unknown]");
 - `manifests.yaml`: every typed Kubernetes object, multi-document, as it would be applied;
 - `helm/<release>.yaml`: per Helm release `{chart, repo, version, namespace, values}`;
+- `helm/<release>.manifests.yaml`: what the release installs, rendered by the real chart with
+  those values (`helm template`, hooks included), when helm and the chart package are available;
 - `outputs.json`: the stack outputs, secrets redacted.
 
-Bad stack config prints the settings module's one-line reason and exits 2. `--check` also runs
-every validator (`tools.validators`), prints the capacity report and each finding as
+Bad stack config, or something the real engine would refuse (a default provider the project
+disables), prints a one-line reason and exits 2. `--check` also runs every validator
+(`tools.validators`), prints the capacity report and each finding as
 `<validator>: <resource>: <problem>`, and exits 1 when there is any finding.
 """
 
@@ -30,7 +33,8 @@ import yaml
 from pulumi.output import Unknown
 
 from components.settings import SettingsError
-from tools.engine import Rendering, Resource, redact, run_stack
+from tools.cluster import cluster
+from tools.engine import EngineRefusal, Rendering, Resource, redact, run_stack
 
 EXIT_FINDINGS = 1
 EXIT_BAD_CONFIG = 2
@@ -60,7 +64,7 @@ def _render(stack: str, out: Path | None, check: bool) -> int:
         return EXIT_BAD_CONFIG
     try:
         rendering = run_stack(stack)
-    except (SettingsError, FileNotFoundError) as error:
+    except (SettingsError, EngineRefusal, FileNotFoundError) as error:
         print(str(error).splitlines()[0] if str(error) else type(error).__name__, file=sys.stderr)
         return EXIT_BAD_CONFIG
     if out is not None:
@@ -80,6 +84,8 @@ def run_checks(rendering: Rendering) -> int:
     from tools.validators import capacity, run_all  # test requirements: only needed with --check
 
     print(capacity.capacity(rendering).report())
+    for gap in cluster(rendering).gaps:
+        print(f"not rendered: {gap}")
     findings = run_all(rendering)
     for finding in findings:
         print(finding)
@@ -104,6 +110,8 @@ def write(rendering: Rendering, out: Path) -> None:
     for release in rendering.helm_releases():
         name = str(release.inputs.get("name", release.name))
         (helm / f"{name}.yaml").write_text(_yaml(helm_entry(release), sort_keys=False))
+    for name, text in chart_manifests(rendering).items():
+        (helm / f"{name}.manifests.yaml").write_text(text)
     (out / "outputs.json").write_text(_json(plain(rendering.outputs)))
 
 
@@ -142,6 +150,16 @@ def manifests(rendering: Rendering) -> str:
         ordered.update({key: obj[key] for key in sorted(obj) if key not in _MANIFEST_HEAD})
         documents.append(f"---\n# {resource.type} {resource.name}\n{_yaml(ordered, sort_keys=False)}")
     return "".join(documents)
+
+
+def chart_manifests(rendering: Rendering) -> dict[str, str]:
+    """Per release, the objects the chart renders with our values (multi-document, helm's order)."""
+    documents: dict[str, list[str]] = {}
+    for o in cluster(rendering).applied():
+        if o.origin.startswith("helm release "):
+            name = o.origin.removeprefix("helm release ")
+            documents.setdefault(name, []).append(f"---\n{_yaml(o.obj, sort_keys=False)}")
+    return {name: "".join(docs) for name, docs in documents.items()}
 
 
 def _apply_order(resource: Resource) -> tuple[int, str, str, str]:

@@ -1,53 +1,60 @@
-"""The validators `render --check` and the tests share: each is `(Rendering) -> list[Finding]`.
+"""The validators `render --check` and the tests share: each module has `NAME` and
+`validate(rendering) -> list[Finding]`.
 
-One module per validator:
-
-- `kubernetes_schema`: typed built-in objects against the Kubernetes schema, strict;
+- `kubernetes_schema`: every object (ours and the charts') against the Kubernetes schema, strict;
 - `crds`: custom resources against their CRD in the reference material;
 - `helm_values`: Helm values keys against the pinned chart's defaults;
 - `thanos_flags`: Thanos container arguments against the component's flag list;
 - `prometheus_rules`: PrometheusRules through `promtool check rules`;
 - `secret_leaks`: secrets that lost their Pulumi secret marking;
-- `capacity`: requests and limits against the node (also renders the capacity report).
+- `capacity`: requests and limits against the node (also renders the capacity report);
+- `host_ports`: no two host-network listeners share a port, none takes one the node uses;
+- `pod_security`: every pod passes its namespace's Pod Security level, and that level is the strictest it can be;
+- `network_flows`: the NetworkPolicies allow every flow the platform needs and none it must not have.
 
+The modules are imported when `validators()` is first asked for, not with the package: the checks
+of the whole cluster (`tools.cluster`) use the helpers in `common`, so an eager import would be a cycle.
 The reference material is `../shared/reference` beside the clone, or `$THANOS_MC_REFERENCE`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 
 from tools.engine import Rendering
-from tools.validators import (
-    capacity,
-    crds,
-    helm_values,
-    kubernetes_schema,
-    prometheus_rules,
-    secret_leaks,
-    thanos_flags,
-)
 from tools.validators.common import Finding, reference_dir
 
 Validator = Callable[[Rendering], list[Finding]]
 
-VALIDATORS: dict[str, Validator] = {
-    kubernetes_schema.NAME: kubernetes_schema.validate,
-    crds.NAME: crds.validate,
-    helm_values.NAME: helm_values.validate,
-    thanos_flags.NAME: thanos_flags.validate,
-    prometheus_rules.NAME: prometheus_rules.validate,
-    secret_leaks.NAME: secret_leaks.validate,
-    capacity.NAME: capacity.validate,
-}
+MODULES = (
+    "kubernetes_schema",
+    "crds",
+    "helm_values",
+    "thanos_flags",
+    "prometheus_rules",
+    "secret_leaks",
+    "capacity",
+    "host_ports",
+    "pod_security",
+    "network_flows",
+)
+
+
+@functools.cache
+def validators() -> dict[str, Validator]:
+    """Validator name -> function, in the order `render --check` runs them."""
+    loaded = [importlib.import_module(f"tools.validators.{module}") for module in MODULES]
+    return {module.NAME: module.validate for module in loaded}
 
 
 def run_all(rendering: Rendering) -> list[Finding]:
     """Every validator's findings for one rendering, in a stable order."""
     findings: list[Finding] = []
-    for validate in VALIDATORS.values():
+    for validate in validators().values():
         findings += sorted(set(validate(rendering)))
     return findings
 
 
-__all__ = ["VALIDATORS", "Finding", "Validator", "reference_dir", "run_all"]
+__all__ = ["MODULES", "Finding", "Validator", "reference_dir", "run_all", "validators"]

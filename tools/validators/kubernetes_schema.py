@@ -1,4 +1,5 @@
-"""Every typed built-in Kubernetes object validates against the cluster version's schema, strictly.
+"""Every built-in Kubernetes object validates against the cluster version's schema, strictly:
+ours, and every object the charts render with our values (`tools.cluster`).
 
 Strict mode rejects fields the API does not know (the API server would otherwise drop a misspelt
 field silently). Objects the schema set does not know are custom resources, checked by the CRD
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import kubernetes_validate
 
+from tools.cluster import KubeObject, cluster
 from tools.engine import Rendering
 from tools.validators import schemas
-from tools.validators.common import Finding, describe, join_path, kubernetes_minor, validation_view
+from tools.validators.common import Finding, describe, join_path, kubernetes_minor
 
 NAME = "kubernetes-schema"
 
@@ -19,21 +21,26 @@ NAME = "kubernetes-schema"
 def validate(rendering: Rendering) -> list[Finding]:
     minor = kubernetes_minor(rendering)
     findings = []
-    for resource in rendering.kubernetes_objects():
-        obj = validation_view(resource.inputs)
+    for o in cluster(rendering).applied():
+        obj = o.obj
         try:
             kubernetes_validate.validate(obj, minor, strict=True)
         except kubernetes_validate.ValidationError as error:
             where = join_path(list(error.path)) or "(object)"
-            findings.append(Finding(NAME, describe(resource), f"{where}: {schemas.shorten(error.message)}"))
+            findings.append(Finding(NAME, _where(o), f"{where}: {schemas.shorten(error.message)}"))
         except kubernetes_validate.SchemaNotFoundError:
             if schemas.find_crd(str(obj.get("apiVersion")), str(obj.get("kind"))) is None:
                 findings.append(
                     Finding(
                         NAME,
-                        describe(resource),
+                        _where(o),
                         f"{obj.get('apiVersion')} {obj.get('kind')} is neither a Kubernetes {minor} kind nor a "
                         "custom resource whose CRD is in the reference material",
                     )
                 )
     return findings
+
+
+def _where(o: KubeObject) -> str:
+    """Ours as the resource's usual name; a chart's object with its release."""
+    return describe(o.resource) if o.origin == "ours" and o.resource else o.describe()

@@ -62,6 +62,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tools.cluster import cluster
+from tools.engine import Rendering
+from tools.validators.common import Finding
+
 Level = Literal["privileged", "baseline", "restricted"]
 """A Pod Security Standard, from the least to the most strict."""
 
@@ -717,3 +721,40 @@ def level_of(labels: Mapping[str, str]) -> Level:
     if value is None:
         return "privileged"
     return _LEVEL_BY_NAME.get(value, "restricted")
+
+
+# --- the validator ---------------------------------------------------------------------------
+
+NAME = "pod-security"
+
+
+def validate(rendering: Rendering) -> list[Finding]:
+    """Every pod passes its namespace's enforced level, and no namespace we own enforces less than
+    the strictest level all of its pods pass."""
+    model = cluster(rendering)
+    findings = []
+    strictest: dict[str, list[Level]] = {}
+    for pod in model.pods():
+        labels = model.namespace_labels(pod.namespace)
+        if labels is None:
+            continue  # a namespace we do not create (kube-system): not ours to judge
+        level = level_of(labels)
+        version = _enforce_version(labels)
+        for problem in violations(pod.template(), level, version):
+            findings.append(
+                Finding(NAME, pod.source.describe(), f"namespace {pod.namespace} enforces {level}: {problem}")
+            )
+        strictest.setdefault(pod.namespace, []).append(strictest_level(pod.template(), version))
+    for namespace, levels in strictest.items():
+        labels = model.namespace_labels(namespace) or {}
+        needed = min(levels, key=LEVELS.index)
+        enforced = level_of(labels)
+        if LEVELS.index(enforced) < LEVELS.index(needed):
+            message = f"enforces {enforced}, but every pod in it passes {needed}: enforce {needed}"
+            findings.append(Finding(NAME, f"Namespace {namespace}", message))
+    return findings
+
+
+def _enforce_version(labels: Mapping[str, str]) -> str:
+    version = labels.get(f"{ENFORCE_LABEL}-version", "latest")
+    return version if version == "latest" else version.removeprefix("v")

@@ -1,0 +1,122 @@
+"""One host network: no two listeners on the node may share a port, and none may take the node's own.
+
+Every host-network pod (the ingress controller, node-exporter) listens on the node's addresses,
+and so does every `hostPort`. With Minikube's `none` driver the control plane runs there too: a
+listener that takes the API server's port does not fail loudly, it answers in its place (the
+ingress-nginx admission webhook on 8443 answered with the API server's certificate, and every
+Ingress was rejected). Checked on the cluster as Helm really renders it (`tools.cluster`).
+
+`NODE_PORTS` is what a Minikube node (none driver, containerd) already listens on, by CNI;
+`IMPLICIT_LISTENERS` the ports a program opens without declaring a containerPort. Both are
+modelled, from the components' documented defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tools.cluster import Pod, cluster
+from tools.engine import PROJECT, Rendering
+from tools.validators.common import Finding
+
+NAME = "host-ports"
+
+CONTROL_PLANE: dict[int, str] = {
+    22: "sshd (Pulumi reaches the host over SSH)",
+    2379: "etcd (clients)",
+    2380: "etcd (peers)",
+    2381: "etcd (metrics)",
+    8443: "kube-apiserver (minikube's API server port)",
+    10248: "kubelet (healthz)",
+    10249: "kube-proxy (metrics)",
+    10250: "kubelet",
+    10256: "kube-proxy (healthz)",
+    10257: "kube-controller-manager",
+    10259: "kube-scheduler",
+}
+CNI_PORTS: dict[str, dict[int, str]] = {
+    "calico": {179: "calico-node (BGP)", 9099: "calico-node (Felix health)"},
+    "cilium": {
+        4240: "cilium-agent (health)",
+        4244: "cilium-agent (Hubble)",
+        9879: "cilium-agent (health API)",
+        9890: "cilium-agent (gops)",
+        9891: "cilium-operator (gops)",
+        9962: "cilium-agent (metrics)",
+        9963: "cilium-operator (metrics)",
+        9964: "cilium-envoy (metrics)",
+    },
+}
+NODE_PORT_RANGE = range(30000, 32768)
+"""kube-proxy forwards Service NodePorts from every node address."""
+
+IMPLICIT_LISTENERS: dict[str, dict[int, str]] = {
+    # ingress-nginx's controller: its default server, profiler, NGINX status and stream ports.
+    "registry.k8s.io/ingress-nginx/controller": {
+        8181: "default server",
+        10245: "profiler",
+        10246: "status",
+        10247: "stream",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    protocol: str
+    owner: str
+    """`Kind namespace/name (origin) container c` for pods, or the node component's name."""
+
+
+def node_ports(rendering: Rendering) -> dict[int, str]:
+    """What the node itself listens on, for the stack's CNI."""
+    raw = rendering.config.get(f"{PROJECT}:minikube")
+    cni = (json.loads(raw) if raw else {}).get("cni", "calico")
+    return CONTROL_PLANE | CNI_PORTS.get(cni, {})
+
+
+def listeners(pod: Pod) -> list[Listener]:
+    """Every port this pod opens on the node: all ports on the host network, else its hostPorts."""
+    found = []
+    owner = pod.source.describe()
+    for container_name, declared in pod.container_ports():
+        host_port = declared.get("containerPort") if pod.host_network else declared.get("hostPort")
+        if isinstance(host_port, int) and host_port > 0:
+            protocol = str(declared.get("protocol", "TCP"))
+            what = f"{owner} container {container_name} ({declared.get('name', '-')})"
+            found.append(Listener(host_port, protocol, what))
+    if pod.host_network:
+        for container in pod.spec.get("containers") or []:
+            image = str(container.get("image", "")).split("@")[0].rsplit(":", 1)[0]
+            for implicit, purpose in IMPLICIT_LISTENERS.get(image, {}).items():
+                what = f"{owner} container {container.get('name')} ({purpose}, implicit)"
+                found.append(Listener(implicit, "TCP", what))
+    return found
+
+
+def validate(rendering: Rendering) -> list[Finding]:
+    model = cluster(rendering)
+    reserved = node_ports(rendering)
+    findings = []
+    taken: dict[tuple[int, str], Listener] = {}
+    for pod in model.pods():
+        for listener in listeners(pod):
+            findings += _problems(listener, reserved, taken)
+            taken.setdefault((listener.port, listener.protocol), listener)
+    return findings
+
+
+def _problems(listener: Listener, reserved: dict[int, str], taken: dict[tuple[int, str], Listener]) -> list[Finding]:
+    where = listener.owner
+    if listener.port in reserved:
+        return [Finding(NAME, where, f"host port {listener.port} is the node's {reserved[listener.port]}")]
+    if listener.port in NODE_PORT_RANGE:
+        return [Finding(NAME, where, f"host port {listener.port} is in the NodePort range kube-proxy serves")]
+    other = taken.get((listener.port, listener.protocol))
+    if other is not None and other.owner.split(" container ")[0] != where.split(" container ")[0]:
+        return [
+            Finding(NAME, where, f"host port {listener.port}/{listener.protocol} is already taken by {other.owner}")
+        ]
+    return []

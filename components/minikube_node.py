@@ -1,15 +1,24 @@
-"""MinikubeNode: a bare host turned into a single-node Minikube cluster (DESIGN C1-C4).
+"""MinikubeNode: a bare host turned into a single-node Minikube cluster.
 
 Two pulumi-command steps run the shell scripts in `components/scripts/` on the host (over SSH,
 or locally when Pulumi runs on the host): the host prerequisites, then `minikube start`, whose
 stdout is the flattened kubeconfig. Parameters reach the scripts as shell-quoted `export` lines
 prepended to the script text, not through the SSH environment (sshd drops variables that its
 `AcceptEnv` does not list).
+
+Both steps converge in place: a change of a script or of a setting changes the command text,
+and pulumi-command runs `create` again on an update (no `update` command is set). Only the
+node's identity, the host it runs on, replaces it (the old profile is deleted first): with SSH a
+new `connection.host`. The node is usually protected, so a replacement needs the operator to
+lift the protection first: a new host is a new cluster.
+
+Neither step sets `triggers` (a change there always replaces). Earlier versions of this program
+stored a digest of the scripts in it, and so replaced the node on every script change;
+`ignore_changes` keeps that stored value, so such stacks plan an update, not a replacement.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import shlex
 from pathlib import Path
@@ -18,25 +27,26 @@ from typing import TypedDict
 import pulumi
 from pulumi_command import local, remote
 
+from components import versions
+from components.kube import Component
 from components.settings import MinikubeSettings
 
 SCRIPTS = Path(__file__).parent / "scripts"
-CRICTL_VERSION = "v1.28.0"
-CNI_PLUGINS_VERSION = "v1.3.0"
 PROFILE = "minikube"
+LEGACY_TRIGGERS = "triggers"
+IDENTITY = ["connection.host"]
+"""What makes a node this node: a new host replaces it; every other change updates it in place."""
 
 
 class MinikubeNodeArgs(TypedDict):
     host: str
     """Address of the host (IP or DNS name): the SSH target and the API server address."""
     address: str
-    """The host's IP address (the same as `host` when that is an IP)."""
+    """The host's IP address (the same as `host` when that is an IP); the kubelet's node IP."""
     minikube: MinikubeSettings
     """Validated Minikube options (mode, driver, runtime, CNI, versions, kubelet config)."""
     ssh_private_key: pulumi.Input[str] | None
     """Secret private key for `mode: ssh`; None for `mode: local`."""
-    protect: bool
-    """Protect the node: deleting or replacing it would delete the cluster."""
 
 
 def script(name: str) -> str:
@@ -60,8 +70,14 @@ def apiserver_flag(host: str) -> str:
         return f"--apiserver-names={host}"
 
 
-def start_variables(host: str, minikube: MinikubeSettings) -> dict[str, str]:
-    """Everything `minikube-start.sh` is told (DESIGN C1, C3)."""
+def kubelet_extra_config(settings: dict[str, str]) -> str:
+    """The kubelet settings as the space-separated `key=value` list the start script splits
+    (the settings refuse whitespace in them, and `node-ip`, which this component sets)."""
+    return " ".join(f"{key}={value}" for key, value in sorted(settings.items()))
+
+
+def start_variables(host: str, address: str, minikube: MinikubeSettings) -> dict[str, str]:
+    """Everything `minikube-start.sh` is told."""
     return {
         "PROFILE": PROFILE,
         "DRIVER": minikube.driver,
@@ -71,33 +87,37 @@ def start_variables(host: str, minikube: MinikubeSettings) -> dict[str, str]:
         "DISK_SIZE": minikube.disk_size,
         "APISERVER_FLAG": apiserver_flag(host),
         "HOST_ADDRESS": host,
-        "EXTRA_CONFIG": " ".join(f"{key}={value}" for key, value in sorted(minikube.extra_kubelet_config.items())),
+        # Pinned so that a second NIC cannot make the kubelet report another address than the
+        # one every NetworkPolicy and peer cluster uses for this node.
+        "NODE_IP": address,
+        "EXTRA_CONFIG": kubelet_extra_config(minikube.extra_kubelet_config),
     }
 
 
 def prerequisite_variables(minikube: MinikubeSettings) -> dict[str, str]:
+    """Everything `host-prerequisites.sh` is told."""
     return {
-        "CRICTL_VERSION": CRICTL_VERSION,
-        "CNI_PLUGINS_VERSION": CNI_PLUGINS_VERSION,
+        "CRICTL_VERSION": versions.CRICTL,
+        "CNI_PLUGINS_VERSION": versions.CNI_PLUGINS,
         "MINIKUBE_MINIMUM_VERSION": minikube.minimum_minikube_version,
     }
 
 
-def fingerprint(*texts: str) -> str:
-    """A short digest of what a step runs: a change to it re-runs the step."""
-    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+class MinikubeNode(Component):
+    """Host prerequisites and `minikube start`; exposes the kubeconfig as a secret output.
 
-
-class MinikubeNode(pulumi.ComponentResource):
-    """Host prerequisites and `minikube start`; exposes the kubeconfig as a secret output."""
+    `protect` (in the options) protects the node: deleting or replacing it deletes the cluster.
+    """
 
     kubeconfig: pulumi.Output[str]
 
     def __init__(self, name: str, args: MinikubeNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:minikube:MinikubeNode", name, None, opts)
+        super().__init__("thanos-multi-cluster:minikube:MinikubeNode", name, opts)
         minikube = args["minikube"]
         prerequisites_script = with_exports(prerequisite_variables(minikube), script("host-prerequisites.sh"))
-        start_script = with_exports(start_variables(args["host"], minikube), script("minikube-start.sh"))
+        start_script = with_exports(
+            start_variables(args["host"], args["address"], minikube), script("minikube-start.sh")
+        )
         delete_script = with_exports({"PROFILE": PROFILE}, script("minikube-delete.sh"))
 
         prerequisites = self._command(
@@ -105,21 +125,20 @@ class MinikubeNode(pulumi.ComponentResource):
             args,
             create=prerequisites_script,
             delete=None,
-            triggers=[fingerprint(prerequisites_script)],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child(ignore_changes=[LEGACY_TRIGGERS]),
         )
         start = self._command(
             f"{name}-minikube",
             args,
             create=start_script,
             delete=delete_script,
-            triggers=[fingerprint(start_script, delete_script)],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[prerequisites],
+            opts=self.child(
+                prerequisites,
+                stateful=True,
                 delete_before_replace=True,  # one host runs one profile: the old must go first
-                protect=args["protect"],
                 additional_secret_outputs=["stdout"],
+                ignore_changes=[LEGACY_TRIGGERS],
+                replace_on_changes=IDENTITY if args["minikube"].mode == "ssh" else None,
             ),
         )
         self.kubeconfig = pulumi.Output.secret(start.stdout)
@@ -131,13 +150,10 @@ class MinikubeNode(pulumi.ComponentResource):
         args: MinikubeNodeArgs,
         create: str,
         delete: str | None,
-        triggers: list[str],
         opts: pulumi.ResourceOptions,
     ) -> local.Command | remote.Command:
         if args["minikube"].mode == "local":
-            return local.Command(
-                name, create=create, delete=delete, triggers=triggers, interpreter=["/bin/bash", "-c"], opts=opts
-            )
+            return local.Command(name, create=create, delete=delete, interpreter=["/bin/bash", "-c"], opts=opts)
         connection = remote.ConnectionArgs(
             host=args["host"],
             user=args["minikube"].ssh_user,
@@ -150,6 +166,5 @@ class MinikubeNode(pulumi.ComponentResource):
             connection=connection,
             create=f"bash -s <<'NODE_SCRIPT'\n{create}\nNODE_SCRIPT",
             delete=f"bash -s <<'NODE_SCRIPT'\n{delete}\nNODE_SCRIPT" if delete else None,
-            triggers=triggers,
             opts=opts,
         )

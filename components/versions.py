@@ -13,6 +13,10 @@ THANOS_IMAGE = "quay.io/thanos/thanos"
 THANOS = "v0.32.5"
 # Oldest minikube that knows Kubernetes v1.28.0 and `--cni=calico` with containerd.
 MINIKUBE_MINIMUM = "1.31.0"
+# crictl (kubernetes-sigs/cri-tools releases): cri-tools versions follow Kubernetes minors, so v1.28 for KUBERNETES.
+CRICTL = "v1.28.0"
+# CNI reference plugins (containernetworking/plugins releases): the version minikube's none-driver FAQ installs.
+CNI_PLUGINS = "v1.3.0"
 
 
 @dataclass(frozen=True)

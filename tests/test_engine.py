@@ -50,7 +50,7 @@ def test_disabling_every_default_provider_is_refused_like_the_real_engine_does(a
 
 
 def test_a_run_with_a_refused_default_provider_stops_with_the_engines_message() -> None:
-    override = {DISABLE_DEFAULT_PROVIDERS: json.dumps(["command"])}
+    override: dict[str, str | None] = {DISABLE_DEFAULT_PROVIDERS: json.dumps(["command"])}
     with pytest.raises(EngineRefusal, match=r"^Default provider for 'command' disabled\. .* \(and 1 more\)$"):
         run_stack(any_stack_name(role="edge"), override)
 

@@ -53,7 +53,7 @@ def test_a_new_host_replaces_the_node_which_protect_refuses() -> None:
     moved = run_stack(stack, {f"{PROJECT}:host": "192.168.101.250"})
     result = plan(edge(), moved)
     step = result.step(NODE, f"{stack}-minikube")
-    assert step.op == "replace" and "triggers" in step.replaced_by
+    assert step.op == "replace" and "connection.host" in step.replaced_by
     assert any(f"{stack}-minikube" in message and "protection" in message for message in result.refusals())
 
 
@@ -68,6 +68,16 @@ def test_removing_a_protected_release_is_refused_and_a_retained_one_only_leaves_
     retained.protect, retained.retain_on_delete = False, True
     old = Rendering("test", [retained], {}, {})
     assert plan(old, Rendering("test", [], {}, {})).step(release.type, release.name).op == "retain"
+
+
+def test_an_ignored_input_keeps_its_recorded_value() -> None:
+    old = synthetic.resource("command:remote:Command", "node")
+    old.inputs = {"create": "v1", "triggers": ["digest-of-old-scripts"]}
+    new = synthetic.resource("command:remote:Command", "node")
+    new.inputs = {"create": "v2"}
+    assert plan(synthetic.rendering(old), synthetic.rendering(new)).steps[0].op == "replace"
+    new.ignore_changes = ["triggers"]
+    assert plan(synthetic.rendering(old), synthetic.rendering(new)).steps[0].op == "update"
 
 
 def test_a_replaced_kubernetes_provider_replaces_everything_it_manages() -> None:

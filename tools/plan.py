@@ -8,8 +8,9 @@ setting changed):
 
 - resources are matched by URN, or by an alias the new registration names;
 - a matched resource whose inputs differ is updated in place, unless an input that forces
-  replacement changed. Which inputs force it is the provider's business; `REPLACING_INPUTS`
-  below is what this model knows of the providers we use, plus `replaceOnChanges`;
+  replacement changed; inputs under `ignoreChanges` keep their recorded value. Which inputs force
+  replacement is the provider's business; `REPLACING_INPUTS` below is what this model knows of
+  the providers we use, plus `replaceOnChanges`;
 - a resource whose provider is replaced is replaced with it;
 - replacing or deleting a protected resource is refused, as the engine refuses it at preview;
   deleting a resource with `retainOnDelete` only drops it from the state.
@@ -178,8 +179,10 @@ def _providers_first(resources: list[Resource]) -> list[Resource]:
 
 def _compare(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
     before, after = _comparable(old.inputs), _comparable(new.inputs)
+    for path in new.ignore_changes:  # the engine sends the recorded value instead
+        _set(after, path, _lookup(before, path))
     changed = tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
-    provider_replaced = bool(old.provider) and any(old.provider.startswith(ref) for ref in replaced_providers)
+    provider_replaced = any((old.provider or "").startswith(ref) for ref in replaced_providers)
     reasons = tuple(path for path in replacing_inputs(new) if _differs(before, after, path))
     if provider_replaced:
         reasons += ("provider",)
@@ -219,9 +222,24 @@ def _differs(before: dict[str, Any], after: dict[str, Any], path: str) -> bool:
     return _lookup(before, path) != _lookup(after, path)
 
 
-def _lookup(tree: Any, path: str) -> Any:
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
     node = tree
-    for part in path.split("."):
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            return
+        node = child
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+
+
+def _lookup(tree: Any, path: str) -> Any:
+    """The value at `a.b.c`; `list[*]` stands for the whole list (how SDKs write replaceOnChanges)."""
+    node = tree
+    for part in path.replace("[*]", "").split("."):
         if not isinstance(node, dict):
             return None
         node = node.get(part)

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.kube import child_opts, helm_release, resources
+from components.kube import Component, helm_release, resources
 from components.kube_prometheus_stack import SELECTOR_LABELS
 from components.opensearch_policies import LOG_INDEX_PREFIX
 from components.settings import LoggingSettings
@@ -45,10 +45,9 @@ class OpenSearchTarget(TypedDict):
 
 
 class FluentBitArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
-    """The `logging` namespace."""
+    namespace: str
+    """Fluent-bit's own namespace: it reads the node's log files (hostPath), which holds its
+    namespace to the `privileged` Pod Security level."""
     cluster_name: str
     """Value of the `cluster` field added to every record."""
     chart_version: str
@@ -57,8 +56,6 @@ class FluentBitArgs(TypedDict):
     """Buffer size and retry limit."""
     opensearch: OpenSearchTarget
     """Where to ship, and with which credentials."""
-    depends_on: list[pulumi.Resource]
-    """What must exist first: the credentials Secret and the OpenSearch user behind it."""
 
 
 def service_section() -> str:
@@ -179,19 +176,23 @@ def fluent_bit_values(args: FluentBitArgs) -> dict[str, Any]:
     }
 
 
-class FluentBit(pulumi.ComponentResource):
-    """The fluent-bit Helm release."""
+class FluentBit(Component):
+    """The fluent-bit Helm release.
+
+    Its options wait for what the first log line needs: the credentials, the OpenSearch user behind
+    them, and the index template and ISM policy (applied only to indices created after them).
+    """
 
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: FluentBitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:logging:FluentBit", name, None, opts)
+        super().__init__("thanos-multi-cluster:logging:FluentBit", name, opts)
         self.release = helm_release(
             RELEASE,
             versions.FLUENT_BIT,
             args["chart_version"],
-            namespace=args["namespace"].metadata.name,
+            namespace=args["namespace"],
             values=fluent_bit_values(args),
-            opts=child_opts(self, args["provider"], depends_on=[args["namespace"], *args["depends_on"]]),
+            opts=self.child(),
         )
         self.register_outputs({"release": self.release.name})

@@ -1,17 +1,20 @@
 """OpenSearch: the cluster's log store, snapshotted daily to S3 (DESIGN C8, C9, C10).
 
 The chart runs OpenSearch with its security plugin: on first start the image's demo installer
-sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated here, exported as a
-secret) and appends the security section (demo TLS certificates) to `opensearch.yml`. That is why
-our `opensearch.yml` holds no `plugins.security` key: the installer skips everything when it sees
-one. What we add is the S3 client (C8): endpoint, protocol and path-style access in
-`opensearch.yml`, the keys in the keystore from the object-storage Secret, `repository-s3` in the
-plugin list. A self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM
-truststore by an init container; repository-s3 has no switch to skip verification.
+sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated here, or the secret
+config `opensearchAdminPassword` after a rotation; exported as a secret) and appends the security
+section (demo TLS certificates) to `opensearch.yml`. That is why our `opensearch.yml` holds no
+`plugins.security` key: the installer skips everything when it sees one. What we add is the S3
+client (C8): endpoint, protocol and path-style access in `opensearch.yml`, the keys in the
+keystore from the object-storage Secret, `repository-s3` in the plugin list. A self-signed MinIO is
+trusted through `s3.caCertificate`, imported into a JVM truststore by an init container;
+repository-s3 has no switch to skip verification.
 
 Pulumi then manages, through the ingress, the objects that make the retention work: the snapshot
 repository, the 14-day ISM policy, the 180-day Snapshot Management policy, the index template, and
 a `fluent-bit` user that may only write `logs-*` (its credentials go to Fluent-bit in a Secret).
+Each of them waits for `AdminCredentials`, which proves OpenSearch accepts the admin password: it
+only reads that password on its first start, so a changed one is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from components import opensearch_api as api
 from components import opensearch_policies as policies
 from components import versions
 from components.ingress_nginx import INGRESS_CLASS
-from components.kube import MANAGED_BY, child_opts, helm_release, resources
+from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.settings import LoggingSettings, S3Settings, quantity_bytes
@@ -51,10 +54,10 @@ PASSWORD_SPECIALS = "-_.+"
 
 
 class OpenSearchArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
+    namespace: str
     """The `logging` namespace (`components.namespaces.LOGGING`)."""
+    writer_namespace: str
+    """Where the Fluent-bit credentials Secret goes: Fluent-bit's own namespace."""
     cluster_name: str
     """This cluster's name: the snapshot prefix (`base_path`) inside the bucket."""
     hostname: str
@@ -67,10 +70,8 @@ class OpenSearchArgs(TypedDict):
     """Sizing, retention and snapshot schedule."""
     s3: S3Settings
     """Endpoint, TLS, region and bucket of the object store."""
-    depends_on: list[pulumi.Resource]
-    """What must exist first: the Longhorn release (volumes) and the object-store Secrets (keystore)."""
-    protect: bool
-    """Protect the release: it owns the data volumes."""
+    admin_password: pulumi.Input[str] | None
+    """The secret config `opensearchAdminPassword`: replaces the generated password (after a rotation)."""
 
 
 def heap_mib(memory: str) -> int:
@@ -191,7 +192,7 @@ def index_replicas(nodes: int) -> int:
     return 0 if nodes == 1 else 1
 
 
-def generated_password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
+def generated_password(name: str, parent: Component) -> random.RandomPassword:
     """Meets the security plugin's rule: upper, lower, digit and special character, 8 or more."""
     return random.RandomPassword(
         name,
@@ -202,41 +203,50 @@ def generated_password(name: str, parent: pulumi.Resource) -> random.RandomPassw
         min_lower=2,
         min_numeric=2,
         min_special=2,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=parent.child(),
     )
 
 
-class OpenSearch(pulumi.ComponentResource):
-    """The OpenSearch release, its credentials, and the policies Pulumi manages through its API."""
+class OpenSearch(Component):
+    """The OpenSearch release, its credentials, and the policies Pulumi manages through its API.
+
+    Its options wait for Longhorn (volumes), the object-store Secrets (keystore) and the ingress
+    controller (Pulumi calls the API through it); `protect` protects the release, which owns the
+    data volumes.
+    """
 
     release: k8s.helm.v3.Release
     url: str
     admin_password: pulumi.Output[str]
     writer_secret: k8s.core.v1.Secret
     """`WRITER_SECRET`: username and password Fluent-bit writes with."""
-    writer_ready: list[pulumi.Resource]
-    """What Fluent-bit waits for: its user, role and role mapping."""
+    admin: api.AdminCredentials
+    """The guard every API object waits for: OpenSearch accepts `admin_password`."""
+    ready_for_logs: list[pulumi.Resource]
+    """What Fluent-bit waits for: its credentials, user, role and role mapping, and the index template
+    and ISM policy, which OpenSearch applies only to indices created after them."""
     service_host: str
     """In-cluster address of the REST API."""
 
     def __init__(self, name: str, args: OpenSearchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:opensearch:OpenSearch", name, None, opts)
-        provider, namespace = args["provider"], args["namespace"]
-        ns = namespace.metadata.name
+        super().__init__("thanos-multi-cluster:opensearch:OpenSearch", name, opts)
+        ns = args["namespace"]
         self.url = f"https://{args['hostname']}"
         self.service_host = f"{SERVICE}.{LOGGING}.svc"
 
-        admin = generated_password(f"{name}-admin-password", self)
-        self.admin_password = pulumi.Output.secret(admin.result)
-        admin_secret = self._credentials(ADMIN_SECRET, ADMIN_USER, self.admin_password, ns, provider)
-        before_release: list[pulumi.Resource] = [namespace, admin_secret, *args["depends_on"]]
+        # Kept when the config overrides it: dropping the config returns to the same generated value.
+        generated = generated_password(f"{name}-admin-password", self)
+        chosen = args["admin_password"]
+        self.admin_password = pulumi.Output.secret(generated.result if chosen is None else chosen)
+        admin_secret = self._credentials(ADMIN_SECRET, ADMIN_USER, self.admin_password, ns)
+        before_release: list[pulumi.Resource] = [admin_secret]
         if args["s3"].ca_certificate:
             before_release.append(
                 k8s.core.v1.ConfigMap(
                     S3_CA_CONFIGMAP,
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=S3_CA_CONFIGMAP, namespace=ns, labels=MANAGED_BY),
                     data={"ca.crt": args["s3"].ca_certificate},
-                    opts=child_opts(self, provider),
+                    opts=self.child(),
                 )
             )
         self.release = helm_release(
@@ -245,26 +255,27 @@ class OpenSearch(pulumi.ComponentResource):
             args["chart_version"],
             namespace=ns,
             values=opensearch_values(args),
-            opts=child_opts(self, provider, depends_on=before_release, protect=args["protect"]),
+            opts=self.child(*before_release, stateful=True),
             # Installing repository-s3 and the first start (security index) take a while.
             timeout_seconds=900,
         )
-        self._policies(name, args)
+        self.admin = api.AdminCredentials(f"{name}-admin-credentials", self._connection(args), self._after_release())
+        index_setup = self._policies(name, args)
         writer = generated_password(f"{name}-fluent-bit-password", self)
         writer_password: pulumi.Output[str] = pulumi.Output.secret(writer.result)
-        self.writer_secret = self._credentials(WRITER_SECRET, policies.WRITER_USER, writer_password, ns, provider)
-        self.writer_ready = self._writer(name, args, writer_password)
+        self.writer_secret = self._credentials(
+            WRITER_SECRET, policies.WRITER_USER, writer_password, args["writer_namespace"]
+        )
+        self.ready_for_logs = [*self._writer(name, writer_password), *index_setup]
         self.register_outputs({"release": self.release.name, "url": self.url, "adminPassword": self.admin_password})
 
-    def _credentials(
-        self, secret: str, user: str, password: pulumi.Output[str], ns: pulumi.Input[str], provider: k8s.Provider
-    ) -> k8s.core.v1.Secret:
+    def _credentials(self, secret: str, user: str, password: pulumi.Output[str], ns: str) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(
             secret,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=secret, namespace=ns, labels=MANAGED_BY),
             type="Opaque",
             string_data=pulumi.Output.secret({"username": user, "password": password}),
-            opts=child_opts(self, provider),
+            opts=self.child(),
         )
 
     def _connection(self, args: OpenSearchArgs) -> api.ApiConnection:
@@ -279,66 +290,57 @@ class OpenSearch(pulumi.ComponentResource):
         }
 
     def _after_release(self, *others: pulumi.Resource) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, depends_on=[self.release, *others])
+        return self.child(self.release, *others)
 
-    def _policies(self, name: str, args: OpenSearchArgs) -> None:
-        logging, connection = args["logging"], self._connection(args)
-        api.IndexTemplate(
+    def _object(
+        self, name: str, kind: api.Kind, object_name: str, body: pulumi.Input[dict[str, Any]], *after: pulumi.Resource
+    ) -> api.OpenSearchObject:
+        return api.OpenSearchObject(
+            name,
+            {"kind": kind, "admin": self.admin, "object_name": object_name, "body": body},
+            self._after_release(*after),
+        )
+
+    def _policies(self, name: str, args: OpenSearchArgs) -> list[pulumi.Resource]:
+        """The repository and both policies; returns what a new `logs-*` index needs at creation."""
+        logging = args["logging"]
+        template = self._object(
             f"{name}-index-template",
-            {
-                "connection": connection,
-                "object_name": policies.INDEX_TEMPLATE,
-                "body": policies.index_template(index_replicas(logging.replicas)),
-            },
-            self._after_release(),
+            api.IndexTemplateKind(),
+            policies.INDEX_TEMPLATE,
+            policies.index_template(index_replicas(logging.replicas)),
         )
-        api.IsmPolicy(
-            f"{name}-ism-policy",
-            {"connection": connection, "object_name": policies.ISM_POLICY, "body": policies.ism_policy(logging)},
-            self._after_release(),
-        )
-        repository = api.SnapshotRepository(
+        ism = self._object(f"{name}-ism-policy", api.IsmPolicyKind(), policies.ISM_POLICY, policies.ism_policy(logging))
+        repository = self._object(
             f"{name}-snapshot-repository",
-            {
-                "connection": connection,
-                "object_name": logging.repository_name,
-                "body": policies.snapshot_repository(args["s3"].buckets.opensearch, args["cluster_name"]),
-            },
-            self._after_release(),
+            api.SnapshotRepositoryKind(),
+            logging.repository_name,
+            policies.snapshot_repository(args["s3"].buckets.opensearch, args["cluster_name"]),
         )
-        api.SnapshotPolicy(
+        self._object(
             f"{name}-snapshot-policy",
-            {
-                "connection": connection,
-                "object_name": policies.SNAPSHOT_POLICY,
-                "body": policies.snapshot_policy(logging),
-            },
-            self._after_release(repository),
+            api.SnapshotPolicyKind(),
+            policies.SNAPSHOT_POLICY,
+            policies.snapshot_policy(logging),
+            repository,
         )
+        return [template, ism]
 
-    def _writer(self, name: str, args: OpenSearchArgs, password: pulumi.Output[str]) -> list[pulumi.Resource]:
-        connection = self._connection(args)
-        role = api.SecurityRole(
-            f"{name}-writer-role",
-            {"connection": connection, "object_name": policies.WRITER_ROLE, "body": policies.writer_role()},
-            self._after_release(),
-        )
-        user = api.InternalUser(
+    def _writer(self, name: str, password: pulumi.Output[str]) -> list[pulumi.Resource]:
+        """The Fluent-bit user with its role; returns what Fluent-bit needs before it can write."""
+        role = self._object(f"{name}-writer-role", api.RoleKind(), policies.WRITER_ROLE, policies.writer_role())
+        user = self._object(
             f"{name}-writer-user",
-            {
-                "connection": connection,
-                "object_name": policies.WRITER_USER,
-                "body": pulumi.Output.secret({"password": password, "backend_roles": []}),
-            },
-            self._after_release(),
+            api.InternalUserKind(),
+            policies.WRITER_USER,
+            pulumi.Output.secret({"password": password, "backend_roles": []}),
         )
-        mapping = api.RoleMapping(
+        mapping = self._object(
             f"{name}-writer-role-mapping",
-            {
-                "connection": connection,
-                "object_name": policies.WRITER_ROLE,
-                "body": policies.role_mapping(policies.WRITER_USER),
-            },
-            self._after_release(role, user),
+            api.RoleMappingKind(),
+            policies.WRITER_ROLE,
+            policies.role_mapping(policies.WRITER_USER),
+            role,
+            user,
         )
         return [self.writer_secret, role, user, mapping]

@@ -12,6 +12,12 @@ an index template, or a security role, user or role mapping. For every kind the 
 - updates with optimistic concurrency where OpenSearch offers it (`if_seq_no`/`if_primary_term`);
 - deletes idempotently: a 404 means "already gone", which is what delete wants.
 
+One resource class, `OpenSearchObject`, serves every kind; a `Kind` says how its objects are
+addressed and compared. Every object depends on `AdminCredentials`, a guard that proves OpenSearch
+accepts the stack's admin password: OpenSearch takes that password only on its first start, so a
+password changed in the stack alone would make every call fail with 401. A changed password is
+checked against the live cluster already during preview, and refused with the way out.
+
 Transport: a `requests.Session` per operation with urllib3's `Retry` mounted through an
 `HTTPAdapter`: bounded retries with exponential backoff on 429, 5xx and connection errors, a
 connect and a read timeout on every request. A 4xx fails at once with OpenSearch's own reason.
@@ -257,8 +263,13 @@ class Kind:
     """How one kind of object is addressed, read back, written and deleted."""
 
     label: ClassVar[str] = "object"
+    type_name: ClassVar[str]
+    """The kind's name in the program and in the state: `OpenSearchObject`'s `kind` input and the
+    class name each kind had when every kind was its own resource class (see `legacy_type`)."""
     drift_ignored: ClassVar[frozenset[str]] = frozenset()
     """Body keys the API never returns (e.g. a user's password): not compared with the live object."""
+    secret_outputs: ClassVar[tuple[str, ...]] = ("password",)
+    """Outputs stored encrypted in the state: the admin password, and for some kinds the body."""
 
     def path(self, name: str) -> str:
         raise NotImplementedError
@@ -285,6 +296,7 @@ class Kind:
 
 class SnapshotRepositoryKind(Kind):
     label = "snapshot repository"
+    type_name = "SnapshotRepository"
 
     def path(self, name: str) -> str:
         return f"_snapshot/{name}"
@@ -296,6 +308,7 @@ class SnapshotRepositoryKind(Kind):
 
 class IndexTemplateKind(Kind):
     label = "index template"
+    type_name = "IndexTemplate"
 
     def path(self, name: str) -> str:
         return f"_index_template/{name}"
@@ -331,6 +344,7 @@ class _SequencedKind(Kind):
 
 class IsmPolicyKind(_SequencedKind):
     label = "ISM policy"
+    type_name = "IsmPolicy"
     wrapper = "policy"
     create_method = "PUT"
 
@@ -343,6 +357,7 @@ class IsmPolicyKind(_SequencedKind):
 
 class SnapshotPolicyKind(_SequencedKind):
     label = "snapshot management policy"
+    type_name = "SnapshotPolicy"
     wrapper = "sm_policy"
     create_method = "POST"
 
@@ -361,18 +376,23 @@ class SecurityKind(Kind):
 
 class RoleKind(SecurityKind):
     label = "security role"
+    type_name = "SecurityRole"
     api = "roles"
 
 
 class InternalUserKind(SecurityKind):
     label = "internal user"
+    type_name = "InternalUser"
     api = "internalusers"
     # The API returns a hash, never the password: password changes are seen by comparing inputs.
     drift_ignored = frozenset({"password"})
+    # The body holds the user's password.
+    secret_outputs = ("password", "body")
 
 
 class RoleMappingKind(SecurityKind):
     label = "role mapping"
+    type_name = "RoleMapping"
     api = "rolesmapping"
 
 
@@ -457,7 +477,91 @@ def _outputs(props: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in props.items() if key != "__provider"}
 
 
+# --- the admin-password guard ------------------------------------------------------------
+
+ACCOUNT_PATH = "_plugins/_security/api/account"
+"""Answers 200 to any user whose credentials OpenSearch accepts, and 401 to wrong ones."""
+PASSWORD_CONFIG_KEY = "opensearchAdminPassword"
+ROTATION_SECTION = "Rotate the OpenSearch admin password"
+
+
+class AdminPasswordRejected(OpenSearchError):
+    """OpenSearch answered 401 to the stack's admin credentials."""
+
+
+def rejection(url: str, changed: bool) -> AdminPasswordRejected:
+    """Why a 401 cannot be fixed from the stack alone, and where the way out is described."""
+    # The demo installer reads OPENSEARCH_INITIAL_ADMIN_PASSWORD on the first start only, and the
+    # security plugin's REST API refuses to change the reserved `admin` user.
+    what = (
+        f"The OpenSearch admin password changed in the stack but not in OpenSearch: {url} rejects the new one"
+        if changed
+        else f"OpenSearch at {url} does not accept the stack's admin password"
+    )
+    return AdminPasswordRejected(
+        f"{what} (HTTP 401). OpenSearch reads OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start, so "
+        "a new password in the stack never reaches it, and its REST API cannot change the reserved admin user. "
+        "Make the two agree: change the password inside OpenSearch, then give the same one to the stack with "
+        f"`pulumi config set --secret {PASSWORD_CONFIG_KEY} <password>` "
+        f'(see the README section "{ROTATION_SECTION}").'
+    )
+
+
+def verify_admin(connection: Connection, changed: bool = False) -> None:
+    """Raise `AdminPasswordRejected` unless OpenSearch accepts the connection's credentials."""
+    response = Client(connection).call("GET", ACCOUNT_PATH, allow=(401,))
+    if response.status_code == 401:
+        raise rejection(connection.url, changed)
+
+
+def _changed_connection(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+    return [key for key in CONNECTION_INPUTS if canonical(olds.get(key)) != canonical(news.get(key))]
+
+
+class AdminCredentialsProvider(dynamic.ResourceProvider):
+    """Proves that OpenSearch accepts the stack's admin password before any object is written with it.
+
+    Nothing is stored in OpenSearch: the resource only records the credentials it checked, so that
+    a changed password is a diff, checked against the live cluster during preview.
+    """
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        verify_admin(Connection.of(props))
+        return dynamic.CreateResult(id_=str(props["username"]), outs=_outputs(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = _changed_connection(olds, news)
+        if "password" in changed and not contains_unknowns(news):
+            self._check_new_password(news)
+        return dynamic.DiffResult(changes=bool(changed))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        verify_admin(Connection.of(news), changed="password" in _changed_connection(olds, news))
+        return dynamic.UpdateResult(outs=_outputs(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to delete: the guard creates nothing in OpenSearch."""
+
+    @staticmethod
+    def _check_new_password(news: dict[str, Any]) -> None:
+        """Fail the preview when OpenSearch rejects the new password; without an answer, `update` decides."""
+        try:
+            verify_admin(Connection.of(news).quick(), changed=True)
+        except AdminPasswordRejected:
+            raise
+        except OpenSearchError as error:
+            print(f"opensearch: the new admin password not checked: {error}", file=sys.stderr)
+
+
 # --- resources ---------------------------------------------------------------------------
+
+LEGACY_TYPE_PREFIX = "pulumi-python:dynamic/opensearch:"
+"""How the SDK names a `dynamic.Resource` subclass declared with `module="opensearch", name=<name>`."""
+
+
+def legacy_type(kind: Kind) -> str:
+    """The type token of `kind`'s resources when each kind had its own class (`IsmPolicy`, ...)."""
+    return f"{LEGACY_TYPE_PREFIX}{kind.type_name}"
 
 
 class ApiConnection(TypedDict):
@@ -476,17 +580,7 @@ class ApiConnection(TypedDict):
     """Retries on 429, 5xx and connection errors, with exponential backoff."""
 
 
-class ObjectArgs(TypedDict):
-    connection: ApiConnection
-    """Where the object lives."""
-    object_name: str
-    """The object's name in its API path; renaming replaces the object."""
-    body: pulumi.Input[dict[str, Any]]
-    """The JSON body, as built in `components/opensearch_policies.py`."""
-
-
-def _props(args: ObjectArgs) -> dict[str, Any]:
-    connection = args["connection"]
+def _connection_props(connection: ApiConnection) -> dict[str, Any]:
     return {
         "url": connection["url"],
         "username": connection["username"],
@@ -495,66 +589,48 @@ def _props(args: ObjectArgs) -> dict[str, Any]:
         "timeout_seconds": connection["timeout_seconds"],
         "retries": connection["retries"],
         "backoff_factor": 1.0,
-        "object_name": args["object_name"],
-        "body": args["body"],
     }
 
 
-def _secret_outputs(opts: pulumi.ResourceOptions | None, names: list[str]) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=names))
+class AdminCredentials(dynamic.Resource, module="opensearch", name="AdminCredentials"):
+    """The admin credentials every `OpenSearchObject` uses, verified first (`AdminCredentialsProvider`)."""
+
+    connection: ApiConnection
+
+    def __init__(self, name: str, connection: ApiConnection, opts: pulumi.ResourceOptions | None = None) -> None:
+        self.connection = connection
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
+        super().__init__(
+            AdminCredentialsProvider(), name, _connection_props(connection), pulumi.ResourceOptions.merge(opts, secret)
+        )
 
 
-class SnapshotRepository(dynamic.Resource, module="opensearch", name="SnapshotRepository"):
-    """`_snapshot/<name>`, verified after every write."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(SnapshotRepositoryKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
-
-
-class IsmPolicy(dynamic.Resource, module="opensearch", name="IsmPolicy"):
-    """`_plugins/_ism/policies/<id>`."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(IsmPolicyKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
+class ObjectArgs(TypedDict):
+    kind: Kind
+    """What the object is: its API path, how it is read back, written and compared."""
+    admin: AdminCredentials
+    """The verified admin credentials: the object is written with them, after they were checked."""
+    object_name: str
+    """The object's name in its API path; renaming replaces the object."""
+    body: pulumi.Input[dict[str, Any]]
+    """The JSON body, as built in `components/opensearch_policies.py`."""
 
 
-class SnapshotPolicy(dynamic.Resource, module="opensearch", name="SnapshotPolicy"):
-    """`_plugins/_sm/policies/<name>` (Snapshot Management)."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(SnapshotPolicyKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
-
-
-class IndexTemplate(dynamic.Resource, module="opensearch", name="IndexTemplate"):
-    """`_index_template/<name>` (composable template)."""
+class OpenSearchObject(dynamic.Resource, module="opensearch", name="Object"):
+    """One named object of the REST API, of any kind (`SnapshotRepositoryKind`, `IsmPolicyKind`, ...)."""
 
     def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(IndexTemplateKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
-
-
-class SecurityRole(dynamic.Resource, module="opensearch", name="SecurityRole"):
-    """`_plugins/_security/api/roles/<name>`."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(RoleKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
-
-
-class InternalUser(dynamic.Resource, module="opensearch", name="InternalUser"):
-    """`_plugins/_security/api/internalusers/<name>`; its body holds the user's password (secret)."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(InternalUserKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password", "body"]))
-
-
-class RoleMapping(dynamic.Resource, module="opensearch", name="RoleMapping"):
-    """`_plugins/_security/api/rolesmapping/<role>`."""
-
-    def __init__(self, name: str, args: ObjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        provider = OpenSearchObjectProvider(RoleMappingKind())
-        super().__init__(provider, name, _props(args), _secret_outputs(opts, ["password"]))
+        kind, admin = args["kind"], args["admin"]
+        props = {
+            **_connection_props(admin.connection),
+            "kind": kind.type_name,
+            "object_name": args["object_name"],
+            "body": args["body"],
+        }
+        own = pulumi.ResourceOptions(
+            depends_on=[admin],
+            additional_secret_outputs=list(kind.secret_outputs),
+            # Each kind was its own class, with its own type: the alias keeps existing objects' URNs.
+            aliases=[pulumi.Alias(type_=legacy_type(kind))],
+        )
+        super().__init__(OpenSearchObjectProvider(kind), name, props, pulumi.ResourceOptions.merge(opts, own))

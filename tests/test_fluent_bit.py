@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.namespaces import FLUENT_BIT as FLUENT_BIT_NAMESPACE
 from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
 from tests.test_opensearch import dynamic, with_config
 from tools.engine import MOCK_PASSWORD, Rendering
@@ -35,12 +36,14 @@ def section(stack: Rendering, part: str, name: str) -> dict[str, list[str]]:
     return found
 
 
-def test_release_is_pinned_and_waits_for_its_opensearch_user(any_stack: Rendering) -> None:
+def test_release_is_pinned_in_its_own_namespace_and_waits_for_its_opensearch_user(any_stack: Rendering) -> None:
+    """Its own namespace: reading the node's log files (hostPath) needs the `privileged` level,
+    which `logging` (OpenSearch) does not."""
     release = any_stack.release("fluent-bit")
     assert release.inputs["version"] == "0.42.0"
-    assert release.inputs["namespace"] == "logging"
+    assert release.inputs["namespace"] == FLUENT_BIT_NAMESPACE
     assert any_stack.depends_on(release, dynamic(any_stack, "RoleMapping"))
-    assert any_stack.depends_on(release, any_stack.k8s("Secret", WRITER_SECRET, "logging"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", WRITER_SECRET, FLUENT_BIT_NAMESPACE))
     assert values(any_stack)["kind"] == "DaemonSet"
 
 

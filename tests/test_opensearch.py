@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
 import sys
 from typing import Any
 
+import pulumi.dynamic
 import yaml
 
 from components import opensearch_policies as policies
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
-from components.settings import PROJECT, quantity_bytes
-from tools.engine import ROOT, Rendering, Resource, Secret, load_stack_config, run_stack, unwrap
+from components.settings import PROJECT, SECRET_KEYS, quantity_bytes
+from tools.engine import (
+    MOCK_PASSWORD,
+    ROOT,
+    Rendering,
+    Resource,
+    Secret,
+    load_stack_config,
+    run_stack,
+    unwrap,
+)
+from tools.plan import plan
 from tools.validators import helm_values
 
-DYNAMIC = "pulumi-python:dynamic/opensearch:"
+OBJECT = "pulumi-python:dynamic/opensearch:Object"
+GUARD = "pulumi-python:dynamic/opensearch:AdminCredentials"
+KINDS = (
+    "SnapshotRepository",
+    "IsmPolicy",
+    "SnapshotPolicy",
+    "IndexTemplate",
+    "SecurityRole",
+    "InternalUser",
+    "RoleMapping",
+)
+"""Every kind of API object; until all became `Object`, each was a resource class of that name."""
+ADMIN_PASSWORD_KEY = f"{PROJECT}:opensearchAdminPassword"
+ROTATED_PASSWORD = "Rotated-adm1n.pass"
 FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
@@ -26,8 +51,13 @@ def values(stack: Rendering) -> dict[str, Any]:
 
 
 def dynamic(stack: Rendering, kind: str) -> Resource:
-    (resource,) = stack.of_type(DYNAMIC + kind)
+    """The one API object of `kind` (e.g. `IsmPolicy`)."""
+    (resource,) = [r for r in stack.of_type(OBJECT) if r.inputs["kind"] == kind]
     return resource
+
+
+def guard(stack: Rendering) -> Resource:
+    return stack.one(GUARD)
 
 
 def body(stack: Rendering, kind: str) -> dict[str, Any]:
@@ -85,20 +115,40 @@ def test_data_lives_on_longhorn(any_stack: Rendering) -> None:
     assert persistence["enableInitChown"] is False
 
 
-def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret(any_stack: Rendering) -> None:
-    (env,) = [e for e in values(any_stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
-    assert "value" not in env
+def admin_passwords(stack: Rendering) -> dict[str, Any]:
+    """Every place the admin password goes, as the program registered it (secret or not)."""
+    (env,) = [e for e in values(stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
     ref = env["valueFrom"]["secretKeyRef"]
-    secret = any_stack.k8s("Secret", ref["name"], "logging")
-    assert isinstance(secret.inputs["stringData"], Secret)
-    assert ref["key"] in secret.inputs["stringData"].value
-    password = any_stack.one(
-        "random:index/randomPassword:RandomPassword", f"{any_stack.stack}-opensearch-admin-password"
-    )
+    secret = stack.k8s("Secret", ref["name"], "logging").inputs["stringData"]
+    places = {
+        "pod (through the Secret)": Secret(secret.value[ref["key"]]) if isinstance(secret, Secret) else secret,
+        "guard": guard(stack).inputs["password"],
+        "output": stack.outputs["opensearchAdminPassword"],
+    }
+    places.update({kind: dynamic(stack, kind).inputs["password"] for kind in KINDS})
+    return places
+
+
+def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret(edge: Rendering) -> None:
+    stack = run_stack(edge.stack, {ADMIN_PASSWORD_KEY: None})
+    (env,) = [e for e in values(stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
+    assert "value" not in env
+    password = stack.one("random:index/randomPassword:RandomPassword", f"{stack.stack}-opensearch-admin-password")
     assert password.inputs["length"] >= 16
     assert min(password.inputs[k] for k in ("minUpper", "minLower", "minNumeric", "minSpecial")) >= 1
-    assert isinstance(any_stack.outputs["opensearchAdminPassword"], Secret)
-    assert any_stack.outputs["opensearchUrl"] == f"https://opensearch.mkube-{any_stack.stack[-3:]}.miribit.lab"
+    for place, value in admin_passwords(stack).items():
+        assert value == Secret(MOCK_PASSWORD), place
+    assert stack.outputs["opensearchUrl"] == f"https://opensearch.mkube-{stack.stack[-3:]}.miribit.lab"
+
+
+def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_stack: Rendering) -> None:
+    # A secret key: set with `pulumi config set --secret`, never in a committed stack file.
+    assert "opensearchAdminPassword" in {secret.key for secret in SECRET_KEYS}
+    stack = run_stack(any_stack.stack, {ADMIN_PASSWORD_KEY: ROTATED_PASSWORD})
+    for place, value in admin_passwords(stack).items():
+        assert value == Secret(ROTATED_PASSWORD), place
+    # Kept: removing the config again returns to the same generated password, not a new one.
+    assert stack.one("random:index/randomPassword:RandomPassword", f"{stack.stack}-opensearch-admin-password")
 
 
 # --- S3 (C8) -----------------------------------------------------------------------------
@@ -208,24 +258,73 @@ def test_index_template_maps_the_fields_fluent_bit_sends(any_stack: Rendering) -
 
 
 def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack: Rendering) -> None:
-    objects = [r for r in any_stack.resources if r.type.startswith(DYNAMIC)]
-    assert {r.type.removeprefix(DYNAMIC) for r in objects} == {
-        "SnapshotRepository",
-        "IsmPolicy",
-        "SnapshotPolicy",
-        "IndexTemplate",
-        "SecurityRole",
-        "InternalUser",
-        "RoleMapping",
-    }
+    objects = [r for r in any_stack.resources if r.type.startswith("pulumi-python:dynamic/")]
+    assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, GUARD])
     for resource in objects:
         assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
         assert resource.inputs["url"] == any_stack.outputs["opensearchUrl"]
+        assert resource.inputs["username"] == "admin"
         assert resource.inputs["verify_tls"] is False
         assert isinstance(resource.inputs["password"], Secret), resource.name
         assert "password" in resource.additional_secret_outputs
         parent = any_stack.parent_of(resource)
         assert parent is not None and parent.type == "thanos-multi-cluster:opensearch:OpenSearch"
+
+
+def test_every_api_object_waits_for_the_admin_password_check(any_stack: Rendering) -> None:
+    check = guard(any_stack)
+    assert any_stack.depends_on(check, any_stack.release("opensearch"))
+    for kind in KINDS:
+        resource = dynamic(any_stack, kind)
+        assert check.urn in resource.depends_on, kind
+    connection = ("url", "username", "password", "verify_tls", "timeout_seconds", "retries", "backoff_factor")
+    for kind in KINDS:
+        assert {key: dynamic(any_stack, kind).inputs[key] for key in connection} == {
+            key: check.inputs[key] for key in connection
+        }, f"{kind} must use the credentials the guard checked"
+
+
+def test_one_resource_type_keeps_each_kinds_old_type_as_an_alias(any_stack: Rendering) -> None:
+    for kind in KINDS:
+        resource = dynamic(any_stack, kind)
+        assert resource.type == OBJECT
+
+        class Former(pulumi.dynamic.Resource, module="opensearch", name=kind):
+            """How the kind was declared when it had its own class."""
+
+        # A type-only alias: same name and parent, so the old URN maps onto the new one (no replacement).
+        assert resource.aliases == [f"pulumi-python:{Former._resource_type_name}"], kind
+        assert resource.aliases == [f"pulumi-python:dynamic/opensearch:{kind}"], kind
+
+
+def former_state(stack: Rendering) -> Rendering:
+    """`stack` as the former per-kind classes left it in the state: a type per kind, no `kind` input, no guard."""
+    former = copy.deepcopy(stack)
+    former.resources = [r for r in former.resources if r.type != GUARD]
+    for resource in former.resources:
+        if resource.type == OBJECT:
+            old_type = f"pulumi-python:dynamic/opensearch:{resource.inputs.pop('kind')}"
+            resource.urn = resource.urn.replace(f"${OBJECT}::", f"${old_type}::")
+            resource.type, resource.aliases = old_type, []
+    return former
+
+
+def test_objects_of_the_former_per_kind_classes_carry_over_without_replacement(edge: Rendering) -> None:
+    steps = plan(former_state(edge), edge)
+    assert steps.refusals() == []
+    for kind in KINDS:
+        step = steps.step(OBJECT, dynamic(edge, kind).name)
+        # `update` only for the new `kind` input, which the provider's diff ignores.
+        assert step.op in ("same", "update") and not step.replaced_by, (kind, step)
+    assert not [step for step in steps.of("delete", "replace") if step.type.startswith("pulumi-python:")]
+    assert steps.step(GUARD, guard(edge).name).op == "create"
+
+
+def test_secret_outputs_stay_per_kind(any_stack: Rendering) -> None:
+    for kind in KINDS:
+        expected = ["password", "body"] if kind == "InternalUser" else ["password"]
+        assert dynamic(any_stack, kind).additional_secret_outputs == expected, kind
+    assert guard(any_stack).additional_secret_outputs == ["password"]
 
 
 def test_tls_verification_of_the_api_is_a_setting(edge: Rendering) -> None:
@@ -245,23 +344,48 @@ def test_fluent_bit_gets_its_own_user_that_may_only_write_logs(any_stack: Render
     assert mapping.inputs["object_name"] == dynamic(any_stack, "SecurityRole").inputs["object_name"]
     assert unwrap(mapping.inputs["body"])["users"] == ["fluent-bit"]
     assert any_stack.depends_on(mapping, user) and any_stack.depends_on(mapping, dynamic(any_stack, "SecurityRole"))
-    secret = any_stack.k8s("Secret", WRITER_SECRET, "logging")
+    secret = any_stack.k8s("Secret", WRITER_SECRET, "fluent-bit")
     assert isinstance(secret.inputs["stringData"], Secret)
     assert secret.inputs["stringData"].value["username"] == "fluent-bit"
 
 
-def test_the_serialized_provider_loads_in_a_fresh_process_from_the_project(edge: Rendering) -> None:
-    """The dynamic-provider host unpickles `__provider` in its own process, started in the project."""
-    serialized = unwrap(dynamic(edge, "SnapshotPolicy").inputs["__provider"])
+def test_fluent_bit_waits_until_a_new_log_index_gets_its_template_and_ism_policy(any_stack: Rendering) -> None:
+    """OpenSearch applies a template and an ISM policy only to indices created after them: a first
+    `logs-*` index written earlier would keep a replica on one node (yellow) and never be deleted."""
+    fluent_bit = any_stack.release("fluent-bit")
+    assert any_stack.depends_on(fluent_bit, dynamic(any_stack, "IndexTemplate"))
+    assert any_stack.depends_on(fluent_bit, dynamic(any_stack, "IsmPolicy"))
+    # ... and, to write at all, for its user with its role.
+    for kind in ("SecurityRole", "InternalUser", "RoleMapping"):
+        assert any_stack.depends_on(fluent_bit, dynamic(any_stack, kind)), kind
+    assert any_stack.depends_on(fluent_bit, any_stack.k8s("Secret", WRITER_SECRET, "fluent-bit"))
+    # Not for the snapshot repository and policy: an unreachable S3 must not hold back the logs.
+    assert not any_stack.depends_on(fluent_bit, dynamic(any_stack, "SnapshotRepository"))
+    assert not any_stack.depends_on(fluent_bit, dynamic(any_stack, "SnapshotPolicy"))
+
+
+def loaded_provider(resource: Resource) -> list[str]:
+    """Module, class (and kind) of the resource's `__provider`, unpickled in a fresh process in the project."""
+    serialized = unwrap(resource.inputs["__provider"])
     script = (
         "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
-        "print(type(p).__module__, type(p).__name__, type(p.kind).__name__)"
+        "print(type(p).__module__, type(p).__name__, type(getattr(p, 'kind', None)).__name__)"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], input=serialized, cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["components.opensearch_api", "OpenSearchObjectProvider", "SnapshotPolicyKind"]
+    return done.stdout.split()
+
+
+def test_the_serialized_providers_load_in_a_fresh_process_from_the_project(edge: Rendering) -> None:
+    """The dynamic-provider host unpickles `__provider` in its own process, started in the project."""
+    assert loaded_provider(dynamic(edge, "SnapshotPolicy")) == [
+        "components.opensearch_api",
+        "OpenSearchObjectProvider",
+        "SnapshotPolicyKind",
+    ]
+    assert loaded_provider(guard(edge)) == ["components.opensearch_api", "AdminCredentialsProvider", "NoneType"]
 
 
 # --- budget ------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from components import opensearch_policies as policies
 from components.settings import LoggingSettings
 
 PASSWORD = "Adm1n-pass-word"
+NEW_PASSWORD = "R0tated-pass-word"
+UNREACHABLE = "http://127.0.0.1:9"
 
 # --- the fake server ---------------------------------------------------------------------
 
@@ -71,6 +73,8 @@ class FakeOpenSearch:
         self.injected: list[Injected] = []
         self.seq_no = 0
         self.lock = threading.Lock()
+        self.admin_password = PASSWORD
+        """The one password the security index holds for `admin` (a rotation inside OpenSearch changes it)."""
 
     # failure injection
     def fail(self, method: str, path: str, status: int = 500, times: int = 1, reason: str = "injected") -> None:
@@ -99,7 +103,7 @@ class FakeOpenSearch:
             time.sleep(rule.delay)
         elif rule:
             return Response(json.dumps(rule.body), rule.status, content_type="application/json")
-        if credentials != ("admin", PASSWORD):
+        if credentials != ("admin", self.admin_password):
             status, payload = 401, {"status": "UNAUTHORIZED", "message": "Unauthorized"}
         else:
             with self.lock:
@@ -107,6 +111,8 @@ class FakeOpenSearch:
         return Response(json.dumps(payload), status, content_type="application/json")
 
     def route(self, method: str, path: str, args: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
+        if path == "_plugins/_security/api/account" and method == "GET":
+            return 200, {"user_name": "admin", "is_reserved": True, "is_internal_user": True, "roles": ["all_access"]}
         if match := re.fullmatch(r"_snapshot/([^/]+)/_verify", path):
             if ("repo", match[1]) not in self.objects:
                 return error(404, "repository_missing_exception", f"[{match[1]}] missing")
@@ -570,6 +576,138 @@ def test_delete_removes_the_object_and_deleting_a_missing_one_succeeds(
     prov.delete(name, state)
     assert server.objects == {}
     prov.delete(name, state)  # already gone: still a success
+
+
+# --- the admin-password guard ------------------------------------------------------------
+
+GUARD = api.AdminCredentialsProvider()
+ROTATION = 'README section "Rotate the OpenSearch admin password"'
+
+
+def credentials(url: str, **changes: Any) -> dict[str, Any]:
+    """The guard's inputs as the provider receives them."""
+    base = {
+        "url": url,
+        "username": "admin",
+        "password": PASSWORD,
+        "verify_tls": False,
+        "timeout_seconds": 2.0,
+        "retries": 3.0,
+        "backoff_factor": 0.01,
+        "__provider": "serialized",
+    }
+    return base | changes
+
+
+def password_checks(server: FakeOpenSearch) -> list[tuple[str, str] | None]:
+    """The credentials of every password check the guard sent."""
+    return [request[4] for request in server.calls("GET", "_plugins/_security/api/account")]
+
+
+def test_create_checks_that_opensearch_accepts_the_admin_password(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    result = GUARD.create(credentials(url))
+    assert result.id == "admin"
+    outs = result.outs or {}
+    assert "__provider" not in outs and outs["password"] == PASSWORD
+    assert password_checks(server) == [("admin", PASSWORD)]
+    assert server.objects == {}, "the guard writes nothing"
+
+
+def test_create_with_a_password_opensearch_rejects_fails_with_the_way_out(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    server.admin_password = NEW_PASSWORD  # changed inside OpenSearch only, or a state that lost the password
+    with pytest.raises(api.AdminPasswordRejected) as raised:
+        GUARD.create(credentials(url))
+    message = str(raised.value)
+    assert f"OpenSearch at {url} does not accept the stack's admin password (HTTP 401)" in message
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start" in message
+    assert "`pulumi config set --secret opensearchAdminPassword <password>`" in message
+    assert ROTATION in message
+    assert len(password_checks(server)) == 1, "a 401 is an answer, not retried"
+
+
+def test_diff_of_unchanged_credentials_is_no_change_and_calls_nothing(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    assert GUARD.diff("admin", credentials(url), credentials(url)).changes is False
+    assert server.requests == []
+
+
+def test_diff_of_a_new_password_opensearch_accepts_is_a_change(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    server.admin_password = NEW_PASSWORD  # rotated inside OpenSearch first, as the README says
+    result = GUARD.diff("admin", credentials(url), credentials(url, password=NEW_PASSWORD))
+    assert result.changes is True
+    assert not result.replaces
+    assert password_checks(server) == [("admin", NEW_PASSWORD)]
+
+
+def test_diff_of_a_new_password_opensearch_rejects_fails_the_preview(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    with pytest.raises(api.AdminPasswordRejected) as raised:
+        GUARD.diff("admin", credentials(url), credentials(url, password=NEW_PASSWORD))
+    message = str(raised.value)
+    assert message.startswith("The OpenSearch admin password changed in the stack but not in OpenSearch: ")
+    assert f"{url} rejects the new one (HTTP 401)" in message
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start" in message
+    assert "cannot change the reserved admin user" in message
+    assert ROTATION in message
+    assert password_checks(server) == [("admin", NEW_PASSWORD)], "checked with the new password"
+
+
+def test_diff_of_a_new_password_far_from_the_cluster_is_a_change_update_will_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = credentials(UNREACHABLE, timeout_seconds=30.0, retries=6.0)
+    started = time.monotonic()
+    assert GUARD.diff("admin", old, old | {"password": NEW_PASSWORD}).changes is True
+    assert time.monotonic() - started < 5, "a preview far from the cluster must not hang"
+    assert "opensearch: the new admin password not checked: " in capsys.readouterr().err
+
+
+def test_diff_of_a_new_password_while_opensearch_fails_is_a_change_update_will_check(
+    fake: tuple[FakeOpenSearch, str],
+) -> None:
+    server, url = fake
+    server.fail("GET", "_plugins/_security/api/account", status=503, times=100)
+    assert GUARD.diff("admin", credentials(url), credentials(url, password=NEW_PASSWORD)).changes is True
+    assert len(password_checks(server)) == 1 + api.DRIFT_CHECK_RETRIES
+
+
+def test_diff_of_a_password_preview_does_not_know_yet_is_a_change_without_calling(
+    fake: tuple[FakeOpenSearch, str],
+) -> None:
+    server, url = fake
+    assert GUARD.diff("admin", credentials(url), credentials(url, password=rpc.UNKNOWN)).changes is True
+    assert server.requests == []
+
+
+def test_update_checks_the_new_password_and_records_it(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    server.admin_password = NEW_PASSWORD
+    result = GUARD.update("admin", credentials(url), credentials(url, password=NEW_PASSWORD))
+    assert (result.outs or {})["password"] == NEW_PASSWORD
+    assert password_checks(server) == [("admin", NEW_PASSWORD)]
+
+
+def test_update_to_a_password_opensearch_rejects_fails_with_the_way_out(fake: tuple[FakeOpenSearch, str]) -> None:
+    _server, url = fake
+    with pytest.raises(api.AdminPasswordRejected, match="changed in the stack but not in OpenSearch") as raised:
+        GUARD.update("admin", credentials(url), credentials(url, password=NEW_PASSWORD))
+    assert ROTATION in str(raised.value)
+
+
+def test_update_for_another_connection_setting_checks_the_password_again(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    server.admin_password = NEW_PASSWORD
+    with pytest.raises(api.AdminPasswordRejected, match="does not accept the stack's admin password"):
+        GUARD.update("admin", credentials(UNREACHABLE), credentials(url))
+
+
+def test_deleting_the_guard_touches_nothing_in_opensearch(fake: tuple[FakeOpenSearch, str]) -> None:
+    server, url = fake
+    GUARD.delete("admin", credentials(url))
+    assert server.requests == []
 
 
 # --- transport ---------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """thanos-multi-cluster: one stack per cluster; the stack config's `role` decides what it gets.
 
-In the order of DESIGN section 1's table: the Minikube node and a Kubernetes provider built from
-its kubeconfig; namespaces and their NetworkPolicies; object storage (owned by central, read by
-edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; ingress-nginx; central Thanos;
-alerts; OpenSearch and Fluent-bit. Every component is in `components/`, one per file.
+In the order a cluster is built: the Minikube node and a Kubernetes provider built from its
+kubeconfig; namespaces and their NetworkPolicies; object storage (owned by central, read by
+edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; the ingress controller; central
+Thanos; alerts; OpenSearch and Fluent-bit. Every component is in `components/`, one per file.
+Components take configuration in their args and the provider, what to wait for and `protect` in
+their options.
 """
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import namespaces, settings
+from components import longhorn, namespaces, settings
 from components.fluent_bit import FluentBit
 from components.ingress_nginx import IngressNginx
 from components.kube_prometheus_stack import KubePrometheusStack
@@ -26,6 +28,7 @@ from components.thanos_alerts import ThanosAlerts
 
 config, secrets = settings.load()
 cluster = config.cluster_name
+protected = pulumi.ResourceOptions(protect=config.protect)
 
 node = MinikubeNode(
     cluster,
@@ -34,8 +37,8 @@ node = MinikubeNode(
         "address": config.ip,
         "minikube": config.minikube,
         "ssh_private_key": secrets.ssh_private_key,
-        "protect": config.protect,
     },
+    opts=protected,
 )
 provider = k8s.Provider(
     f"{cluster}-kubernetes",
@@ -44,20 +47,28 @@ provider = k8s.Provider(
     cluster_identifier=cluster,
     opts=pulumi.ResourceOptions(depends_on=[node]),
 )
-owned = Namespaces(f"{cluster}-namespaces", {"provider": provider})
-# Default deny plus DESIGN section 2's flows, before any workload starts (Calico enforces them: C3).
+
+
+def on_cluster(*depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
+    """Options of a component that lives in the cluster: its provider, what it waits for."""
+    return pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on), protect=protect or None)
+
+
+owned = Namespaces(
+    f"{cluster}-namespaces", {"kubernetes_version": config.minikube.kubernetes_version}, opts=on_cluster()
+)
+# Default deny plus the flows the platform needs, before any workload starts (Calico enforces them).
 NetworkPolicies(
     f"{cluster}-network-policies",
     {
-        "provider": provider,
-        "namespaces": owned,
         "central": config.is_central,
         "node_address": config.ip,
-        "central_address": config.ip if config.is_central else str(config.central_address),
+        "central_address": config.central_ip,
         "edge_addresses": [edge.ip for edge in config.edges],
-        "s3_address": config.s3.host if settings.is_ip(config.s3.host) else None,
+        "s3_address": config.s3.address,
         "s3_port": config.s3.port,
     },
+    opts=on_cluster(owned),
 )
 
 # Central owns the buckets and every cluster's MinIO users; edges read theirs from central's output.
@@ -70,8 +81,8 @@ object_storage = (
             "s3": config.s3,
             "admin_user": secrets.minio_admin_user,
             "admin_password": secrets.minio_admin_password,
-            "protect": config.protect,
         },
+        opts=protected,
     )
     if config.is_central
     else None
@@ -79,35 +90,34 @@ object_storage = (
 s3_credentials = S3Credentials(
     f"{cluster}-s3-credentials",
     {
-        "provider": provider,
-        "monitoring": owned[namespaces.MONITORING],
-        "logging": owned[namespaces.LOGGING],
+        "monitoring_namespace": namespaces.MONITORING,
+        "logging_namespace": namespaces.LOGGING,
         "cluster_name": cluster,
         "central": config.is_central,
         "s3": config.s3,
         "issued": object_storage.credentials if object_storage else None,
         "central_stack": config.central_stack,
     },
+    opts=on_cluster(owned),
 )
 storage = Longhorn(
     f"{cluster}-longhorn",
     {
-        "provider": provider,
-        "namespace": owned[namespaces.LONGHORN],
+        "namespace": namespaces.LONGHORN,
         "cluster_name": cluster,
         "hostname": config.hostname("longhorn"),
         "chart_version": config.versions.longhorn,
         "s3": config.s3,
         "longhorn": config.longhorn,
         "credentials": s3_credentials.longhorn,
-        "protect": config.protect,
     },
+    opts=on_cluster(owned, protect=config.protect),
 )
 monitoring = KubePrometheusStack(
     f"{cluster}-monitoring",
     {
-        "provider": provider,
-        "namespace": owned[namespaces.MONITORING],
+        "namespace": namespaces.MONITORING,
+        "node_exporter_namespace": namespaces.NODE_EXPORTER,
         "cluster_name": cluster,
         "central": config.is_central,
         "grafana_hostname": config.hostname("grafana"),
@@ -116,35 +126,28 @@ monitoring = KubePrometheusStack(
         "monitoring": config.monitoring,
         "thanos_datasource_url": QUERY_FRONTEND_URL if config.is_central else None,
         "objstore_ca": config.s3.ca_certificate is not None,
-        "depends_on": [storage.release, s3_credentials],
-        "protect": config.protect,
+        "service_monitors": [longhorn.service_monitor(namespaces.LONGHORN)],
     },
+    opts=on_cluster(owned, storage.release, s3_credentials, protect=config.protect),
 )
 # After kube-prometheus-stack: its ServiceMonitor needs the CRD. Ingress objects of other
 # components may exist before the controller does.
 ingress = IngressNginx(
     f"{cluster}-ingress",
-    {
-        "provider": provider,
-        "namespace": owned[namespaces.INGRESS],
-        "chart_version": config.versions.ingress_nginx,
-        "service_monitor": True,
-    },
-    opts=pulumi.ResourceOptions(depends_on=[monitoring.release]),
+    {"namespace": namespaces.INGRESS, "chart_version": config.versions.ingress_nginx, "service_monitor": True},
+    opts=on_cluster(owned, monitoring.release),
 )
 thanos = (
     ThanosCentral(
         f"{cluster}-thanos",
         {
-            "provider": provider,
-            "namespace": owned[namespaces.MONITORING],
+            "namespace": namespaces.MONITORING,
             "thanos_version": config.versions.thanos,
             "hostname": config.hostname("thanos"),
             "edges": config.edges,
             "thanos": config.thanos,
-            "kps_release": monitoring.release,
-            "depends_on": [storage.release, s3_credentials],
         },
+        opts=on_cluster(owned, storage.release, s3_credentials, monitoring.release),
     )
     if config.is_central
     else None
@@ -152,40 +155,39 @@ thanos = (
 ThanosAlerts(
     f"{cluster}-thanos-alerts",
     {
-        "provider": provider,
-        "namespace": owned[namespaces.MONITORING],
+        "namespace": namespaces.MONITORING,
         "central": config.is_central,
         "expected_clusters": [cluster, *(edge.name for edge in config.edges)],
-        "kps_release": monitoring.release,
     },
+    opts=on_cluster(owned, monitoring.release),
 )
 logs = OpenSearch(
     f"{cluster}-opensearch",
     {
-        "provider": provider,
-        "namespace": owned[namespaces.LOGGING],
+        "namespace": namespaces.LOGGING,
+        "writer_namespace": namespaces.FLUENT_BIT,
         "cluster_name": cluster,
         "hostname": config.hostname("opensearch"),
         "chart_version": config.versions.opensearch,
         "storage_class": STORAGE_CLASS,
         "logging": config.logging,
         "s3": config.s3,
-        # Pulumi manages the policies through the ingress, so the controller comes first.
-        "depends_on": [storage.release, s3_credentials, ingress],
-        "protect": config.protect,
+        "admin_password": secrets.opensearch_admin_password,
     },
+    # Pulumi manages the policies through the ingress, so the controller comes first.
+    opts=on_cluster(owned, storage.release, s3_credentials, ingress, protect=config.protect),
 )
 FluentBit(
     f"{cluster}-fluent-bit",
     {
-        "provider": provider,
-        "namespace": owned[namespaces.LOGGING],
+        "namespace": namespaces.FLUENT_BIT,
         "cluster_name": cluster,
         "chart_version": config.versions.fluent_bit,
         "logging": config.logging,
         "opensearch": {"host": logs.service_host, "port": OPENSEARCH_PORT, "credentials_secret": WRITER_SECRET},
-        "depends_on": logs.writer_ready,
     },
+    # Its ServiceMonitor needs the CRD; its first index needs the template and ISM policy.
+    opts=on_cluster(owned, monitoring.release, *logs.ready_for_logs),
 )
 
 pulumi.export("role", config.role.value)

@@ -12,18 +12,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.kube import child_opts, helm_release, resources
+from components.kube import Component, helm_release, resources
 
 RELEASE = "ingress-nginx"
 INGRESS_CLASS = "nginx"
 METRICS_PORT = 10254
+WEBHOOK_PORT = 9443
+"""The admission webhook's port. On the host network every port is the node's: the chart's default,
+8443, is minikube's API server, and the webhook would answer with the API server's certificate."""
 
 
 class IngressNginxArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
-    """Namespace the controller runs in (created first)."""
+    namespace: str
+    """Namespace the controller runs in."""
     chart_version: str
     """Pinned ingress-nginx chart version."""
     service_monitor: bool
@@ -57,6 +58,7 @@ def ingress_nginx_values(service_monitor: bool) -> dict[str, Any]:
             },
             "resources": resources(cpu="100m", memory="128Mi", memory_limit="384Mi"),
             "admissionWebhooks": {
+                "port": WEBHOOK_PORT,
                 "createSecretJob": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")},
                 "patchWebhookJob": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")},
             },
@@ -64,19 +66,19 @@ def ingress_nginx_values(service_monitor: bool) -> dict[str, Any]:
     }
 
 
-class IngressNginx(pulumi.ComponentResource):
+class IngressNginx(Component):
     """The ingress-nginx Helm release."""
 
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: IngressNginxArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:ingress:IngressNginx", name, None, opts)
+        super().__init__("thanos-multi-cluster:ingress:IngressNginx", name, opts)
         self.release = helm_release(
             RELEASE,
             versions.INGRESS_NGINX,
             args["chart_version"],
-            namespace=args["namespace"].metadata.name,
+            namespace=args["namespace"],
             values=ingress_nginx_values(args["service_monitor"]),
-            opts=child_opts(self, args["provider"], depends_on=[args["namespace"]]),
+            opts=self.child(),
         )
         self.register_outputs({"release": self.release.name})

@@ -42,9 +42,41 @@ def restricted_pod_security(uid: int = 65534) -> dict[str, Any]:
     }
 
 
-def child_opts(parent: pulumi.Resource, provider: k8s.Provider, **kwargs: Any) -> pulumi.ResourceOptions:
-    """Options for a Kubernetes child: parent and the explicit provider (no default provider)."""
-    return pulumi.ResourceOptions(parent=parent, provider=provider, **kwargs)
+class Component(pulumi.ComponentResource):
+    """A ComponentResource that passes what it was told to wait for on to its children.
+
+    Components take their provider, `depends_on` and `protect` in `ResourceOptions`. The provider
+    reaches the children by itself (they inherit their parent's providers), `depends_on` does not:
+    Pulumi's Python SDK registers a child as soon as its parent's URN is known, so a component told
+    to wait for the kube-prometheus-stack release would still create its ServiceMonitor before the
+    CRD exists. `child()` adds the component's `depends_on` to every child. A child also inherits
+    `protect` from its parent, which would protect every Secret and ConfigMap of a protected
+    component: `child()` protects only the children marked stateful.
+    """
+
+    def __init__(self, type_: str, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(type_, name, None, opts)
+        self._waits_for = _resources(opts.depends_on if opts else None)
+        self._protect_stateful = bool(opts and opts.protect)
+
+    def child(self, *depends_on: pulumi.Resource, stateful: bool = False, **options: Any) -> pulumi.ResourceOptions:
+        """Options of a child: parented here, after the component's and its own dependencies."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            depends_on=[*self._waits_for, *depends_on],
+            protect=self._protect_stateful and stateful,
+            **options,
+        )
+
+
+def _resources(depends_on: Any) -> list[pulumi.Resource]:
+    if depends_on is None:
+        return []
+    if isinstance(depends_on, pulumi.Resource):
+        return [depends_on]
+    if isinstance(depends_on, list | tuple) and all(isinstance(item, pulumi.Resource) for item in depends_on):
+        return list(depends_on)
+    raise TypeError("components take depends_on as a resource or a list of resources, not an Output")
 
 
 def helm_release(
@@ -55,10 +87,14 @@ def helm_release(
     values: pulumi.Input[dict[str, Any]],
     opts: pulumi.ResourceOptions,
     timeout_seconds: int = 600,
+    atomic: bool = True,
 ) -> k8s.helm.v3.Release:
     """A Helm release with an explicit name (no random suffix) and a pinned chart version.
 
-    `atomic` rolls a failed install or upgrade back instead of leaving a half-applied release.
+    `atomic` rolls a failed install or upgrade back instead of leaving a half-applied release;
+    the rollback of a failed install is an uninstall, which runs the chart's pre-delete hooks.
+    A chart whose pre-delete hook refuses by design turns that rollback into a release stuck in
+    `uninstalling`: such a release is installed without `atomic` (see Longhorn).
     """
     return k8s.helm.v3.Release(
         name,
@@ -68,8 +104,8 @@ def helm_release(
         repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
         namespace=namespace,
         values=values,
-        atomic=True,
-        cleanup_on_fail=True,
+        atomic=atomic,
+        cleanup_on_fail=atomic,
         timeout=timeout_seconds,
         max_history=5,
         opts=opts,

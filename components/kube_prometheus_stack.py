@@ -9,7 +9,6 @@ Frontend); the local Prometheus stays as the second one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import pulumi
@@ -18,7 +17,7 @@ import pulumi_random as random
 
 from components import versions
 from components.ingress_nginx import INGRESS_CLASS
-from components.kube import MANAGED_BY, child_opts, helm_release, resources
+from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import MonitoringSettings, quantity_bytes
@@ -31,7 +30,22 @@ PROMETHEUS = f"{FULLNAME}-prometheus"
 THANOS_DISCOVERY_SERVICE = f"{FULLNAME}-thanos-discovery"
 """Headless Service of the sidecar's gRPC (and metrics) port; the chart's `thanosService`."""
 SIDECAR_NODE_PORT = 30901
-"""Edge clusters expose the sidecar's StoreAPI on this port of the host address (C5)."""
+"""Edge clusters expose the sidecar's StoreAPI on this port of the host address: central's DNS
+cannot resolve another cluster's Service names."""
+SIDECAR_GRPC_PORT = 10901
+"""The sidecar's StoreAPI (gRPC), a container port of the Prometheus pod."""
+SIDECAR_HTTP_PORT = 10902
+"""The sidecar's metrics."""
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+ALERTMANAGER_MESH_PORT = 9094
+CONFIG_RELOADER_PORT = 8080
+"""The operator's config-reloader sidecar in the Prometheus and Alertmanager pods (metrics)."""
+GRAFANA_PORT = 3000
+KUBE_STATE_METRICS_PORT = 8080
+OPERATOR_PORT = 10250
+"""The Prometheus Operator's HTTPS port: its metrics and the admission webhook the API server calls."""
+NODE_EXPORTER_PORT = 9100
 SIDECAR_JOB = THANOS_DISCOVERY_SERVICE
 """Prometheus `job` label of the sidecar's metrics (the ServiceMonitor scrapes that Service)."""
 GRAFANA_SERVICE = f"{RELEASE}-grafana"
@@ -51,10 +65,10 @@ PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prome
 
 
 class KubePrometheusStackArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
+    namespace: str
     """The monitoring namespace."""
+    node_exporter_namespace: str
+    """node-exporter's own namespace (it runs on the host network with the host's PID namespace)."""
     cluster_name: str
     """The stack name: the unique `cluster` external label of this Prometheus (C6)."""
     central: bool
@@ -71,10 +85,9 @@ class KubePrometheusStackArgs(TypedDict):
     """Central only: URL of the Thanos Query Frontend, Grafana's default datasource."""
     objstore_ca: bool
     """The object-store config references `ca.crt` (a CA is configured): mount the Secret for the sidecar."""
-    depends_on: Sequence[pulumi.Resource]
-    """What the release waits for: Longhorn (PVCs) and the object-store Secrets."""
-    protect: bool
-    """Protect the release: uninstalling it deletes Grafana's volume."""
+    service_monitors: list[dict[str, Any]]
+    """Scrape targets of components installed before this chart's CRDs exist (Longhorn), in the
+    chart's `additionalServiceMonitors` form: the chart creates them once the CRDs are there."""
 
 
 def retention_size(storage: str) -> str:
@@ -130,6 +143,7 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         # sidecar's metrics needs it on every cluster (the upload alerts run locally).
         "thanosService": {"enabled": True},
         "thanosServiceMonitor": {"enabled": True},
+        "additionalServiceMonitors": args["service_monitors"],
     }
     if not args["central"]:
         values["thanosServiceExternal"] = {
@@ -224,43 +238,46 @@ def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any
             "admissionWebhooks": {"patch": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")}},
         },
         "kube-state-metrics": {"resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi")},
-        "prometheus-node-exporter": {"resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi")},
+        # In a namespace of its own: it needs the host's network and PID namespace, which would
+        # otherwise hold every monitoring pod to the `privileged` Pod Security level.
+        "prometheus-node-exporter": {
+            "namespaceOverride": args["node_exporter_namespace"],
+            "resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi"),
+        },
     }
 
 
-class KubePrometheusStack(pulumi.ComponentResource):
-    """The kube-prometheus-stack release and Grafana's generated admin login."""
+class KubePrometheusStack(Component):
+    """The kube-prometheus-stack release and Grafana's generated admin login.
+
+    Its options wait for Longhorn (the volumes) and the object-store Secrets; `protect` protects
+    the release (uninstalling it deletes Grafana's volume).
+    """
 
     release: k8s.helm.v3.Release
     grafana_admin_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: KubePrometheusStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:monitoring:KubePrometheusStack", name, None, opts)
-        provider, namespace = args["provider"], args["namespace"]
-        password = random.RandomPassword(
-            f"{name}-grafana-admin-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
+        super().__init__("thanos-multi-cluster:monitoring:KubePrometheusStack", name, opts)
+        namespace = args["namespace"]
+        password = random.RandomPassword(f"{name}-grafana-admin-password", length=24, special=False, opts=self.child())
         self.grafana_admin_password = pulumi.Output.secret(password.result)
         admin = k8s.core.v1.Secret(
             GRAFANA_ADMIN_SECRET,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=GRAFANA_ADMIN_SECRET, namespace=namespace.metadata.name, labels=MANAGED_BY
-            ),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_ADMIN_SECRET, namespace=namespace, labels=MANAGED_BY),
             type="Opaque",
             string_data=pulumi.Output.secret(
                 {"admin-user": GRAFANA_ADMIN_USER, "admin-password": self.grafana_admin_password}
             ),
-            opts=child_opts(self, provider, depends_on=[namespace]),
+            opts=self.child(),
         )
         self.release = helm_release(
             RELEASE,
             versions.KUBE_PROMETHEUS_STACK,
             args["chart_version"],
-            namespace=namespace.metadata.name,
+            namespace=namespace,
             values=kube_prometheus_stack_values(args),
-            opts=child_opts(
-                self, provider, depends_on=[namespace, admin, *args["depends_on"]], protect=args["protect"]
-            ),
+            opts=self.child(admin, stateful=True),
             timeout_seconds=900,
         )
         self.register_outputs({"release": self.release.name, "grafanaAdminPassword": self.grafana_admin_password})

@@ -16,7 +16,7 @@ import pulumi_random as random
 
 from components import versions
 from components.ingress_nginx import INGRESS_CLASS
-from components.kube import MANAGED_BY, child_opts, helm_release
+from components.kube import MANAGED_BY, Component, helm_release
 from components.settings import LonghornSettings, S3Settings
 
 RELEASE = "longhorn"
@@ -24,6 +24,11 @@ STORAGE_CLASS = "longhorn"
 BACKUP_SECRET = "longhorn-backup-credentials"
 UI_AUTH_SECRET = "longhorn-ui-basic-auth"
 UI_PORT = 8000
+MANAGER_PORT = 9500
+"""longhorn-manager's API and metrics (`longhorn-backend`, port `manager`)."""
+WEBHOOK_PORTS = (9501, 9502, 9503)
+"""longhorn-manager's conversion and admission webhooks and recovery backend, called by the API server."""
+MANAGER_POD_LABELS = {"app": "longhorn-manager"}
 
 
 class BackupCredentials(TypedDict):
@@ -34,9 +39,7 @@ class BackupCredentials(TypedDict):
 
 
 class LonghornArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
+    namespace: str
     """The longhorn-system namespace."""
     cluster_name: str
     """Prefix of this cluster's backups inside the bucket."""
@@ -50,12 +53,25 @@ class LonghornArgs(TypedDict):
     """Backup schedule and how many backups to keep."""
     credentials: BackupCredentials
     """This cluster's Longhorn object-store credentials."""
-    protect: bool
-    """Protect the release: uninstalling Longhorn detaches every volume."""
 
 
 def backup_target(s3: S3Settings, cluster_name: str) -> str:
     return f"s3://{s3.buckets.longhorn}@{s3.region}/{cluster_name}/"
+
+
+def service_monitor(namespace: str) -> dict[str, Any]:
+    """How Prometheus scrapes longhorn-manager (`longhorn-backend`, port `manager`).
+
+    In kube-prometheus-stack's `additionalServiceMonitors` form: Longhorn is installed before the
+    Prometheus Operator's CRDs exist (Prometheus needs Longhorn's volumes), so the chart that
+    brings the CRDs creates this ServiceMonitor too.
+    """
+    return {
+        "name": "longhorn",
+        "selector": {"matchLabels": MANAGER_POD_LABELS},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "endpoints": [{"port": "manager", "path": "/metrics", "interval": "30s"}],
+    }
 
 
 def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
@@ -109,22 +125,24 @@ def backup_secret_data(args: LonghornArgs) -> dict[str, pulumi.Input[str]]:
     return data
 
 
-class Longhorn(pulumi.ComponentResource):
-    """The Longhorn release, its backup credentials, UI login and recurring backup job."""
+class Longhorn(Component):
+    """The Longhorn release, its backup credentials, UI login and recurring backup job.
+
+    `protect` (in the options) protects the release: uninstalling Longhorn detaches every volume.
+    """
 
     release: k8s.helm.v3.Release
     ui_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: LonghornArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:storage:Longhorn", name, None, opts)
-        provider, namespace = args["provider"], args["namespace"]
-        ns = namespace.metadata.name
+        super().__init__("thanos-multi-cluster:storage:Longhorn", name, opts)
+        ns = args["namespace"]
         backup_secret = k8s.core.v1.Secret(
             BACKUP_SECRET,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=BACKUP_SECRET, namespace=ns, labels=MANAGED_BY),
             type="Opaque",
             string_data=backup_secret_data(args),
-            opts=child_opts(self, provider),
+            opts=self.child(),
         )
         # Longhorn 1.5.3's chart has no resources values: a LimitRange gives its manager, UI, driver
         # and CSI sidecars requests so the scheduler accounts for them. No default limits: a memory
@@ -137,17 +155,15 @@ class Longhorn(pulumi.ComponentResource):
                     k8s.core.v1.LimitRangeItemArgs(type="Container", default_request={"cpu": "20m", "memory": "64Mi"})
                 ]
             ),
-            opts=child_opts(self, provider),
+            opts=self.child(),
         )
-        password = random.RandomPassword(
-            f"{name}-ui-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
+        password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=self.child())
         ui_auth = k8s.core.v1.Secret(
             UI_AUTH_SECRET,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=UI_AUTH_SECRET, namespace=ns, labels=MANAGED_BY),
             type="Opaque",
             string_data={"auth": pulumi.Output.concat("admin:", password.bcrypt_hash)},
-            opts=child_opts(self, provider),
+            opts=self.child(),
         )
         self.release = helm_release(
             RELEASE,
@@ -155,13 +171,13 @@ class Longhorn(pulumi.ComponentResource):
             args["chart_version"],
             namespace=ns,
             values=longhorn_values(args),
-            opts=child_opts(
-                self,
-                provider,
-                depends_on=[namespace, default_requests, backup_secret, ui_auth],
-                protect=args["protect"],
-            ),
+            opts=self.child(default_requests, backup_secret, ui_auth, stateful=True),
             timeout_seconds=900,
+            # Not atomic: rolling back a failed first install uninstalls the chart, and Longhorn's
+            # pre-delete hook refuses while `deletingConfirmationFlag` is false (which protects the
+            # volumes), leaving the release stuck. A failed install stays as a failed release
+            # instead, and the next `pulumi up` upgrades it in place once the cause is fixed.
+            atomic=False,
         )
         k8s.apiextensions.CustomResource(
             "longhorn-backup",
@@ -177,7 +193,7 @@ class Longhorn(pulumi.ComponentResource):
                 "groups": ["default"],  # every volume without its own recurring-job labels
                 "labels": {"recurring-job": "backup-daily"},
             },
-            opts=child_opts(self, provider, depends_on=[self.release]),
+            opts=self.child(self.release),
         )
         self.ui_password = pulumi.Output.secret(password.result)
         self.register_outputs({"release": self.release.name, "uiPassword": self.ui_password})

@@ -1,50 +1,86 @@
-"""Namespaces the program owns, with Pod Security Admission labels that fit what runs in each."""
+"""Namespaces the program owns, each enforcing the strictest Pod Security level its pods pass.
+
+A namespace is only as strict as its most privileged pod, so the node agents that need the host
+(node-exporter: host network and PID namespace; Fluent-bit: the node's log files) live in
+namespaces of their own instead of lowering `monitoring` and `logging` to `privileged`.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kube import MANAGED_BY, child_opts
+from components.kube import MANAGED_BY, Component
 
 MONITORING = "monitoring"
+NODE_EXPORTER = "node-exporter"
 LOGGING = "logging"
+FLUENT_BIT = "fluent-bit"
 LONGHORN = "longhorn-system"
 INGRESS = "ingress-nginx"
 
-# The level each namespace is *enforced* at; every namespace also audits and warns at
-# `restricted`, so anything looser than necessary shows up in the API server's warnings.
+# The level each namespace enforces; every namespace also audits and warns at `restricted`, so
+# anything looser than necessary shows up in the API server's warnings. `render --check` proves
+# each level both admits every pod of the namespace and is the strictest that does.
 ENFORCED_LEVEL: dict[str, str] = {
+    # Prometheus, Alertmanager, Grafana, the operator, kube-state-metrics and Thanos: non-root,
+    # no capabilities, seccomp RuntimeDefault.
+    MONITORING: "restricted",
     # node-exporter reads the host's /proc and /sys with hostNetwork and hostPID.
-    MONITORING: "privileged",
+    NODE_EXPORTER: "privileged",
+    # OpenSearch: its chart's init containers (config copy, keystore) keep their capabilities.
+    LOGGING: "baseline",
     # Fluent-bit tails the node's container logs through hostPath volumes (baseline forbids them).
-    LOGGING: "privileged",
+    FLUENT_BIT: "privileged",
     # Longhorn's manager and instance managers run privileged with bidirectional mount propagation.
     LONGHORN: "privileged",
-    # The controller runs with hostNetwork to serve ports 80/443 on the host address (DESIGN 1).
+    # The controller runs with hostNetwork to serve ports 80/443 on the host address.
     INGRESS: "privileged",
 }
 
 
 class NamespacesArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
+    kubernetes_version: str
+    """The cluster's version (`v1.28.0`): Pod Security is enforced as that version defines it."""
 
 
-class Namespaces(pulumi.ComponentResource):
+def pod_security_version(kubernetes_version: str) -> str:
+    """`v1.28` for `v1.28.0`: pinned, so that a cluster upgrade does not tighten admission unseen."""
+    match = re.fullmatch(r"(v\d+\.\d+)\.\d+", kubernetes_version)
+    if not match:
+        raise ValueError(f"not a Kubernetes version: {kubernetes_version!r}")
+    return match.group(1)
+
+
+def pod_security_labels(enforce: str, version: str) -> dict[str, str]:
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": version,
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": version,
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": version,
+    }
+
+
+class Namespaces(Component):
     """One Namespace per area, each labelled for Pod Security Admission."""
 
     by_name: dict[str, k8s.core.v1.Namespace]
 
     def __init__(self, name: str, args: NamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:namespaces:Namespaces", name, None, opts)
+        super().__init__("thanos-multi-cluster:namespaces:Namespaces", name, opts)
+        version = pod_security_version(args["kubernetes_version"])
         self.by_name = {
             namespace: k8s.core.v1.Namespace(
                 namespace,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace, labels=pod_security_labels(level) | MANAGED_BY),
-                opts=child_opts(self, args["provider"]),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=namespace, labels=pod_security_labels(level, version) | MANAGED_BY
+                ),
+                opts=self.child(),
             )
             for namespace, level in ENFORCED_LEVEL.items()
         }
@@ -52,12 +88,3 @@ class Namespaces(pulumi.ComponentResource):
 
     def __getitem__(self, namespace: str) -> k8s.core.v1.Namespace:
         return self.by_name[namespace]
-
-
-def pod_security_labels(enforce: str) -> dict[str, str]:
-    return {
-        "pod-security.kubernetes.io/enforce": enforce,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
-    }

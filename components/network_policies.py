@@ -1,15 +1,18 @@
-"""NetworkPolicies: default deny in every namespace we own, then exactly the flows of DESIGN 2.
+"""NetworkPolicies: default deny in every namespace we own, then exactly the flows the platform needs.
 
-Calico enforces them (C3). Three facts shape the rules:
-- ingress-nginx and node-exporter run on the host network, so their traffic is the node's address
-  (Kubernetes always lets a node reach its own pods; the explicit node rules document the flow);
-- the Thanos sidecar is a container of the Prometheus pod, so its rules select Prometheus pods (C13);
-- namespaces are selected by `kubernetes.io/metadata.name`, the label every namespace has (C13).
+Calico enforces them (Minikube's default CNI would not). Three facts shape the rules:
+- the ingress controller and node-exporter run on the host network, so their traffic is the
+  node's address (Kubernetes always lets a node reach its own pods; the node rules document the flow);
+- the Thanos sidecar is a container of the Prometheus pod, so its rules select Prometheus pods;
+- namespaces are selected by `kubernetes.io/metadata.name`, the label every namespace has (a
+  `name:` label does not exist unless someone sets it).
 
 Longhorn's chart has a `networkPolicies` switch, but it only opens the UI to pod-network ingress
 controllers and the manager to its own pods: it would block the host-network ingress and
 Prometheus, and sets no default deny. ingress-nginx's switch selects the controller pod, which
 runs on the host network where policies do not apply. So both are written here instead.
+`render --check` evaluates these policies over the pods as the charts really label them
+(`tools/validators/network_flows.py` lists every flow that must be open or closed).
 """
 
 from __future__ import annotations
@@ -22,17 +25,23 @@ from typing import Any, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube_prometheus_stack, thanos
+from components import fluent_bit, longhorn, opensearch, thanos
+from components import kube_prometheus_stack as kps
 from components import namespaces as ns
-from components.kube import MANAGED_BY, child_opts
+from components.ingress_nginx import METRICS_PORT as INGRESS_METRICS_PORT
+from components.kube import MANAGED_BY, Component
 
 TCP, UDP = "TCP", "UDP"
-APISERVER_PORT = 8443  # minikube's API server, on the host address (none driver)
-APISERVER_SERVICE_IP = "10.96.0.1/32"  # the `kubernetes` Service, in case the CNI matches before DNAT
+APISERVER_PORT = 8443
+"""Minikube's API server, on the host address (none driver)."""
+APISERVER_SERVICE_IP = "10.96.0.1/32"
+"""The `kubernetes` Service, in case the CNI matches before the Service address is translated."""
+KUBELET_PORT = 10250
+COREDNS_METRICS_PORT = 9153
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
-# Pod labels, as the pinned charts and our own components set them.
-PROMETHEUS = kube_prometheus_stack.PROMETHEUS_POD_LABELS
+# Pod labels, as the pinned charts, the operators and our own components set them.
+PROMETHEUS = kps.PROMETHEUS_POD_LABELS
 ALERTMANAGER = {"app.kubernetes.io/name": "alertmanager"}
 GRAFANA = {"app.kubernetes.io/name": "grafana"}
 KUBE_STATE_METRICS = {"app.kubernetes.io/name": "kube-state-metrics"}
@@ -41,8 +50,8 @@ THANOS_QUERY = {"app.kubernetes.io/name": thanos.QUERY}
 THANOS_QUERY_FRONTEND = {"app.kubernetes.io/name": thanos.QUERY_FRONTEND}
 THANOS_STORE = {"app.kubernetes.io/name": thanos.STORE}
 THANOS_COMPACT = {"app.kubernetes.io/name": thanos.COMPACTOR}
-OPENSEARCH = {"app.kubernetes.io/name": "opensearch"}
-FLUENT_BIT = {"app.kubernetes.io/name": "fluent-bit"}
+OPENSEARCH = opensearch.POD_LABELS
+FLUENT_BIT = fluent_bit.POD_LABELS
 KUBE_DNS = {"k8s-app": "kube-dns"}
 
 
@@ -118,10 +127,6 @@ def host_cidr(address: str) -> str:
 
 
 class NetworkPoliciesArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespaces: ns.Namespaces
-    """The namespaces the program owns; every one gets a default deny."""
     central: bool
     """Central runs the Thanos components; edges expose the sidecar to the central host."""
     node_address: str
@@ -139,7 +144,8 @@ class NetworkPoliciesArgs(TypedDict):
 def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
     node = Peer(cidr=host_cidr(args["node_address"]))
     apiserver = Flow((node, Peer(cidr=APISERVER_SERVICE_IP)), tcp(APISERVER_PORT, 443))
-    s3 = Flow((Peer(cidr=host_cidr(args["s3_address"]) if args["s3_address"] else "0.0.0.0/0"),), tcp(args["s3_port"]))
+    s3_peer = Peer(cidr=host_cidr(args["s3_address"]) if args["s3_address"] else "0.0.0.0/0")
+    s3 = Flow((s3_peer,), tcp(args["s3_port"]))
     dns = Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), ((53, UDP), (53, TCP)))
 
     policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in ns.ENFORCED_LEVEL]
@@ -153,28 +159,30 @@ def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
 
 def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
     m = ns.MONITORING
-    prometheus = Peer(pods=PROMETHEUS)
-    scrape_local = Flow(
-        (
-            Peer(pods=KUBE_STATE_METRICS),
-            Peer(pods=OPERATOR),
-            Peer(pods=ALERTMANAGER),
-            Peer(pods=GRAFANA),
-            Peer(pods=PROMETHEUS),
-            Peer(pods=THANOS_QUERY),
-            Peer(pods=THANOS_QUERY_FRONTEND),
-            Peer(pods=THANOS_STORE),
-            Peer(pods=THANOS_COMPACT),
+    prometheus, grafana, alertmanager = Peer(pods=PROMETHEUS), Peer(pods=GRAFANA), Peer(pods=ALERTMANAGER)
+    scrape_local = (
+        Flow((Peer(pods=KUBE_STATE_METRICS),), tcp(kps.KUBE_STATE_METRICS_PORT)),
+        Flow((Peer(pods=OPERATOR),), tcp(kps.OPERATOR_PORT)),
+        Flow((alertmanager,), tcp(kps.ALERTMANAGER_PORT, kps.CONFIG_RELOADER_PORT)),
+        Flow((grafana,), tcp(kps.GRAFANA_PORT)),
+        Flow((prometheus,), tcp(kps.SIDECAR_HTTP_PORT, kps.CONFIG_RELOADER_PORT)),
+        Flow(
+            (
+                Peer(pods=THANOS_QUERY),
+                Peer(pods=THANOS_QUERY_FRONTEND),
+                Peer(pods=THANOS_STORE),
+                Peer(pods=THANOS_COMPACT),
+            ),
+            tcp(thanos.HTTP_PORT, thanos.FRONTEND_PORT),
         ),
-        tcp(8080, 10250, 9093, 3000, 9090, 10902),
     )
-    # kubelet, node-exporter and ingress-nginx metrics (host network), the API server. Minikube binds
-    # etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
-    scrape_node = Flow((node,), tcp(10250, 9100, 10254, APISERVER_PORT))
+    # kubelet, node-exporter and the ingress controller's metrics (host network), the API server.
+    # Minikube binds etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
+    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, INGRESS_METRICS_PORT, APISERVER_PORT))
     scrape_elsewhere = (
-        Flow((Peer(pods={"app": "longhorn-manager"}, namespace=ns.LONGHORN),), tcp(9500)),
-        Flow((Peer(pods=FLUENT_BIT, namespace=ns.LOGGING),), tcp(2020)),
-        Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), tcp(9153)),
+        Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),
+        Flow((Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT),), tcp(fluent_bit.METRICS_PORT)),
+        Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), tcp(COREDNS_METRICS_PORT)),
     )
     sidecar_from = Peer(pods=THANOS_QUERY) if args["central"] else Peer(cidr=host_cidr(args["central_address"]))
     policies = [
@@ -183,33 +191,45 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
             m,
             PROMETHEUS,
             ingress=(
-                Flow((Peer(pods=GRAFANA),), tcp(9090)),
-                Flow((sidecar_from,), tcp(10901)),  # Thanos StoreAPI of the sidecar (C5)
-                Flow((prometheus,), tcp(10902)),  # the sidecar's own metrics
+                Flow((grafana,), tcp(kps.PROMETHEUS_PORT)),
+                Flow((sidecar_from,), tcp(kps.SIDECAR_GRPC_PORT)),  # the sidecar's StoreAPI
+                Flow((prometheus,), tcp(kps.SIDECAR_HTTP_PORT, kps.CONFIG_RELOADER_PORT)),  # its own metrics
             ),
-            egress=(scrape_local, scrape_node, *scrape_elsewhere, apiserver, s3),
+            egress=(*scrape_local, scrape_node, *scrape_elsewhere, apiserver, s3),
         ),
         Policy(
             "alertmanager",
             m,
             ALERTMANAGER,
             ingress=(
-                Flow((prometheus,), tcp(9093, 8080)),
-                Flow((Peer(pods=ALERTMANAGER),), ((9094, TCP), (9094, UDP))),
+                Flow((prometheus,), tcp(kps.ALERTMANAGER_PORT, kps.CONFIG_RELOADER_PORT)),
+                Flow((grafana,), tcp(kps.ALERTMANAGER_PORT)),  # Grafana's Alertmanager datasource
+                Flow((alertmanager,), ((kps.ALERTMANAGER_MESH_PORT, TCP), (kps.ALERTMANAGER_MESH_PORT, UDP))),
             ),
         ),
         Policy(
             "grafana",
             m,
             GRAFANA,
-            ingress=(Flow((node,), tcp(3000)), Flow((prometheus,), tcp(3000))),
-            egress=(Flow((prometheus, Peer(pods=THANOS_QUERY_FRONTEND)), tcp(9090)), apiserver),
+            ingress=(Flow((node,), tcp(kps.GRAFANA_PORT)), Flow((prometheus,), tcp(kps.GRAFANA_PORT))),
+            egress=(
+                Flow((prometheus,), tcp(kps.PROMETHEUS_PORT)),
+                Flow((Peer(pods=THANOS_QUERY_FRONTEND),), tcp(thanos.FRONTEND_PORT)),
+                Flow((alertmanager,), tcp(kps.ALERTMANAGER_PORT)),
+                apiserver,  # its sidecars load dashboards and datasources from ConfigMaps
+            ),
         ),
         Policy(
-            "kube-state-metrics", m, KUBE_STATE_METRICS, ingress=(Flow((prometheus,), tcp(8080)),), egress=(apiserver,)
+            "kube-state-metrics",
+            m,
+            KUBE_STATE_METRICS,
+            ingress=(Flow((prometheus,), tcp(kps.KUBE_STATE_METRICS_PORT)),),
+            egress=(apiserver,),
         ),
         # The API server calls the operator's admission webhook from the host address.
-        Policy("operator", m, OPERATOR, ingress=(Flow((prometheus, node), tcp(10250)),), egress=(apiserver,)),
+        Policy(
+            "operator", m, OPERATOR, ingress=(Flow((prometheus, node), tcp(kps.OPERATOR_PORT)),), egress=(apiserver,)
+        ),
         # The operator's admission-webhook certificate jobs (Helm hooks) only talk to the API server.
         Policy("admission-create", m, {"app": "kube-prometheus-stack-admission-create"}, egress=(apiserver,)),
         Policy("admission-patch", m, {"app": "kube-prometheus-stack-admission-patch"}, egress=(apiserver,)),
@@ -228,50 +248,60 @@ def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Pol
             "thanos-query",
             m,
             THANOS_QUERY,
-            ingress=(Flow((Peer(pods=THANOS_QUERY_FRONTEND), prometheus), tcp(10902)),),
+            ingress=(Flow((Peer(pods=THANOS_QUERY_FRONTEND), prometheus), tcp(thanos.HTTP_PORT)),),
             egress=(
-                Flow((prometheus, Peer(pods=THANOS_STORE)), tcp(10901)),
-                *((Flow(edges, tcp(30901)),) if edges else ()),  # edge sidecars' NodePort (C5)
+                Flow((prometheus,), tcp(kps.SIDECAR_GRPC_PORT)),
+                Flow((Peer(pods=THANOS_STORE),), tcp(thanos.GRPC_PORT)),
+                *((Flow(edges, tcp(kps.SIDECAR_NODE_PORT)),) if edges else ()),  # edge sidecars' NodePort
             ),
         ),
         Policy(
             "thanos-query-frontend",
             m,
             THANOS_QUERY_FRONTEND,
-            ingress=(Flow((node, Peer(pods=GRAFANA), prometheus), tcp(9090)),),
-            egress=(Flow((Peer(pods=THANOS_QUERY),), tcp(10902)),),
+            ingress=(Flow((node, Peer(pods=GRAFANA), prometheus), tcp(thanos.FRONTEND_PORT)),),
+            egress=(Flow((Peer(pods=THANOS_QUERY),), tcp(thanos.HTTP_PORT)),),
         ),
         Policy(
             "thanos-store",
             m,
             THANOS_STORE,
-            ingress=(Flow((Peer(pods=THANOS_QUERY),), tcp(10901)), Flow((prometheus,), tcp(10902))),
+            ingress=(
+                Flow((Peer(pods=THANOS_QUERY),), tcp(thanos.GRPC_PORT)),
+                Flow((prometheus,), tcp(thanos.HTTP_PORT)),
+            ),
             egress=(s3,),
         ),
-        Policy("thanos-compact", m, THANOS_COMPACT, ingress=(Flow((prometheus,), tcp(10902)),), egress=(s3,)),
+        Policy(
+            "thanos-compact", m, THANOS_COMPACT, ingress=(Flow((prometheus,), tcp(thanos.HTTP_PORT)),), egress=(s3,)
+        ),
     ]
 
 
 def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
-    log = ns.LOGGING
     prometheus = Peer(pods=PROMETHEUS, namespace=ns.MONITORING)
+    fluent_bit_pods = Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT)
+    search = Peer(pods=OPENSEARCH, namespace=ns.LOGGING)
     return [
         Policy(
             "opensearch",
-            log,
+            ns.LOGGING,
             OPENSEARCH,
             ingress=(
-                Flow((Peer(pods=FLUENT_BIT), node), tcp(9200)),  # node: ingress-nginx, Pulumi's API calls
-                Flow((Peer(pods=OPENSEARCH),), tcp(9300)),
+                # node: the ingress controller, through which Pulumi manages the API objects
+                Flow((fluent_bit_pods, node), tcp(opensearch.HTTP_PORT)),
+                Flow((search,), tcp(opensearch.TRANSPORT_PORT)),
             ),
-            egress=(Flow((Peer(pods=OPENSEARCH),), tcp(9300)), s3, Flow((INTERNET,), tcp(443))),
+            # The image downloads repository-s3 from its artifact site at every start.
+            egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3, Flow((INTERNET,), tcp(443))),
         ),
         Policy(
             "fluent-bit",
-            log,
+            ns.FLUENT_BIT,
             FLUENT_BIT,
-            ingress=(Flow((prometheus,), tcp(2020)),),
-            egress=(Flow((Peer(pods=OPENSEARCH),), tcp(9200)), apiserver),  # kubernetes filter reads pod metadata
+            ingress=(Flow((prometheus,), tcp(fluent_bit.METRICS_PORT)),),
+            # The kubernetes filter reads pod metadata from the API server.
+            egress=(Flow((search,), tcp(opensearch.HTTP_PORT)), apiserver),
         ),
     ]
 
@@ -280,7 +310,7 @@ def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
     lh = ns.LONGHORN
     everyone_here = Peer(pods={})
     return [
-        # Managers, instance managers, CSI and webhooks talk among themselves on many ports (DESIGN 2.8).
+        # Managers, instance managers, CSI and webhooks talk among themselves on many ports.
         Policy(
             "longhorn-internal",
             lh,
@@ -293,8 +323,9 @@ def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             lh,
             {},
             ingress=(
-                Flow((node,), tcp(8000, 9500, 9501, 9502, 9503)),  # UI via ingress; webhooks via the API server
-                Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(9500)),
+                # The UI through the ingress; the webhooks for the API server.
+                Flow((node,), tcp(longhorn.UI_PORT, longhorn.MANAGER_PORT, *longhorn.WEBHOOK_PORTS)),
+                Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(longhorn.MANAGER_PORT)),
             ),
         ),
         Policy("longhorn-egress", lh, {}, egress=(apiserver, s3)),
@@ -309,16 +340,16 @@ def _ingress_nginx(apiserver: Flow) -> list[Policy]:
     ]
 
 
-class NetworkPolicies(pulumi.ComponentResource):
-    """Every NetworkPolicy of the cluster."""
+class NetworkPolicies(Component):
+    """Every NetworkPolicy of the cluster; its options wait for the namespaces."""
 
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:security:NetworkPolicies", name, None, opts)
+        super().__init__("thanos-multi-cluster:security:NetworkPolicies", name, opts)
         for policy in _cluster_policies(args):
             k8s.networking.v1.NetworkPolicy(
                 f"{policy.namespace}-{policy.name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=policy.name, namespace=policy.namespace, labels=MANAGED_BY),
                 spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, policy.spec()),
-                opts=child_opts(self, args["provider"], depends_on=[args["namespaces"][policy.namespace]]),
+                opts=self.child(),
             )
         self.register_outputs({})

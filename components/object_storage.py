@@ -18,6 +18,7 @@ import pulumi
 import pulumi_minio as minio
 import pulumi_random as random
 
+from components.kube import Component
 from components.settings import PROJECT, S3Settings
 
 OBJSTORE_KEY = "objstore.yml"
@@ -154,22 +155,25 @@ class ObjectStorageArgs(TypedDict):
     """MinIO admin access key (secret config; settings require it on central)."""
     admin_password: pulumi.Input[str] | None
     """MinIO admin secret key (secret config; settings require it on central)."""
-    protect: bool
-    """Protect the buckets against `pulumi destroy` (they are also retained on delete)."""
 
 
 Credentials = dict[str, dict[str, dict[str, str]]]
 """{cluster: {component: {"accessKey": ..., "secretKey": ...}}}"""
 
 
-class ObjectStorage(pulumi.ComponentResource):
-    """Central only: buckets with versioning and a noncurrent-only lifecycle, and every cluster's users."""
+class ObjectStorage(Component):
+    """Central only: buckets with versioning and a noncurrent-only lifecycle, and every cluster's users.
+
+    `protect` (in the options) protects the buckets against `pulumi destroy`; they are also
+    retained on delete, so even an unprotected removal leaves them and their data in MinIO.
+    The component talks to MinIO through its own provider, built from the admin credentials.
+    """
 
     credentials: pulumi.Output[Credentials]
     """Secret: {cluster: {component: {accessKey, secretKey}}}, available once each user has its policy."""
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PROJECT}:objectstore:ObjectStorage", name, None, opts)
+        super().__init__(f"{PROJECT}:objectstore:ObjectStorage", name, opts)
         s3 = args["s3"]
         if args["admin_user"] is None or args["admin_password"] is None:
             raise ValueError("ObjectStorage needs the MinIO admin credentials (minioAdminUser, minioAdminPassword)")
@@ -182,11 +186,11 @@ class ObjectStorage(pulumi.ComponentResource):
             minio_ssl=s3.use_tls,
             minio_insecure=False,  # verified against the public CAs or `s3.caCertificate`
             minio_cacert_file=minio_ca_file(s3.ca_certificate) if s3.ca_certificate else None,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child(),
         )
-        self._children = pulumi.ResourceOptions(parent=self, provider=provider)
+        self._minio = provider
         for bucket in (s3.buckets.thanos, s3.buckets.opensearch, s3.buckets.longhorn):
-            self._bucket(bucket, s3, args["protect"])
+            self._bucket(bucket, s3)
         clusters = [args["cluster_name"], *args["edges"]]
         issued = {
             cluster: {
@@ -199,14 +203,15 @@ class ObjectStorage(pulumi.ComponentResource):
         self.credentials = pulumi.Output.secret(pulumi.Output.from_input(cast("pulumi.Input[Credentials]", issued)))
         self.register_outputs({"credentials": self.credentials})
 
-    def _bucket(self, bucket: str, s3: S3Settings, protect: bool) -> None:
+    def _on_minio(self, *depends_on: pulumi.Resource, stateful: bool = False, **options: Any) -> pulumi.ResourceOptions:
+        return self.child(*depends_on, stateful=stateful, provider=self._minio, **options)
+
+    def _bucket(self, bucket: str, s3: S3Settings) -> None:
         created = minio.S3Bucket(
             bucket,
             bucket=bucket,
             acl="private",
-            opts=pulumi.ResourceOptions.merge(
-                self._children, pulumi.ResourceOptions(protect=protect, retain_on_delete=True)
-            ),
+            opts=self._on_minio(stateful=True, retain_on_delete=True),
         )
         lifecycle_after: list[pulumi.Resource] = [created]
         if s3.versioning:
@@ -215,7 +220,7 @@ class ObjectStorage(pulumi.ComponentResource):
                     f"{bucket}-versioning",
                     bucket=created.bucket,
                     versioning_configuration=minio.S3BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                    opts=self._children,
+                    opts=self._on_minio(),
                 )
             )
         # Kept even without versioning: it purges what an earlier versioned period left behind.
@@ -223,21 +228,19 @@ class ObjectStorage(pulumi.ComponentResource):
             f"{bucket}-lifecycle",
             bucket=created.bucket,
             rules=[noncurrent_expiry_rule(s3.noncurrent_version_expiry_days)],
-            opts=pulumi.ResourceOptions.merge(self._children, pulumi.ResourceOptions(depends_on=lifecycle_after)),
+            opts=self._on_minio(*lifecycle_after),
         )
 
     def _user(self, user: str, policy: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
         # 40 alphanumerics: MinIO's longest generated secret, and nothing to escape in YAML or URLs.
-        password = random.RandomPassword(
-            f"{user}-secret-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        created = minio.IamUser(user, name=user, secret=password.result, opts=self._children)
-        policy_resource = minio.IamPolicy(f"{user}-policy", name=user, policy=json.dumps(policy), opts=self._children)
+        password = random.RandomPassword(f"{user}-secret-key", length=40, special=False, opts=self.child())
+        created = minio.IamUser(user, name=user, secret=password.result, opts=self._on_minio())
+        policy_resource = minio.IamPolicy(f"{user}-policy", name=user, policy=json.dumps(policy), opts=self._on_minio())
         attachment = minio.IamUserPolicyAttachment(
             f"{user}-policy-attachment",
             user_name=created.name,
             policy_name=policy_resource.name,
-            opts=self._children,
+            opts=self._on_minio(),
         )
         # The access key comes from the attachment, so consumers only see users that have their policy.
         return {"accessKey": attachment.user_name, "secretKey": pulumi.Output.secret(password.result)}

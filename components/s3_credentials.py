@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.kube import MANAGED_BY, child_opts
+from components.kube import MANAGED_BY, Component
 from components.longhorn import BackupCredentials
 from components.object_storage import (
     CA_FILE,
@@ -45,11 +45,9 @@ class CentralStackNotReady(pulumi.RunError):
 
 
 class S3CredentialsArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    monitoring: k8s.core.v1.Namespace
+    monitoring_namespace: str
     """Namespace of the Thanos Secrets."""
-    logging: k8s.core.v1.Namespace
+    logging_namespace: str
     """Namespace of the OpenSearch keystore Secret."""
     cluster_name: str
     """This cluster: the only entry of the credentials it keeps."""
@@ -118,7 +116,7 @@ def untrusted_address_warning(s3: S3Settings) -> str | None:
     return None
 
 
-class S3Credentials(pulumi.ComponentResource):
+class S3Credentials(Component):
     """This cluster's object-store Secrets: Thanos objstore configs and the OpenSearch keystore."""
 
     longhorn: BackupCredentials
@@ -126,13 +124,11 @@ class S3Credentials(pulumi.ComponentResource):
     secrets: list[k8s.core.v1.Secret]
 
     def __init__(self, name: str, args: S3CredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PROJECT}:objectstore:S3Credentials", name, None, opts)
+        super().__init__(f"{PROJECT}:objectstore:S3Credentials", name, opts)
         s3, cluster = args["s3"], args["cluster_name"]
         published: pulumi.Output[Any]
         if args["issued"] is None:
-            central = pulumi.StackReference(
-                f"{name}-central", stack_name=args["central_stack"], opts=pulumi.ResourceOptions(parent=self)
-            )
+            central = pulumi.StackReference(f"{name}-central", stack_name=args["central_stack"], opts=self.child())
             published = central.get_output(CREDENTIALS_OUTPUT)
         else:
             published = pulumi.Output.from_input(args["issued"])
@@ -145,7 +141,7 @@ class S3Credentials(pulumi.ComponentResource):
             return own.apply(lambda entry: entry[component][field])
 
         self.longhorn = {"access_key": key(LONGHORN, "accessKey"), "secret_key": key(LONGHORN, "secretKey")}
-        monitoring = args["monitoring"].metadata.name
+        monitoring = args["monitoring_namespace"]
         thanos = ["sidecar", *(CENTRAL_THANOS if args["central"] else ())]
         self.secrets = [
             self._secret(
@@ -154,19 +150,17 @@ class S3Credentials(pulumi.ComponentResource):
                 pulumi.Output.all(key(THANOS_USERS[suffix], "accessKey"), key(THANOS_USERS[suffix], "secretKey")).apply(
                     lambda keys: thanos_secret_data(s3, keys[0], keys[1])
                 ),
-                args["provider"],
             )
             for suffix in thanos
         ]
         self.secrets.append(
             self._secret(
                 OPENSEARCH_KEYSTORE_SECRET,
-                args["logging"].metadata.name,
+                args["logging_namespace"],
                 {
                     "s3.client.default.access_key": key(OPENSEARCH, "accessKey"),
                     "s3.client.default.secret_key": key(OPENSEARCH, "secretKey"),
                 },
-                args["provider"],
             )
         )
         warning = untrusted_address_warning(s3)
@@ -174,13 +168,11 @@ class S3Credentials(pulumi.ComponentResource):
             pulumi.log.warn(warning, resource=self)
         self.register_outputs({"secrets": [secret.metadata.name for secret in self.secrets]})
 
-    def _secret(
-        self, name: str, namespace: pulumi.Input[str], data: pulumi.Input[dict[str, Any]], provider: k8s.Provider
-    ) -> k8s.core.v1.Secret:
+    def _secret(self, name: str, namespace: str, data: pulumi.Input[dict[str, Any]]) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=MANAGED_BY),
             type="Opaque",
             string_data=pulumi.Output.secret(data),
-            opts=child_opts(self, provider),
+            opts=self.child(),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -129,6 +130,16 @@ def _cron(value: str) -> str:
     return value
 
 
+def _kubelet_settings(value: dict[str, str]) -> dict[str, str]:
+    for key, setting in value.items():
+        if key == "node-ip":
+            # NetworkPolicies and the peer clusters know the node by the configured IP.
+            raise ValueError("node-ip is always the host's IP (`address`, or `host` when it is an IP); remove it")
+        if any(character.isspace() for character in f"{key}{setting}"):
+            raise ValueError(f"{key}={setting!r} holds whitespace, which a kubelet flag cannot")
+    return value
+
+
 Host = Annotated[str, AfterValidator(_host)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
@@ -169,7 +180,10 @@ class MinikubeSettings(_Model):
     cni: Literal["calico", "cilium"] = "calico"
     """Only CNIs that enforce NetworkPolicy (C3): kindnet/bridge would make every policy decoration."""
     disk_size: Annotated[str, Field(pattern=r"^\d+[mg]$")] = "100g"
-    extra_kubelet_config: dict[str, str] = Field(default_factory=lambda: {"max-pods": "110"})
+    extra_kubelet_config: Annotated[dict[str, str], AfterValidator(_kubelet_settings)] = Field(
+        default_factory=lambda: {"max-pods": "110"}
+    )
+    """Kubelet settings passed as `--extra-config=kubelet.<key>=<value>`; `node-ip` is always the host's IP."""
     minimum_minikube_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = versions.MINIKUBE_MINIMUM
 
 
@@ -283,7 +297,7 @@ class S3Settings(_Model):
                 "s3.insecureSkipVerify is refused: Longhorn backups and OpenSearch snapshots cannot skip "
                 "certificate verification, so they would fail against an untrusted MinIO certificate. "
                 "If MinIO's certificate is self-signed or from a private CA, give its CA: "
-                "`pulumi config set --path s3.caCertificate -- \"$(cat minio-ca.pem)\"`; if it is publicly "
+                '`pulumi config set --path s3.caCertificate -- "$(cat minio-ca.pem)"`; if it is publicly '
                 "trusted, remove the key: `pulumi config rm --path s3.insecureSkipVerify`"
             )
         if not self.use_tls and self.ca_certificate:
@@ -299,6 +313,11 @@ class S3Settings(_Model):
     @property
     def host(self) -> str:
         return self.endpoint.rpartition(":")[0]
+
+    @property
+    def address(self) -> str | None:
+        """The endpoint's IP, or None when it is a DNS name (a NetworkPolicy then allows its port anywhere)."""
+        return self.host if is_ip(self.host) else None
 
     @property
     def port(self) -> int:
@@ -554,6 +573,11 @@ class Settings(_Model):
     def is_central(self) -> bool:
         return self.role is Role.CENTRAL
 
+    @property
+    def central_ip(self) -> str:
+        """The central host's IP: this host on central, `centralAddress` on an edge."""
+        return self.ip if self.is_central else str(self.central_address)
+
     def hostname(self, service: str) -> str:
         """The ingress host name of a service on this cluster, e.g. grafana.mkube-196.miribit.lab."""
         return f"{service}.{self.domain}"
@@ -568,12 +592,21 @@ class SecretKey:
 
     key: str
     purpose: str
+    roles: tuple[Role, ...] = (Role.CENTRAL, Role.EDGE)
+    """The roles whose stacks take it (the others refuse it)."""
+    required: bool = True
+    """False: set only in a particular case (see `purpose`)."""
 
 
 SECRET_KEYS: tuple[SecretKey, ...] = (
     SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh)"),
-    SecretKey("minioAdminUser", "MinIO admin access key (central stack only)"),
-    SecretKey("minioAdminPassword", "MinIO admin secret key (central stack only)"),
+    SecretKey("minioAdminUser", "MinIO admin access key", roles=(Role.CENTRAL,)),
+    SecretKey("minioAdminPassword", "MinIO admin secret key", roles=(Role.CENTRAL,)),
+    SecretKey(
+        "opensearchAdminPassword",
+        "OpenSearch admin password after a rotation (generated otherwise)",
+        required=False,
+    ),
 )
 
 
@@ -584,6 +617,8 @@ class Secrets:
     ssh_private_key: pulumi.Output[str] | None
     minio_admin_user: pulumi.Output[str] | None
     minio_admin_password: pulumi.Output[str] | None
+    opensearch_admin_password: pulumi.Output[str] | None
+    """Set only after a rotation of the OpenSearch admin password; unset, the generated one is used."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -610,11 +645,15 @@ def _describe(error: ValidationError) -> str:
     return "invalid stack config: " + "; ".join(problems)
 
 
-def _raw_config(config: pulumi.Config) -> dict[str, Any]:
+def decode_config(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The stack's config keys as the settings read them: structured values JSON-decoded.
+
+    `get` answers a key without the project prefix (`pulumi.Config(PROJECT).get`, or a lookup in
+    the strings the engine passes); the one place config text becomes values."""
     raw: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
         key = field.alias or name
-        value = config.get(key)
+        value = get(key)
         if value is None:
             continue
         try:
@@ -622,6 +661,11 @@ def _raw_config(config: pulumi.Config) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise SettingsError(f"invalid stack config: {PROJECT}:{key} is not valid JSON ({exc.msg})") from None
     return raw
+
+
+def settings_of(config: Mapping[str, str], stack: str) -> Settings:
+    """The settings of a stack from its full config keys (`thanos-multi-cluster:role` -> value)."""
+    return parse_settings(decode_config(lambda key: config.get(f"{PROJECT}:{key}")), stack)
 
 
 def parse_settings(raw: dict[str, Any], stack: str) -> Settings:
@@ -648,10 +692,11 @@ def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
         return config.require_secret(key)
 
     ssh_key = require("sshPrivateKey", "when minikube.mode is ssh") if settings.minikube.mode == "ssh" else None
+    opensearch_password = config.get_secret("opensearchAdminPassword")
     if settings.is_central:
         admin_user = require("minioAdminUser", "on the central stack")
         admin_password = require("minioAdminPassword", "on the central stack")
-        return Secrets(ssh_key, admin_user, admin_password)
+        return Secrets(ssh_key, admin_user, admin_password, opensearch_password)
     for key in ("minioAdminUser", "minioAdminPassword"):
         if config.get(key) is not None:
             raise SettingsError(
@@ -659,11 +704,11 @@ def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
                 "MinIO admin credentials (they read their own from the central stack). "
                 f"Remove it with `pulumi config rm {key}`"
             )
-    return Secrets(ssh_key, None, None)
+    return Secrets(ssh_key, None, None, opensearch_password)
 
 
 def load() -> tuple[Settings, Secrets]:
     """Read and validate the current stack's config; the program's first step."""
     config = pulumi.Config(PROJECT)
-    settings = parse_settings(_raw_config(config), pulumi.get_stack())
+    settings = parse_settings(decode_config(config.get), pulumi.get_stack())
     return settings, _read_secrets(config, settings)

@@ -24,7 +24,7 @@ from components import versions
 from components.ingress_nginx import INGRESS_CLASS
 from components.kube import (
     MANAGED_BY,
-    child_opts,
+    Component,
     resources,
     restricted_container_security,
     restricted_pod_security,
@@ -56,9 +56,7 @@ FRONTEND_CACHE_SIZE = "128MB"
 
 
 class ThanosCentralArgs(TypedDict):
-    provider: k8s.Provider
-    """The central cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
+    namespace: str
     """The monitoring namespace (where the object-store Secrets and the sidecar's Service are)."""
     thanos_version: str
     """Thanos image tag, the same as the sidecars'."""
@@ -68,10 +66,6 @@ class ThanosCentralArgs(TypedDict):
     """Edge clusters whose sidecars Query reaches on `<host>:30901` (C5)."""
     thanos: ThanosSettings
     """Replicas, retention and sizes."""
-    kps_release: pulumi.Resource
-    """The kube-prometheus-stack release: ServiceMonitor CRDs exist only after it."""
-    depends_on: Sequence[pulumi.Resource]
-    """What the workloads wait for: Longhorn (PVCs) and the object-store Secrets."""
 
 
 @dataclass(frozen=True)
@@ -273,18 +267,18 @@ def data_claim(size: str) -> k8s.core.v1.PersistentVolumeClaimArgs:
     )
 
 
-class ThanosCentral(pulumi.ComponentResource):
-    """Thanos Query (+PDB), Query Frontend (+ingress), Store Gateway and Compactor."""
+class ThanosCentral(Component):
+    """Thanos Query (+PDB), Query Frontend (+ingress), Store Gateway and Compactor.
+
+    Its options wait for Longhorn (volumes), the object-store Secrets and kube-prometheus-stack
+    (the ServiceMonitor CRD, and the sidecar Query reads from).
+    """
 
     ui_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: ThanosCentralArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:thanos:ThanosCentral", name, None, opts)
-        # Not `_provider`/`_name`: pulumi.Resource keeps its own state under those.
-        self._kube = args["provider"]
-        self._ns = args["namespace"].metadata.name
-        self._wait_for = [args["namespace"], *args["depends_on"]]
-        self._crds = args["kps_release"]
+        super().__init__("thanos-multi-cluster:thanos:ThanosCentral", name, opts)
+        self._ns = args["namespace"]
         version, settings = args["thanos_version"], args["thanos"]
 
         querier = query(args["edges"])
@@ -300,16 +294,13 @@ class ThanosCentral(pulumi.ComponentResource):
     def _metadata(self, name: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._ns, labels=labels)
 
-    def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
-        return child_opts(self, self._kube, depends_on=[*self._wait_for, *depends_on])
-
     def _common(self, workload: Workload, headless: bool) -> None:
         """ServiceAccount (no API access, C14), Service and ServiceMonitor of a workload."""
         k8s.core.v1.ServiceAccount(
             workload.name,
             metadata=self._metadata(workload.name, workload.labels),
             automount_service_account_token=False,
-            opts=self._opts(),
+            opts=self.child(),
         )
         k8s.core.v1.Service(
             workload.name,
@@ -322,7 +313,7 @@ class ThanosCentral(pulumi.ComponentResource):
                     for port_name, port in workload.ports.items()
                 ],
             ),
-            opts=self._opts(),
+            opts=self.child(),
         )
         k8s.apiextensions.CustomResource(
             workload.name,
@@ -333,7 +324,7 @@ class ThanosCentral(pulumi.ComponentResource):
                 "selector": {"matchLabels": workload.selector},
                 "endpoints": [{"port": "http", "interval": "30s"}],
             },
-            opts=self._opts(self._crds),
+            opts=self.child(),
         )
 
     def _deployment(self, workload: Workload, version: str, replicas: int) -> None:
@@ -350,7 +341,7 @@ class ThanosCentral(pulumi.ComponentResource):
                 ),
                 template=pod_template(workload, version),
             ),
-            opts=self._opts(),
+            opts=self.child(),
         )
 
     def _pod_disruption_budget(self, workload: Workload) -> None:
@@ -361,7 +352,7 @@ class ThanosCentral(pulumi.ComponentResource):
                 min_available=1,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
             ),
-            opts=self._opts(),
+            opts=self.child(),
         )
 
     def _statefulset(self, workload: Workload, version: str, size: str, objstore: k8s.core.v1.VolumeArgs) -> None:
@@ -377,20 +368,18 @@ class ThanosCentral(pulumi.ComponentResource):
                 template=pod_template(workload, version, volumes=[objstore]),
                 volume_claim_templates=[data_claim(size)],
             ),
-            opts=self._opts(),
+            opts=self.child(),
         )
 
     def _ingress(self, frontend: Workload, hostname: str, name: str) -> pulumi.Output[str]:
         """`thanos.<domain>` to the Query Frontend, behind basic auth (Thanos has no login of its own)."""
-        password = random.RandomPassword(
-            f"{name}-ui-password", length=24, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
+        password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=self.child())
         auth = k8s.core.v1.Secret(
             UI_AUTH_SECRET,
             metadata=self._metadata(UI_AUTH_SECRET, MANAGED_BY),
             type="Opaque",
             string_data=pulumi.Output.secret({"auth": pulumi.Output.concat("admin:", password.bcrypt_hash)}),
-            opts=self._opts(),
+            opts=self.child(),
         )
         k8s.networking.v1.Ingress(
             QUERY_FRONTEND,
@@ -426,6 +415,6 @@ class ThanosCentral(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=self._opts(auth),
+            opts=self.child(auth),
         )
         return pulumi.Output.secret(password.result)

@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kube import MANAGED_BY, child_opts
+from components.kube import MANAGED_BY, Component
 from components.kube_prometheus_stack import (
     CLUSTER_LABEL,
     PROMETHEUS,
@@ -35,16 +35,12 @@ GRPC_SERVER_FAILURES = "Unknown|ResourceExhausted|Internal|Unavailable|DataLoss|
 
 
 class ThanosAlertsArgs(TypedDict):
-    provider: k8s.Provider
-    """The cluster's explicit Kubernetes provider."""
-    namespace: k8s.core.v1.Namespace
+    namespace: str
     """The monitoring namespace."""
     central: bool
     """Central gets the rules for its own Thanos components and the dashboard."""
     expected_clusters: Sequence[str]
     """Central: every cluster whose sidecar Query must see (itself and each edge)."""
-    kps_release: pulumi.Resource
-    """The kube-prometheus-stack release: the PrometheusRule CRD exists only after it."""
 
 
 def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -302,12 +298,15 @@ def dashboard() -> dict[str, Any]:
     }
 
 
-class ThanosAlerts(pulumi.ComponentResource):
-    """The PrometheusRule for the Thanos layer and (central) the dashboard ConfigMap."""
+class ThanosAlerts(Component):
+    """The PrometheusRule for the Thanos layer and (central) the dashboard ConfigMap.
+
+    Its options wait for kube-prometheus-stack: the PrometheusRule CRD comes with it.
+    """
 
     def __init__(self, name: str, args: ThanosAlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:monitoring:ThanosAlerts", name, None, opts)
-        namespace = args["namespace"].metadata.name
+        super().__init__("thanos-multi-cluster:monitoring:ThanosAlerts", name, opts)
+        namespace = args["namespace"]
         k8s.apiextensions.CustomResource(
             RULE_NAME,
             api_version="monitoring.coreos.com/v1",
@@ -316,7 +315,7 @@ class ThanosAlerts(pulumi.ComponentResource):
                 name=RULE_NAME, namespace=namespace, labels=MANAGED_BY | SELECTOR_LABELS
             ),
             spec={"groups": rule_groups(args["central"], args["expected_clusters"])},
-            opts=child_opts(self, args["provider"], depends_on=[args["namespace"], args["kps_release"]]),
+            opts=self.child(),
         )
         if args["central"]:
             k8s.core.v1.ConfigMap(
@@ -325,6 +324,6 @@ class ThanosAlerts(pulumi.ComponentResource):
                     name=DASHBOARD_CONFIGMAP, namespace=namespace, labels=MANAGED_BY | DASHBOARD_LABEL
                 ),
                 data={"thanos-clusters.json": json.dumps(dashboard(), indent=2, sort_keys=True)},
-                opts=child_opts(self, args["provider"], depends_on=[args["namespace"]]),
+                opts=self.child(),
             )
         self.register_outputs({})

@@ -45,6 +45,24 @@ def test_ui_is_behind_ingress_with_a_login(any_stack: Rendering) -> None:
     assert isinstance(any_stack.outputs["longhornUiPassword"], Secret)
 
 
+def test_a_failed_first_install_stays_recoverable(any_stack: Rendering) -> None:
+    """Longhorn's pre-delete hook refuses while deletingConfirmationFlag is false, so an atomic
+    rollback (an uninstall) would leave the release stuck; without atomic, the next `pulumi up`
+    upgrades the failed release in place."""
+    release = any_stack.release("longhorn")
+    assert release.inputs["atomic"] is False
+    assert release.inputs["cleanupOnFail"] is False
+    assert values(any_stack)["defaultSettings"]["deletingConfirmationFlag"] is False
+
+
+def test_prometheus_scrapes_longhorn_manager_through_the_chart_that_brings_the_crd(any_stack: Rendering) -> None:
+    monitors = any_stack.release("kube-prometheus-stack").inputs["values"]["prometheus"]["additionalServiceMonitors"]
+    longhorn = next(m for m in monitors if m["name"] == "longhorn")
+    assert longhorn["selector"] == {"matchLabels": {"app": "longhorn-manager"}}
+    assert longhorn["namespaceSelector"] == {"matchNames": ["longhorn-system"]}
+    assert longhorn["endpoints"][0]["port"] == "manager"
+
+
 def test_release_is_protected_and_waits_for_its_namespace(any_stack: Rendering) -> None:
     release = any_stack.release("longhorn")
     assert release.protect

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from tests.conftest import requires_charts
+from tools.cluster import cluster
 from tools.engine import ROOT, Rendering
 
 
@@ -40,7 +42,15 @@ def test_helm_releases_have_explicit_names_and_pinned_versions(any_stack: Render
         assert release.inputs["name"] == release.name
         assert release.inputs["version"].count(".") == 2
         assert release.inputs["repositoryOpts"]["repo"].startswith("https://")
-        assert release.inputs["atomic"] is True
+
+
+@requires_charts
+def test_an_atomic_release_has_no_pre_delete_hook_that_its_rollback_would_run(any_stack: Rendering) -> None:
+    """Rolling back a failed install uninstalls the release, which runs its pre-delete hooks."""
+    hooked = {o.resource.urn for o in cluster(any_stack).applied() if o.resource and "pre-delete" in o.hooks}
+    atomic = {release.urn for release in any_stack.helm_releases() if release.inputs.get("atomic")}
+    assert hooked, "Longhorn's chart has a pre-delete hook: the model must see it"
+    assert atomic and not atomic & hooked
 
 
 def test_components_follow_the_design_table(central: Rendering, edge: Rendering) -> None:

@@ -173,6 +173,18 @@ BROKEN = [
         ["s3.insecureSkipVerify is refused"],
     ),
     (
+        "kubelet node-ip (the component pins it)",
+        "cluster-197",
+        changed("cluster-197", minikube={"extraKubeletConfig": {"node-ip": "10.0.0.9"}}),
+        ["minikube.extraKubeletConfig", "node-ip is always the host's IP"],
+    ),
+    (
+        "whitespace in a kubelet setting",
+        "cluster-197",
+        changed("cluster-197", minikube={"extraKubeletConfig": {"max-pods": "110 --x"}}),
+        ["minikube.extraKubeletConfig", "whitespace"],
+    ),
+    (
         "chart version range",
         "cluster-197",
         changed("cluster-197", versions={"longhorn": "^1.5"}),

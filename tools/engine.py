@@ -292,10 +292,11 @@ def _with_secret_placeholders(config: dict[str, str]) -> tuple[dict[str, str], l
     secret_keys = []
     for secret in SECRET_KEYS:
         full_key = f"{PROJECT}:{secret.key}"
-        if secret.key.startswith("minioAdmin") and role != "central":
-            continue  # edges must not hold admin credentials; settings reject them there
-        config.setdefault(full_key, secret_placeholder(secret.key))
-        secret_keys.append(full_key)
+        if full_key in config:
+            secret_keys.append(full_key)
+        elif secret.required and role in secret.roles:  # the others are refused or optional
+            config[full_key] = secret_placeholder(secret.key)
+            secret_keys.append(full_key)
     return config, secret_keys
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from components.settings import settings_of
 from tests.conftest import requires_charts
 from tools.cluster import cluster
 from tools.engine import ROOT, Rendering
@@ -84,3 +85,22 @@ def test_committed_stack_files_hold_no_secrets() -> None:
         config = (yaml.safe_load(text) or {}).get("config") or {}
         for key in ("sshPrivateKey", "minioAdminUser", "minioAdminPassword"):
             assert f"thanos-multi-cluster:{key}" not in config, f"{key} in {path.name}"
+
+
+def test_every_child_waits_for_what_its_component_waits_for(any_stack: Rendering) -> None:
+    """The SDK holds a child back only for its own dependencies: a component's `depends_on` must be
+    passed on, or its children race what the component was told to wait for."""
+    for component in (r for r in any_stack.resources if not r.custom and r.depends_on):
+        for child in (r for r in any_stack.resources if r.parent_urn == component.urn):
+            for dependency in component.depends_on:
+                assert any_stack.depends_on(child, any_stack.by_urn(dependency)), (child.name, dependency)
+
+
+def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
+    settings = settings_of(any_stack.config, any_stack.stack)
+    protected = {r.name for r in any_stack.resources if r.custom and r.protect}
+    stateful = {f"{any_stack.stack}-minikube", "longhorn", "kube-prometheus-stack", "opensearch"}
+    if settings.is_central:
+        buckets = settings.s3.buckets
+        stateful |= {buckets.thanos, buckets.opensearch, buckets.longhorn}
+    assert protected == stateful

@@ -238,10 +238,11 @@ def _last_line(text: str) -> str:
 def chart_package(chart: str, version: str) -> Path | None:
     """The packaged chart (`helm pull` output) from the reference material, or None when absent.
 
-    The one place that knows where chart packages come from, so a download cache can join it."""
-    from tools.validators.common import reference_dir  # lazy: the validators may import this module
+    The one place that knows where chart packages come from: `tools.reference` says where the material is
+    (`$THANOS_MC_REFERENCE`, `../shared/reference` or the cache `python -m tools.reference fetch` fills)."""
+    from tools import reference  # lazy: tools.reference imports this module
 
-    package = reference_dir() / "charts" / "packages" / f"{chart}-{version}.tgz"
+    package = reference.package_path(reference.reference_dir(), chart, version)
     return package if package.is_file() else None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ import yaml
 from pulumi.output import Unknown
 
 from components import versions
-from tools.engine import PROJECT, ROOT, SECRET_TEXT, Rendering, Resource, Secret
+from tools import reference
+from tools.engine import PROJECT, SECRET_TEXT, Rendering, Resource, Secret
 
 REFERENCE_ENV = "THANOS_MC_REFERENCE"
 """Environment variable that overrides where the reference material lives."""
@@ -36,9 +36,9 @@ class Finding:
 
 
 def reference_dir() -> Path:
-    """Pinned upstream material (chart defaults, CRDs, Thanos flags): `../shared/reference` by default."""
-    override = os.environ.get(REFERENCE_ENV)
-    return Path(override) if override else ROOT.parent / "shared" / "reference"
+    """Pinned upstream material (chart defaults, CRDs, Thanos flags): `$THANOS_MC_REFERENCE`, else
+    `../shared/reference`, else the cache `python -m tools.reference fetch` fills (`tools.reference`)."""
+    return reference.reference_dir()
 
 
 class _ReferenceLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

@@ -1,32 +1,49 @@
-"""One offline engine for every test: each stack is rendered once per session and shared."""
+"""One offline engine for every test, and the stacks the tests run on.
+
+Unit tests run on the small fixture stacks in `tests/stacks/` (a central `hub` and two edges on
+10.20.0.0/24): their own topology, so no test depends on a committed host, address or name, and
+adding a cluster to the project changes no test. The project's own stacks (`Pulumi.*.yaml` beside
+`Pulumi.yaml`) are checked as a whole: each renders and passes every validator. Each stack is
+rendered once per session and shared.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Central renders write the MinIO CA for Pulumi's provider into the cache directory: a test run's own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="thanos-multi-cluster-tests-")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.engine import PROJECT, Rendering, load_stack_config, run_stack  # noqa: E402
+from components.settings import Settings, decode_config, settings_of  # noqa: E402
+from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names  # noqa: E402
+
+FIXTURE_STACKS_DIR = ROOT / "tests" / "stacks"
 
 
-def stack_names() -> tuple[str, ...]:
-    """Every stack of the project: one `Pulumi.<stack>.yaml` each (adding a cluster adds a file)."""
-    return tuple(sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in ROOT.glob("Pulumi.*.yaml")))
+def role_of(stack: str, stacks_dir: Path = FIXTURE_STACKS_DIR) -> str:
+    return load_stack_config(stack, stacks_dir)[f"{PROJECT}:role"]
 
 
-def role_of(stack: str) -> str:
-    return load_stack_config(stack)[f"{PROJECT}:role"]
-
-
-STACKS = stack_names()
+STACKS = tuple(stack_names(FIXTURE_STACKS_DIR))
+"""The fixture stacks the unit tests run on."""
 EDGE_STACKS = tuple(stack for stack in STACKS if role_of(stack) == "edge")
 CENTRAL_STACK = next(stack for stack in STACKS if role_of(stack) == "central")
+EDGE, OTHER_EDGE = EDGE_STACKS[:2]
+"""Two fixture edges, for tests that need an edge, or an edge and another one."""
+COMMITTED_STACKS = tuple(stack_names(ROOT))
+"""The project's own stacks, one per cluster."""
 REFERENCE = ROOT.parent / "shared" / "reference"
 
 
@@ -46,14 +63,49 @@ requires_charts = pytest.mark.skipif(_charts_missing() is not None, reason=_char
 
 
 def any_stack_name(role: str) -> str:
-    """One stack of a role, for tests that need one but not which."""
+    """One fixture stack of a role, for tests that need one but not which."""
     return CENTRAL_STACK if role == "central" else EDGE_STACKS[0]
+
+
+def run_fixture(stack: str, overrides: Mapping[str, str | None] | None = None, **options: Any) -> Rendering:
+    """A fixture stack rendered with some config replaced (full keys; None removes one)."""
+    return run_stack(stack, overrides, stacks_dir=FIXTURE_STACKS_DIR, **options)
 
 
 @functools.cache
 def rendered(stack: str) -> Rendering:
-    """The stack's program as the offline engine records it (cached: the program is deterministic)."""
+    """A fixture stack's program as the offline engine records it (cached: it is deterministic)."""
+    return run_fixture(stack)
+
+
+@functools.cache
+def committed(stack: str) -> Rendering:
+    """One of the project's own stacks, rendered."""
     return run_stack(stack)
+
+
+def raw_config(stack: str, **sections: Any) -> dict[str, Any]:
+    """A fixture stack's config as the settings read it (decoded, no project prefix), with
+    top-level sections replaced (None removes one): the input of `parse_settings`."""
+    config = load_stack_config(stack, FIXTURE_STACKS_DIR)
+    raw = decode_config(lambda key: config.get(f"{PROJECT}:{key}"))
+    for key, value in sections.items():
+        if value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+    return raw
+
+
+def with_section(stack: str, section: str, **changes: Any) -> Rendering:
+    """A fixture stack rendered with keys of one structured config section replaced."""
+    merged = {**(raw_config(stack).get(section) or {}), **changes}
+    return run_fixture(stack, {f"{PROJECT}:{section}": json.dumps(merged)})
+
+
+def settings(rendering: Rendering) -> Settings:
+    """The validated settings a rendering ran with (hosts, domains, edges: never spelled out in tests)."""
+    return settings_of(rendering.config, rendering.stack)
 
 
 @pytest.fixture(params=STACKS)

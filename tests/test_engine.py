@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests import synthetic
-from tests.conftest import any_stack_name
+from tests.conftest import any_stack_name, run_fixture
 from tools.engine import (
     DISABLE_DEFAULT_PROVIDERS,
     PROJECT,
@@ -15,7 +15,6 @@ from tools.engine import (
     Rendering,
     default_provider_denials,
     project_config,
-    run_stack,
 )
 
 
@@ -52,7 +51,7 @@ def test_disabling_every_default_provider_is_refused_like_the_real_engine_does(a
 def test_a_run_with_a_refused_default_provider_stops_with_the_engines_message() -> None:
     override: dict[str, str | None] = {DISABLE_DEFAULT_PROVIDERS: json.dumps(["command"])}
     with pytest.raises(EngineRefusal, match=r"^Default provider for 'command' disabled\. .* \(and 1 more\)$"):
-        run_stack(any_stack_name(role="edge"), override)
+        run_fixture(any_stack_name(role="edge"), override)
 
 
 def test_a_kubernetes_object_without_the_explicit_provider_is_refused() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from components.namespaces import FLUENT_BIT as FLUENT_BIT_NAMESPACE
 from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
-from tests.test_opensearch import dynamic, with_config
+from tests.conftest import with_section
+from tests.test_opensearch import dynamic
 from tools.engine import MOCK_PASSWORD, Rendering
 from tools.validators import helm_values
 
@@ -109,7 +110,7 @@ def test_chunks_are_buffered_on_the_nodes_disk_and_retried(any_stack: Rendering)
 
 
 def test_buffer_and_retries_are_settings(edge: Rendering) -> None:
-    stack = with_config(edge.stack, "logging", fluentBitBufferLimit="512M", fluentBitRetryLimit=20)
+    stack = with_section(edge.stack, "logging", fluentBitBufferLimit="512M", fluentBitRetryLimit=20)
     output = section(stack, "outputs", "opensearch")
     assert output["storage.total_limit_size"] == ["512M"]
     assert output["retry_limit"] == ["20"]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from components.settings import PROJECT, SettingsError, parse_settings
-from tests.conftest import STACKS, rendered
-from tools.engine import MOCK_PASSWORD, Rendering, Secret, load_stack_config, run_stack, unwrap
+from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings
+from tools.engine import MOCK_PASSWORD, Rendering, Secret, unwrap
 
 RELEASE = "kube-prometheus-stack"
 
@@ -21,14 +21,6 @@ def values(stack: Rendering) -> dict[str, Any]:
 
 def at(tree: dict[str, Any], path: str) -> Any:
     return reduce(lambda node, key: node[key], path.split("."), tree)
-
-
-def raw_config(stack: str, **sections: Any) -> dict[str, Any]:
-    """The stack file's config, JSON decoded, with some top-level sections replaced."""
-    raw = {}
-    for key, value in load_stack_config(stack).items():
-        raw[key.removeprefix(f"{PROJECT}:")] = json.loads(value) if value[:1] in "[{" else value
-    return raw | sections
 
 
 def test_release_is_pinned_with_predictable_names(any_stack: Rendering) -> None:
@@ -60,15 +52,16 @@ def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) ->
     assert any_stack.depends_on(any_stack.release(RELEASE), secret)
 
 
-def test_no_ca_means_no_extra_mount(any_stack: Rendering) -> None:
-    spec = values(any_stack)["prometheus"]["prometheusSpec"]
+def test_no_ca_means_no_extra_mount() -> None:
+    public = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    spec = values(public)["prometheus"]["prometheusSpec"]
     assert "volumes" not in spec and "volumeMounts" not in spec["thanos"]
 
 
 def test_a_configured_ca_is_mounted_where_the_objstore_config_expects_it() -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    s3 = raw_config("cluster-196")["s3"] | {"caCertificate": pem}
-    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps(s3)})
+    s3 = raw_config(CENTRAL_STACK)["s3"] | {"caCertificate": pem}
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps(s3)})
     spec = values(stack)["prometheus"]["prometheusSpec"]
     (mount,) = spec["thanos"]["volumeMounts"]
     (volume,) = spec["volumes"]
@@ -90,7 +83,7 @@ def test_local_retention_defaults_to_a_day_and_leaves_room_on_the_volume(any_sta
 
 
 def test_retention_comes_from_config() -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:monitoring": json.dumps({"prometheusRetention": "3d"})})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:monitoring": json.dumps({"prometheusRetention": "3d"})})
     assert values(stack)["prometheus"]["prometheusSpec"]["retention"] == "3d"
 
 
@@ -106,7 +99,7 @@ def test_retention_comes_from_config() -> None:
 )
 def test_bad_monitoring_config_is_rejected_with_the_key(monitoring: dict[str, str], words: list[str]) -> None:
     with pytest.raises(SettingsError) as error:
-        parse_settings(raw_config("cluster-197", monitoring=monitoring), "cluster-197")
+        parse_settings(raw_config(EDGE, monitoring=monitoring), EDGE)
     message = str(error.value)
     assert "\n" not in message
     for word in words:
@@ -114,7 +107,7 @@ def test_bad_monitoring_config_is_rejected_with_the_key(monitoring: dict[str, st
 
 
 def test_six_hours_is_the_shortest_retention_accepted() -> None:
-    settings = parse_settings(raw_config("cluster-197", monitoring={"prometheusRetention": "6h"}), "cluster-197")
+    settings = parse_settings(raw_config(EDGE, monitoring={"prometheusRetention": "6h"}), EDGE)
     assert settings.monitoring.prometheus_retention == "6h"
 
 
@@ -177,7 +170,7 @@ def test_every_container_has_requests_and_a_memory_limit(any_stack: Rendering) -
 
 def test_grafana_is_behind_ingress_with_a_generated_admin_password(any_stack: Rendering) -> None:
     grafana = values(any_stack)["grafana"]
-    domain = f"mkube-{any_stack.stack[-3:]}.miribit.lab"
+    domain = settings(any_stack).domain
     assert grafana["ingress"]["enabled"] is True
     assert grafana["ingress"]["ingressClassName"] == "nginx"
     assert grafana["ingress"]["hosts"] == [f"grafana.{domain}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import settings
 from tools.engine import Rendering, Secret
 
 
@@ -12,15 +13,16 @@ def values(stack: Rendering) -> dict:
 def test_single_node_settings_apply_to_storage_class_and_ui_volumes(any_stack: Rendering) -> None:
     v = values(any_stack)
     assert v["persistence"]["defaultClass"] is True
-    assert v["persistence"]["defaultClassReplicaCount"] == 1  # C4: StorageClass volumes
-    assert v["defaultSettings"]["defaultReplicaCount"] == 1  # C4: volumes made in the UI
+    assert v["persistence"]["defaultClassReplicaCount"] == 1  # the StorageClass's volumes
+    assert v["defaultSettings"]["defaultReplicaCount"] == 1  # volumes made in the UI
     assert v["persistence"]["reclaimPolicy"] == "Retain"
 
 
 def test_backups_go_to_the_clusters_prefix_with_our_credentials_secret(any_stack: Rendering) -> None:
-    settings = values(any_stack)["defaultSettings"]
-    assert settings["backupTarget"] == f"s3://longhorn-backups@us-east-1/{any_stack.stack}/"
-    secret = any_stack.k8s("Secret", settings["backupTargetCredentialSecret"], "longhorn-system")
+    defaults = values(any_stack)["defaultSettings"]
+    s3 = settings(any_stack).s3
+    assert defaults["backupTarget"] == f"s3://{s3.buckets.longhorn}@{s3.region}/{any_stack.stack}/"
+    secret = any_stack.k8s("Secret", defaults["backupTargetCredentialSecret"], "longhorn-system")
     assert isinstance(secret.inputs["stringData"], Secret)
     keys = set(secret.inputs["stringData"].value)
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINTS"} <= keys
@@ -38,7 +40,7 @@ def test_recurring_backup_job_keeps_a_bounded_number(any_stack: Rendering) -> No
 def test_ui_is_behind_ingress_with_a_login(any_stack: Rendering) -> None:
     ingress = values(any_stack)["ingress"]
     assert ingress["enabled"] is True
-    assert ingress["host"] == f"longhorn.mkube-{any_stack.stack[-3:]}.miribit.lab"
+    assert ingress["host"] == f"longhorn.{settings(any_stack).domain}"
     assert ingress["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
     auth = any_stack.k8s("Secret", ingress["annotations"]["nginx.ingress.kubernetes.io/auth-secret"], "longhorn-system")
     assert isinstance(auth.inputs["stringData"], Secret)

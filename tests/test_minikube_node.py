@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 
 from components.minikube_node import PROFILE, SCRIPTS, start_variables, with_exports
-from components.settings import MinikubeSettings
-from tools.engine import Rendering, Secret, run_stack, secret_placeholder, unwrap
+from components.settings import PROJECT, MinikubeSettings
+from tests.conftest import EDGE, run_fixture
+from tools.engine import Rendering, Secret, secret_placeholder, unwrap
 from tools.plan import Step, plan
 
 COMMAND = "command:remote:Command"
-PROJECT = "thanos-multi-cluster"
+
+
 # The address the script-level tests start a node on (cluster-197's, like the stack file's).
 ADDRESS = "192.168.101.197"
 
@@ -56,7 +58,7 @@ def minikube_config(stack: Rendering) -> dict[str, Any]:
 def with_minikube(stack: Rendering, **changes: Any) -> Rendering:
     """The stack rendered again with some of its minikube settings changed."""
     config = minikube_config(stack) | changes
-    return run_stack(stack.stack, {f"{PROJECT}:minikube": json.dumps(config)})
+    return run_fixture(stack.stack, {f"{PROJECT}:minikube": json.dumps(config)})
 
 
 # --- what the program asks for ------------------------------------------------------------
@@ -130,7 +132,7 @@ def test_a_changed_kubernetes_version_updates_the_node_in_place(edge: Rendering)
 
 def test_a_new_host_replaces_the_node_which_protect_refuses(edge: Rendering) -> None:
     address = host(edge).rsplit(".", 1)[0] + ".250"
-    moved = run_stack(edge.stack, {f"{PROJECT}:host": address})
+    moved = run_fixture(edge.stack, {f"{PROJECT}:host": address})
     step = node_step(edge, moved)
     assert (step.op, step.replaced_by, step.protected) == ("replace", ("connection.host",), True)
     assert any(f"{edge.stack}-minikube" in refusal for refusal in plan(edge, moved).refusals())
@@ -166,7 +168,7 @@ def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
 
 
 def test_local_mode_runs_on_the_host_itself() -> None:
-    stack = run_stack("cluster-197", {f"{PROJECT}:minikube": '{"mode": "local"}'})
+    stack = run_fixture(EDGE, {f"{PROJECT}:minikube": '{"mode": "local"}'})
     assert not stack.of_type(COMMAND)
     assert len(stack.of_type("command:local:Command")) == 2
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from components import namespaces as ns
-from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts
+from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture
 from tools.cluster import cluster
-from tools.engine import Rendering, run_stack, unwrap
+from tools.engine import Rendering, unwrap
 from tools.reachability import Connectivity
 from tools.validators import network_flows
 from tools.validators.network_flows import Flow, Topology
@@ -141,7 +141,7 @@ def test_opening_query_to_every_namespace_is_caught() -> None:
 
 def test_an_edge_admits_its_sidecar_only_from_the_configured_central_address() -> None:
     stack = any_stack_name(role="edge")
-    moved = run_stack(stack, {"thanos-multi-cluster:centralAddress": "192.168.101.10"})
+    moved = run_fixture(stack, {"thanos-multi-cluster:centralAddress": "192.168.101.10"})
     t = network_flows.topology(moved)
     prometheus = t.pod(network_flows.PROMETHEUS)
     moved_reach = network_flows.connectivity(cluster(moved))

@@ -11,22 +11,23 @@ import pytest
 
 from components.object_storage import minio_ca_file, policy_document
 from components.settings import PROJECT, S3Settings, SettingsError, parse_settings
-from tests.test_settings import changed
-from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, run_stack, secret_placeholder, unwrap
+from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, raw_config, run_fixture, settings
+from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, secret_placeholder, unwrap
 
-BUCKETS = {"thanos", "opensearch-logs", "longhorn-backups"}
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n"
+BUCKETS = parse_settings(raw_config(CENTRAL_STACK), CENTRAL_STACK).s3.buckets
+"""The fixture topology's bucket names."""
+BUCKET_NAMES = {BUCKETS.thanos, BUCKETS.opensearch, BUCKETS.longhorn}
 
-# Every policy, spelled out: what each user may do, on which resource (C12).
-EVERY_OBJECT_OF_THANOS = "arn:aws:s3:::thanos/*"
+# Every policy, spelled out: what each user may do, on which resource (least privilege).
 
 
 def whole_thanos_bucket(*object_actions: str) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::thanos"]},
-            {"Effect": "Allow", "Action": list(object_actions), "Resource": [EVERY_OBJECT_OF_THANOS]},
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{BUCKETS.thanos}"]},
+            {"Effect": "Allow", "Action": list(object_actions), "Resource": [f"arn:aws:s3:::{BUCKETS.thanos}/*"]},
         ],
     }
 
@@ -52,13 +53,13 @@ def cluster_prefix(bucket: str, cluster: str) -> dict[str, Any]:
 
 def expected_policies() -> dict[str, dict[str, Any]]:
     policies = {
-        "cluster-196-thanos-store": whole_thanos_bucket("s3:GetObject"),
-        "cluster-196-thanos-compactor": whole_thanos_bucket("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+        f"{CENTRAL_STACK}-thanos-store": whole_thanos_bucket("s3:GetObject"),
+        f"{CENTRAL_STACK}-thanos-compactor": whole_thanos_bucket("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
     }
-    for cluster in ("cluster-196", "cluster-197", "cluster-198"):
+    for cluster in STACKS:
         policies[f"{cluster}-thanos-sidecar"] = whole_thanos_bucket("s3:GetObject", "s3:PutObject")
-        policies[f"{cluster}-opensearch"] = cluster_prefix("opensearch-logs", cluster)
-        policies[f"{cluster}-longhorn"] = cluster_prefix("longhorn-backups", cluster)
+        policies[f"{cluster}-opensearch"] = cluster_prefix(BUCKETS.opensearch, cluster)
+        policies[f"{cluster}-longhorn"] = cluster_prefix(BUCKETS.longhorn, cluster)
     return policies
 
 
@@ -75,14 +76,15 @@ def by_bucket(stack: Rendering, type_: str) -> dict[str, Resource]:
 
 def test_central_talks_to_minio_through_an_explicit_provider_with_the_admin_secrets(central: Rendering) -> None:
     provider = minio_provider(central)
-    assert provider.inputs["minioServer"] == "172.20.40.21:30001"
-    assert provider.inputs["minioRegion"] == "us-east-1"
+    s3 = settings(central).s3
+    assert provider.inputs["minioServer"] == s3.endpoint
+    assert provider.inputs["minioRegion"] == s3.region
     # Provider config values travel as strings.
     assert json.loads(provider.inputs["minioSsl"]) is True
     assert json.loads(provider.inputs["minioInsecure"]) is False
     assert provider.inputs["minioUser"] == Secret(secret_placeholder("minioAdminUser"))
     assert provider.inputs["minioPassword"] == Secret(secret_placeholder("minioAdminPassword"))
-    assert "minioCacertFile" not in provider.inputs
+    assert Path(provider.inputs["minioCacertFile"]).read_text() == s3.ca_certificate
     component = central.one(f"{PROJECT}:objectstore:ObjectStorage")
     assert provider.parent_urn == component.urn
     minio_resources = [r for r in central.resources if r.type.startswith("minio:")]
@@ -94,7 +96,7 @@ def test_central_talks_to_minio_through_an_explicit_provider_with_the_admin_secr
 def test_a_configured_ca_reaches_the_provider_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     s3 = {"endpoint": "minio.lab:9000", "useTls": True, "caCertificate": PEM}
-    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps(s3)})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps(s3)})
     provider = minio_provider(stack)
     path = Path(provider.inputs["minioCacertFile"])
     assert path.is_relative_to(tmp_path)
@@ -123,7 +125,7 @@ def test_edges_have_no_minio_provider_and_no_minio_resources(edge: Rendering) ->
 
 def test_three_private_buckets_are_protected_and_retained(central: Rendering) -> None:
     buckets = by_bucket(central, "minio:index/s3Bucket:S3Bucket")
-    assert set(buckets) == BUCKETS
+    assert set(buckets) == BUCKET_NAMES
     for bucket in buckets.values():
         assert bucket.inputs["acl"] == "private"
         assert bucket.protect, bucket.name
@@ -132,7 +134,7 @@ def test_three_private_buckets_are_protected_and_retained(central: Rendering) ->
 
 
 def test_bucket_protection_follows_the_protect_setting() -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:protect": "false"})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:protect": "false"})
     for bucket in stack.of_type("minio:index/s3Bucket:S3Bucket"):
         assert not bucket.protect
         assert bucket.retain_on_delete, "a bucket outlives the stack even unprotected"
@@ -140,7 +142,7 @@ def test_bucket_protection_follows_the_protect_setting() -> None:
 
 def test_every_bucket_is_versioned(central: Rendering) -> None:
     versioning = by_bucket(central, "minio:index/s3BucketVersioning:S3BucketVersioning")
-    assert set(versioning) == BUCKETS
+    assert set(versioning) == BUCKET_NAMES
     buckets = by_bucket(central, "minio:index/s3Bucket:S3Bucket")
     for name, resource in versioning.items():
         assert resource.inputs["versioningConfiguration"] == {"status": "Enabled"}
@@ -148,14 +150,14 @@ def test_every_bucket_is_versioned(central: Rendering) -> None:
 
 
 def test_versioning_can_be_switched_off_for_a_minio_without_it() -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"versioning": False})})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"versioning": False})})
     assert not stack.of_type("minio:index/s3BucketVersioning:S3BucketVersioning")
-    assert set(by_bucket(stack, "minio:index/s3Bucket:S3Bucket")) == BUCKETS
+    assert set(by_bucket(stack, "minio:index/s3Bucket:S3Bucket")) == BUCKET_NAMES
 
 
 def test_each_bucket_expires_noncurrent_versions_after_the_grace_period(central: Rendering) -> None:
     policies = by_bucket(central, "minio:index/ilmPolicy:IlmPolicy")
-    assert set(policies) == BUCKETS
+    assert set(policies) == BUCKET_NAMES
     versioning = by_bucket(central, "minio:index/s3BucketVersioning:S3BucketVersioning")
     for bucket, policy in policies.items():
         assert policy.inputs["rules"] == [{"id": "expire-noncurrent-7d", "noncurrentVersionExpirationDays": 7}]
@@ -163,7 +165,7 @@ def test_each_bucket_expires_noncurrent_versions_after_the_grace_period(central:
 
 
 def test_the_grace_period_is_configurable() -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"noncurrentVersionExpiryDays": 30})})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"noncurrentVersionExpiryDays": 30})})
     for policy in stack.of_type("minio:index/ilmPolicy:IlmPolicy"):
         assert [rule["noncurrentVersionExpirationDays"] for rule in policy.inputs["rules"]] == [30]
 
@@ -185,16 +187,16 @@ def expiring_current_objects(stack: Rendering) -> list[tuple[str, Any]]:
     ids=["committed config", "unversioned", "longest grace"],
 )
 def test_no_lifecycle_rule_the_program_creates_expires_current_objects(s3: dict[str, Any]) -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps(s3)} if s3 else None)
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps(s3)} if s3 else None)
     assert stack.of_type("minio:index/ilmPolicy:IlmPolicy")
     assert expiring_current_objects(stack) == []
 
 
 def test_settings_refuse_to_expire_current_objects_and_say_why() -> None:
     with pytest.raises(SettingsError) as error:
-        parse_settings(changed("cluster-196", s3={"expireCurrentObjectsDays": 180}), "cluster-196")
+        parse_settings(raw_config(CENTRAL_STACK, s3={"expireCurrentObjectsDays": 180}), CENTRAL_STACK)
     message = str(error.value)
-    for words in ("refused", "corrupts", "Snapshot Management", "RecurringJob", "C10"):
+    for words in ("refused", "corrupts", "Snapshot Management", "RecurringJob", "share files across generations"):
         assert words in message
 
 
@@ -207,7 +209,7 @@ def test_settings_refuse_to_expire_current_objects_and_say_why() -> None:
 )
 def test_bucket_names_must_be_distinct_and_valid(buckets: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError, match=words):
-        parse_settings(changed("cluster-196", s3={"buckets": buckets}), "cluster-196")
+        parse_settings(raw_config(CENTRAL_STACK, s3={"buckets": buckets}), CENTRAL_STACK)
 
 
 # --- users and policies ------------------------------------------------------------------
@@ -244,19 +246,17 @@ def test_only_the_compactor_may_delete_thanos_blocks(central: Rendering) -> None
         r.inputs["name"]
         for r in central.of_type("minio:index/iamPolicy:IamPolicy")
         for statement in json.loads(r.inputs["policy"])["Statement"]
-        if "s3:DeleteObject" in statement["Action"] and "arn:aws:s3:::thanos/*" in statement["Resource"]
+        if "s3:DeleteObject" in statement["Action"] and f"arn:aws:s3:::{BUCKETS.thanos}/*" in statement["Resource"]
     }
-    assert deleters == {"cluster-196-thanos-compactor"}
+    assert deleters == {f"{CENTRAL_STACK}-thanos-compactor"}
 
 
 def test_policies_follow_configured_bucket_names() -> None:
     s3 = S3Settings.model_validate({"buckets": {"thanos": "metrics", "opensearch": "snaps", "longhorn": "vols"}})
-    assert policy_document("thanos-store", "cluster-197", s3)["Statement"][1]["Resource"] == ["arn:aws:s3:::metrics/*"]
-    assert policy_document("longhorn", "cluster-197", s3)["Statement"][1]["Resource"] == [
-        "arn:aws:s3:::vols/cluster-197/*"
-    ]
+    assert policy_document("thanos-store", EDGE, s3)["Statement"][1]["Resource"] == ["arn:aws:s3:::metrics/*"]
+    assert policy_document("longhorn", EDGE, s3)["Statement"][1]["Resource"] == [f"arn:aws:s3:::vols/{EDGE}/*"]
     with pytest.raises(ValueError, match="grafana"):
-        policy_document("grafana", "cluster-197", s3)
+        policy_document("grafana", EDGE, s3)
 
 
 def test_secret_keys_are_generated_and_secret(central: Rendering) -> None:
@@ -273,9 +273,9 @@ def test_credentials_are_one_secret_output_keyed_by_cluster_and_component(centra
     assert isinstance(output, Secret)
     components = {cluster: set(entry) for cluster, entry in output.value.items()}
     assert components == {
-        "cluster-196": {"thanos-sidecar", "thanos-store", "thanos-compactor", "opensearch", "longhorn"},
-        "cluster-197": {"thanos-sidecar", "opensearch", "longhorn"},
-        "cluster-198": {"thanos-sidecar", "opensearch", "longhorn"},
+        CENTRAL_STACK: {"thanos-sidecar", "thanos-store", "thanos-compactor", "opensearch", "longhorn"},
+        EDGE: {"thanos-sidecar", "opensearch", "longhorn"},
+        OTHER_EDGE: {"thanos-sidecar", "opensearch", "longhorn"},
     }
     for cluster, entry in output.value.items():
         for component, keys in entry.items():

@@ -16,14 +16,13 @@ from components import opensearch_policies as policies
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
 from components.settings import PROJECT, SECRET_KEYS, quantity_bytes
+from tests.conftest import run_fixture, settings, with_section
 from tools.engine import (
     MOCK_PASSWORD,
     ROOT,
     Rendering,
     Resource,
     Secret,
-    load_stack_config,
-    run_stack,
     unwrap,
 )
 from tools.plan import plan
@@ -64,13 +63,6 @@ def body(stack: Rendering, kind: str) -> dict[str, Any]:
     return unwrap(dynamic(stack, kind).inputs["body"])
 
 
-def with_config(stack: str, section: str, **changes: Any) -> Rendering:
-    """The stack rendered with keys of one structured config section replaced."""
-    current = load_stack_config(stack).get(f"{PROJECT}:{section}")
-    merged = {**(json.loads(current) if current else {}), **changes}
-    return run_stack(stack, {f"{PROJECT}:{section}": json.dumps(merged)})
-
-
 # --- the release -------------------------------------------------------------------------
 
 
@@ -101,7 +93,7 @@ def test_single_node_with_heap_at_most_half_the_memory_limit(any_stack: Renderin
 
 
 def test_more_replicas_leave_single_node_mode_and_replicate_indices(edge: Rendering) -> None:
-    stack = with_config(edge.stack, "logging", replicas=2)
+    stack = with_section(edge.stack, "logging", replicas=2)
     assert values(stack)["singleNode"] is False and values(stack)["replicas"] == 2
     assert body(stack, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 1
     assert body(edge, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 0
@@ -130,7 +122,7 @@ def admin_passwords(stack: Rendering) -> dict[str, Any]:
 
 
 def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret(edge: Rendering) -> None:
-    stack = run_stack(edge.stack, {ADMIN_PASSWORD_KEY: None})
+    stack = run_fixture(edge.stack, {ADMIN_PASSWORD_KEY: None})
     (env,) = [e for e in values(stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
     assert "value" not in env
     password = stack.one("random:index/randomPassword:RandomPassword", f"{stack.stack}-opensearch-admin-password")
@@ -138,13 +130,13 @@ def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret
     assert min(password.inputs[k] for k in ("minUpper", "minLower", "minNumeric", "minSpecial")) >= 1
     for place, value in admin_passwords(stack).items():
         assert value == Secret(MOCK_PASSWORD), place
-    assert stack.outputs["opensearchUrl"] == f"https://opensearch.mkube-{stack.stack[-3:]}.miribit.lab"
+    assert stack.outputs["opensearchUrl"] == f"https://opensearch.{settings(stack).domain}"
 
 
 def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_stack: Rendering) -> None:
     # A secret key: set with `pulumi config set --secret`, never in a committed stack file.
     assert "opensearchAdminPassword" in {secret.key for secret in SECRET_KEYS}
-    stack = run_stack(any_stack.stack, {ADMIN_PASSWORD_KEY: ROTATED_PASSWORD})
+    stack = run_fixture(any_stack.stack, {ADMIN_PASSWORD_KEY: ROTATED_PASSWORD})
     for place, value in admin_passwords(stack).items():
         assert value == Secret(ROTATED_PASSWORD), place
     # Kept: removing the config again returns to the same generated password, not a new one.
@@ -169,12 +161,13 @@ def test_s3_keys_go_to_the_keystore_from_the_object_storage_secret(any_stack: Re
 
 
 def test_s3_client_settings_are_in_opensearch_yml_and_no_security_section(any_stack: Rendering) -> None:
-    settings = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
-    assert settings["s3.client.default.endpoint"] == "172.20.40.21:30001"
-    assert settings["s3.client.default.protocol"] == "https"
-    assert settings["s3.client.default.path_style_access"] is True
-    assert settings["s3.client.default.region"] == "us-east-1"
-    assert not [key for key in settings if "access_key" in key or "secret_key" in key]
+    config = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
+    s3 = settings(any_stack).s3
+    assert config["s3.client.default.endpoint"] == s3.endpoint
+    assert config["s3.client.default.protocol"] == "https"
+    assert config["s3.client.default.path_style_access"] is True
+    assert config["s3.client.default.region"] == s3.region
+    assert not [key for key in config if "access_key" in key or "secret_key" in key]
     # Any `plugins.security` line makes the demo installer skip the admin password and certificates.
     assert "plugins.security" not in values(any_stack)["config"]["opensearch.yml"]
 
@@ -189,8 +182,9 @@ def test_repository_settings_hold_bucket_prefix_and_client_only(any_stack: Rende
 
 
 def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) -> None:
-    assert "extraInitContainers" not in values(edge)
-    stack = with_config(edge.stack, "s3", caCertificate=FAKE_CA)
+    public = run_fixture(edge.stack, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    assert "extraInitContainers" not in values(public)
+    stack = with_section(edge.stack, "s3", caCertificate=FAKE_CA)
     v = values(stack)
     assert "-Djavax.net.ssl.trustStore=" in v["opensearchJavaOpts"]
     (init,) = v["extraInitContainers"]
@@ -206,7 +200,7 @@ def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) ->
 
 def test_rest_api_is_behind_the_ingress_with_an_https_backend(any_stack: Rendering) -> None:
     ingress = values(any_stack)["ingress"]
-    host = f"opensearch.mkube-{any_stack.stack[-3:]}.miribit.lab"
+    host = f"opensearch.{settings(any_stack).domain}"
     assert ingress["enabled"] is True
     assert ingress["ingressClassName"] == "nginx"
     assert ingress["hosts"] == [host]
@@ -242,7 +236,7 @@ def test_snapshot_management_snapshots_daily_and_deletes_after_180_days(any_stac
 
 
 def test_retention_settings_reach_the_policies(edge: Rendering) -> None:
-    stack = with_config(edge.stack, "logging", retentionDays=7, snapshotRetention="90d", snapshotMinCount=3)
+    stack = with_section(edge.stack, "logging", retentionDays=7, snapshotRetention="90d", snapshotMinCount=3)
     assert body(stack, "IsmPolicy")["states"][0]["transitions"][0]["conditions"] == {"min_index_age": "7d"}
     assert body(stack, "SnapshotPolicy")["deletion"]["condition"] == {"max_age": "90d", "min_count": 3}
 
@@ -328,7 +322,7 @@ def test_secret_outputs_stay_per_kind(any_stack: Rendering) -> None:
 
 
 def test_tls_verification_of_the_api_is_a_setting(edge: Rendering) -> None:
-    stack = with_config(edge.stack, "logging", apiVerifyTls=True)
+    stack = with_section(edge.stack, "logging", apiVerifyTls=True)
     assert dynamic(stack, "IsmPolicy").inputs["verify_tls"] is True
 
 

@@ -26,6 +26,7 @@ from werkzeug import Request, Response
 from components import opensearch_api as api
 from components import opensearch_policies as policies
 from components.settings import LoggingSettings
+from tests.conftest import CENTRAL_STACK, EDGE
 
 PASSWORD = "Adm1n-pass-word"
 NEW_PASSWORD = "R0tated-pass-word"
@@ -323,13 +324,13 @@ USER = provider(api.InternalUserKind())
 
 def test_create_registers_the_repository_and_verifies_it(fake: tuple[FakeOpenSearch, str]) -> None:
     server, url = fake
-    body = policies.snapshot_repository("opensearch-logs", "cluster-197")
+    body = policies.snapshot_repository("opensearch-logs", EDGE)
     result = REPO.create(props(url, "logs-s3", body))
     assert result.id == "logs-s3"
     assert "__provider" not in (result.outs or {})
     assert server.objects["repo", "logs-s3"].document["settings"] == {
         "bucket": "opensearch-logs",
-        "base_path": "cluster-197",
+        "base_path": EDGE,
         "client": "default",
     }
     assert [r[0] for r in server.requests] == ["GET", "PUT", "POST"]
@@ -404,7 +405,7 @@ def test_diff_is_stable_although_the_server_adds_fields_and_stringifies_numbers(
     for prov, name, body in (
         (ISM, "logs-retention", policies.ism_policy(LOGGING)),
         (SM, "logs-daily", policies.snapshot_policy(LOGGING)),
-        (REPO, "logs-s3", policies.snapshot_repository("opensearch-logs", "cluster-196")),
+        (REPO, "logs-s3", policies.snapshot_repository("opensearch-logs", CENTRAL_STACK)),
         (TEMPLATE, "logs", policies.index_template(0)),
         (USER, "fluent-bit", {"password": "Fluent-b1t-pass", "backend_roles": []}),
     ):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
 from tests import synthetic
-from tests.conftest import any_stack_name, rendered
-from tools.engine import PROJECT, Rendering, Resource, run_stack
+from tests.conftest import any_stack_name, rendered, run_fixture, with_section
+from tools.engine import PROJECT, Rendering, Resource
 from tools.plan import plan, replacing_inputs
 
 NODE = "command:remote:Command"
@@ -20,8 +19,7 @@ def edge() -> Rendering:
 
 
 def changed_minikube(stack: str, **settings: object) -> Rendering:
-    raw = json.loads(run_stack(stack).config[f"{PROJECT}:minikube"])
-    return run_stack(stack, {f"{PROJECT}:minikube": json.dumps(raw | settings)})
+    return with_section(stack, "minikube", **settings)
 
 
 def without(rendering: Rendering, type_: str, name: str) -> Rendering:
@@ -30,7 +28,7 @@ def without(rendering: Rendering, type_: str, name: str) -> Rendering:
 
 
 def test_the_same_program_twice_changes_nothing() -> None:
-    assert {step.op for step in plan(edge(), run_stack(edge().stack)).steps} == {"same"}
+    assert {step.op for step in plan(edge(), run_fixture(edge().stack)).steps} == {"same"}
 
 
 def test_a_changed_kubelet_setting_updates_the_node_in_place() -> None:
@@ -50,7 +48,7 @@ def test_a_changed_kubernetes_version_updates_the_node_in_place() -> None:
 
 def test_a_new_host_replaces_the_node_which_protect_refuses() -> None:
     stack = edge().stack
-    moved = run_stack(stack, {f"{PROJECT}:host": "192.168.101.250"})
+    moved = run_fixture(stack, {f"{PROJECT}:host": "192.168.101.250"})
     result = plan(edge(), moved)
     step = result.step(NODE, f"{stack}-minikube")
     assert step.op == "replace" and "connection.host" in step.replaced_by

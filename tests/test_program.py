@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.settings import settings_of
+from components.settings import PROJECT, SECRET_KEYS, settings_of
 from tests.conftest import requires_charts
 from tools.cluster import cluster
 from tools.engine import ROOT, Rendering
@@ -83,8 +83,8 @@ def test_committed_stack_files_hold_no_secrets() -> None:
         text = path.read_text()
         assert "secure:" not in text, f"{path.name} holds an encrypted secret: set it in CI instead"
         config = (yaml.safe_load(text) or {}).get("config") or {}
-        for key in ("sshPrivateKey", "minioAdminUser", "minioAdminPassword"):
-            assert f"thanos-multi-cluster:{key}" not in config, f"{key} in {path.name}"
+        for secret in SECRET_KEYS:
+            assert f"{PROJECT}:{secret.key}" not in config, f"{secret.key} in {path.name}"
 
 
 def test_every_child_waits_for_what_its_component_waits_for(any_stack: Rendering) -> None:

@@ -13,10 +13,12 @@ import yaml
 
 from components import ingress_nginx, namespaces, network_policies
 from tests import synthetic
-from tests.conftest import ROOT, STACKS, any_stack_name, rendered, requires_charts
+from tests.conftest import COMMITTED_STACKS, ROOT, committed, requires_charts
 from tools import render
 from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
 
+A_STACK = COMMITTED_STACKS[0]
+AN_EDGE = next(stack for stack in COMMITTED_STACKS if committed(stack).outputs["role"] == "edge")
 ENTRY_KEYS = {"type", "name", "urn", "parent", "provider", "dependsOn", "protect", "retainOnDelete", "inputs"}
 
 
@@ -31,7 +33,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module", params=STACKS)
+@pytest.fixture(scope="module", params=COMMITTED_STACKS)
 def cli_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Any]:
     """One end-to-end run per stack: render into a fresh directory and check."""
     out = tmp_path_factory.mktemp(request.param)
@@ -41,7 +43,7 @@ def cli_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @requires_charts
 def test_render_writes_every_documented_file(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
-    rendering = rendered(stack)
+    rendering = committed(stack)
     assert sorted(p.name for p in out.iterdir()) == ["helm", "manifests.yaml", "outputs.json", "resources.json"]
     names = [str(r.inputs["name"]) for r in rendering.helm_releases()]
     expected = {f"{name}.yaml" for name in names} | {f"{name}.manifests.yaml" for name in names}
@@ -60,7 +62,7 @@ def test_chart_manifests_hold_what_helm_installs_with_our_values(cli_run: tuple[
 def test_resources_json_has_one_entry_per_registered_resource(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
     entries = json.loads((out / "resources.json").read_text())
-    assert sorted(e["urn"] for e in entries) == sorted(r.urn for r in rendered(stack).resources)
+    assert sorted(e["urn"] for e in entries) == sorted(r.urn for r in committed(stack).resources)
     known = {(e["type"], e["name"]) for e in entries}
     for entry in entries:
         assert set(entry) == ENTRY_KEYS
@@ -74,7 +76,7 @@ def test_resources_json_has_one_entry_per_registered_resource(cli_run: tuple[str
 def test_manifests_hold_every_typed_kubernetes_object(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
     documents = [d for d in yaml.safe_load_all((out / "manifests.yaml").read_text()) if d]
-    assert len(documents) == len(rendered(stack).kubernetes_objects())
+    assert len(documents) == len(committed(stack).kubernetes_objects())
     for document in documents:
         assert list(document)[:3] == ["apiVersion", "kind", "metadata"]
     kinds = [d["kind"] for d in documents]
@@ -83,7 +85,7 @@ def test_manifests_hold_every_typed_kubernetes_object(cli_run: tuple[str, Path, 
 
 def test_helm_files_hold_chart_repo_version_namespace_and_values(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
-    for release in rendered(stack).helm_releases():
+    for release in committed(stack).helm_releases():
         entry = yaml.safe_load((out / "helm" / f"{release.inputs['name']}.yaml").read_text())
         assert list(entry) == ["chart", "repo", "version", "namespace", "values"]
         assert entry["chart"] == release.inputs["chart"]
@@ -95,7 +97,7 @@ def test_helm_files_hold_chart_repo_version_namespace_and_values(cli_run: tuple[
 def test_outputs_are_written_with_secrets_redacted(cli_run: tuple[str, Path, Any]) -> None:
     stack, out, _ = cli_run
     outputs = json.loads((out / "outputs.json").read_text())
-    assert set(outputs) == set(rendered(stack).outputs)
+    assert set(outputs) == set(committed(stack).outputs)
     assert outputs["kubeconfig"] == "[secret]"
     assert outputs["role"] in ("central", "edge")
 
@@ -151,7 +153,7 @@ def test_bad_config_exits_2_with_the_one_line_reason(
         return run_stack(stack, {f"{PROJECT}:minikube": json.dumps({"cni": "bridge"})})
 
     monkeypatch.setattr(render, "run_stack", bad_config)
-    assert render.main(["--stack", "cluster-197", "--out", str(tmp_path / "out"), "--check"]) == 2
+    assert render.main(["--stack", A_STACK, "--out", str(tmp_path / "out"), "--check"]) == 2
     err = capsys.readouterr().err
     assert err == (
         "invalid stack config: thanos-multi-cluster:minikube.cni: Input should be 'calico' or 'cilium' (got 'bridge')\n"
@@ -163,12 +165,12 @@ def test_an_unknown_stack_exits_2_with_one_line() -> None:
     result = cli("--stack", "cluster-999", "--check")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "no stack file Pulumi.cluster-999.yaml; known stacks: cluster-196, cluster-197, cluster-198"
+        f"no stack file Pulumi.cluster-999.yaml; known stacks: {', '.join(COMMITTED_STACKS)}"
     ]
 
 
 def test_nothing_to_do_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert render.main(["--stack", "cluster-197"]) == 2
+    assert render.main(["--stack", A_STACK]) == 2
     assert "give --out DIR, --check, or both" in capsys.readouterr().err
 
 
@@ -178,7 +180,7 @@ def test_check_exits_1_and_lists_every_finding(
     unsized = synthetic.container(imagePullPolice="x", resources={})
     broken = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[unsized])))
     monkeypatch.setattr(render, "run_stack", lambda stack: broken)
-    assert render.main(["--stack", "cluster-197", "--check"]) == 1
+    assert render.main(["--stack", A_STACK, "--check"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("capacity of test: ")
     assert "\nkubernetes-schema: Deployment default/app: spec.template.spec.containers[0]: " in out
@@ -191,7 +193,7 @@ def test_check_exits_1_and_lists_every_finding(
 def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     clean = synthetic.rendering(synthetic.kubernetes(synthetic.deployment()))
     monkeypatch.setattr(render, "run_stack", lambda stack: clean)
-    assert render.main(["--stack", "cluster-197", "--check"]) == 0
+    assert render.main(["--stack", A_STACK, "--check"]) == 0
     out = capsys.readouterr().out
     assert "Deployment default/app container app" in out  # the capacity report is printed either way
     assert out.endswith("check test: no findings\n")
@@ -201,8 +203,8 @@ def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
 
 def test_two_renderings_of_a_stack_are_identical(tmp_path: Path) -> None:
-    render.write(run_stack("cluster-197"), tmp_path / "a")
-    render.write(run_stack("cluster-197"), tmp_path / "b")
+    render.write(run_stack(A_STACK), tmp_path / "a")
+    render.write(run_stack(A_STACK), tmp_path / "b")
     for path in (tmp_path / "a").rglob("*.*"):
         assert path.read_text() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_text(), path
 
@@ -251,7 +253,7 @@ def test_the_cli_closes_the_event_loops_worker_threads_left_behind() -> None:
 
 
 def check_edge(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = render.main(["--stack", any_stack_name(role="edge"), "--check"])
+    code = render.main(["--stack", AN_EDGE, "--check"])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 

@@ -15,14 +15,10 @@ import yaml
 from components.object_storage import CA_FILE, OBJSTORE_MOUNT_DIR
 from components.s3_credentials import CentralStackNotReady, untrusted_address_warning
 from components.settings import PROJECT, S3Settings
-from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, run_stack, unwrap
+from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, run_fixture, settings
+from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, unwrap
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n"
-OTHER_CLUSTERS = {
-    "cluster-196": ("cluster-197", "cluster-198"),
-    "cluster-197": ("cluster-196", "cluster-198"),
-    "cluster-198": ("cluster-196", "cluster-197"),
-}
 
 
 def secret_data(stack: Rendering, name: str, namespace: str) -> dict[str, str]:
@@ -52,23 +48,29 @@ def strings(value: Any) -> Iterator[str]:
 
 
 def test_the_sidecar_gets_an_objstore_config_with_its_own_user(any_stack: Rendering) -> None:
+    s3 = settings(any_stack).s3
     assert objstore(any_stack, "sidecar") == {
         "type": "S3",
         "config": {
-            "bucket": "thanos",
-            "endpoint": "172.20.40.21:30001",
-            "region": "us-east-1",
+            "bucket": s3.buckets.thanos,
+            "endpoint": s3.endpoint,
+            "region": s3.region,
             "insecure": False,
             "access_key": f"{any_stack.stack}-thanos-sidecar",
             "secret_key": MOCK_PASSWORD,
-            "http_config": {},
+            "http_config": {"tls_config": {"ca_file": CA_FILE}},  # the fixture's MinIO has its own CA
         },
     }
 
 
+def test_without_a_ca_the_sidecar_trusts_the_public_cas() -> None:
+    stack = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    assert objstore(stack, "sidecar")["config"]["http_config"] == {}
+
+
 def test_store_gateway_and_compactor_configs_exist_on_central_only(central: Rendering, edge: Rendering) -> None:
-    assert objstore(central, "store")["config"]["access_key"] == "cluster-196-thanos-store"
-    assert objstore(central, "compactor")["config"]["access_key"] == "cluster-196-thanos-compactor"
+    assert objstore(central, "store")["config"]["access_key"] == f"{central.stack}-thanos-store"
+    assert objstore(central, "compactor")["config"]["access_key"] == f"{central.stack}-thanos-compactor"
     for component in ("store", "compactor"):
         with pytest.raises(LookupError):
             edge.k8s("Secret", f"thanos-objstore-{component}", "monitoring")
@@ -76,7 +78,7 @@ def test_store_gateway_and_compactor_configs_exist_on_central_only(central: Rend
 
 def test_a_configured_ca_is_shipped_in_the_secret_and_named_where_it_is_mounted() -> None:
     s3 = {"endpoint": "minio.lab:9000", "useTls": True, "caCertificate": PEM}
-    stack = run_stack("cluster-197", {f"{PROJECT}:s3": json.dumps(s3)})
+    stack = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps(s3)})
     data = secret_data(stack, "thanos-objstore-sidecar", "monitoring")
     assert data["ca.crt"] == PEM
     config = yaml.safe_load(data["objstore.yml"])["config"]
@@ -87,7 +89,7 @@ def test_a_configured_ca_is_shipped_in_the_secret_and_named_where_it_is_mounted(
 
 
 def test_plain_http_minio_is_insecure_in_thanos_terms() -> None:
-    stack = run_stack("cluster-198", {f"{PROJECT}:s3": json.dumps({"useTls": False})})
+    stack = run_fixture(OTHER_EDGE, {f"{PROJECT}:s3": json.dumps({"useTls": False})})
     config = objstore(stack, "sidecar")["config"]
     assert config["insecure"] is True
     assert "tls_config" not in config["http_config"]
@@ -108,7 +110,7 @@ def test_longhorn_backs_up_with_the_clusters_own_user(any_stack: Rendering) -> N
     data = secret_data(any_stack, "longhorn-backup-credentials", "longhorn-system")
     assert data["AWS_ACCESS_KEY_ID"] == f"{any_stack.stack}-longhorn"
     assert data["AWS_SECRET_ACCESS_KEY"] == MOCK_PASSWORD
-    assert data["AWS_ENDPOINTS"] == "https://172.20.40.21:30001"
+    assert data["AWS_ENDPOINTS"] == f"https://{settings(any_stack).s3.endpoint}"
 
 
 def test_no_stand_in_backup_keys_are_read_from_config(any_stack: Rendering) -> None:
@@ -125,7 +127,7 @@ def object_store_secrets(stack: Rendering) -> list[Resource]:
 
 def test_secrets_wait_for_their_namespace(any_stack: Rendering) -> None:
     secrets = object_store_secrets(any_stack)
-    assert len(secrets) == (4 if any_stack.stack == "cluster-196" else 2)
+    assert len(secrets) == (4 if any_stack.stack == CENTRAL_STACK else 2)
     for secret in secrets:
         namespace = any_stack.k8s("Namespace", secret.metadata["namespace"])
         assert any_stack.depends_on(secret, namespace), secret.name
@@ -136,15 +138,15 @@ def test_on_central_secrets_wait_for_the_users_policies(central: Rendering) -> N
         r.inputs["userName"]: r for r in central.of_type("minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment")
     }
     sidecar = central.k8s("Secret", "thanos-objstore-sidecar", "monitoring")
-    assert central.depends_on(sidecar, attachments["cluster-196-thanos-sidecar"])
+    assert central.depends_on(sidecar, attachments[f"{central.stack}-thanos-sidecar"])
     keystore = central.k8s("Secret", "opensearch-s3-keystore", "logging")
-    assert central.depends_on(keystore, attachments["cluster-196-opensearch"])
+    assert central.depends_on(keystore, attachments[f"{central.stack}-opensearch"])
     assert not central.of_type("pulumi:pulumi:StackReference"), "central uses its own users directly"
 
 
 def test_an_edge_reads_its_credentials_from_the_central_stack(edge: Rendering) -> None:
     reference = edge.one("pulumi:pulumi:StackReference")
-    assert reference.inputs["name"] == "organization/thanos-multi-cluster/cluster-196"
+    assert reference.inputs["name"] == f"organization/thanos-multi-cluster/{CENTRAL_STACK}"
     component = edge.one(f"{PROJECT}:objectstore:S3Credentials")
     assert reference.parent_urn == component.urn
     for secret in object_store_secrets(edge):
@@ -157,12 +159,12 @@ def test_a_cluster_holds_only_its_own_credentials_and_never_admin_ones(any_stack
     in_cluster = [r for r in any_stack.resources if not r.type.startswith(("minio:", "pulumi:providers:minio"))]
     seen = [s for r in in_cluster for s in strings(r.inputs)]
     seen += [s for key, value in any_stack.outputs.items() if key != "objectStoreCredentials" for s in strings(value)]
-    for other in OTHER_CLUSTERS[any_stack.stack]:
+    for other in (stack for stack in STACKS if stack != any_stack.stack):
         leaked = [s for s in seen if f"{other}-" in s]
         assert leaked == [], f"{any_stack.stack} holds credentials of {other}"
     assert not [s for s in seen if "minioAdmin" in s]
     holders = {r.type for r in any_stack.resources if any("minioAdmin" in s for s in strings(r.inputs))}
-    assert holders == ({"pulumi:providers:minio"} if any_stack.stack == "cluster-196" else set())
+    assert holders == ({"pulumi:providers:minio"} if any_stack.stack == CENTRAL_STACK else set())
 
 
 def test_edges_publish_no_credentials(edge: Rendering) -> None:
@@ -171,21 +173,21 @@ def test_edges_publish_no_credentials(edge: Rendering) -> None:
 
 def test_an_edge_stops_with_deploy_central_first_when_the_output_is_missing() -> None:
     with pytest.raises(CentralStackNotReady) as error:
-        run_stack("cluster-197", stack_outputs=lambda name: {})
+        run_fixture(EDGE, stack_outputs=lambda name: {})
     assert "no `objectStoreCredentials` output" in str(error.value)
-    assert "deploy the central stack first (`pulumi up -s cluster-196`)" in str(error.value)
+    assert f"deploy the central stack first (`pulumi up -s {CENTRAL_STACK}`)" in str(error.value)
 
 
 def test_an_edge_central_does_not_know_stops_with_the_same_advice() -> None:
-    def central_without_198(name: str) -> dict[str, Any]:
-        assert name == "organization/thanos-multi-cluster/cluster-196"
-        return {"objectStoreCredentials": {"cluster-197": {"longhorn": {"accessKey": "a", "secretKey": "b"}}}}
+    def central_without_the_other_edge(name: str) -> dict[str, Any]:
+        assert name == f"organization/thanos-multi-cluster/{CENTRAL_STACK}"
+        return {"objectStoreCredentials": {EDGE: {"longhorn": {"accessKey": "a", "secretKey": "b"}}}}
 
     with pytest.raises(CentralStackNotReady) as error:
-        run_stack("cluster-198", stack_outputs=central_without_198)
-    assert "no object-store credentials for cluster-198" in str(error.value)
+        run_fixture(OTHER_EDGE, stack_outputs=central_without_the_other_edge)
+    assert f"no object-store credentials for {OTHER_EDGE}" in str(error.value)
     assert "`edges`" in str(error.value)
-    assert "(`pulumi up -s cluster-196`)" in str(error.value)
+    assert f"(`pulumi up -s {CENTRAL_STACK}`)" in str(error.value)
 
 
 def test_the_central_stack_name_is_configurable() -> None:
@@ -195,9 +197,10 @@ def test_the_central_stack_name_is_configurable() -> None:
         asked.append(name)
         return {}
 
-    with pytest.raises(CentralStackNotReady, match=r"pulumi up -s hub\b"):
-        run_stack("cluster-197", {f"{PROJECT}:centralStack": "team/thanos-multi-cluster/hub"}, stack_outputs=outputs)
-    assert asked == ["team/thanos-multi-cluster/hub"]
+    moved = {f"{PROJECT}:centralStack": "team/thanos-multi-cluster/monitoring-hub"}
+    with pytest.raises(CentralStackNotReady, match=r"pulumi up -s monitoring-hub\b"):
+        run_fixture(EDGE, moved, stack_outputs=outputs)
+    assert asked == ["team/thanos-multi-cluster/monitoring-hub"]
 
 
 # --- every client verifies MinIO's certificate ---------------------------------------------
@@ -216,10 +219,11 @@ def test_the_program_prints_the_warning_until_a_ca_is_set(
     caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # central writes the provider's CA file there
+    without_ca = {f"{PROJECT}:s3": json.dumps({"endpoint": "10.20.0.50:9000"})}
     with caplog.at_level(logging.WARNING):
-        run_stack("cluster-198")
+        run_fixture(CENTRAL_STACK, without_ca)
     assert any("is an IP address" in record.getMessage() for record in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING):  # central: no nested rendering with the committed config
-        run_stack("cluster-196", {f"{PROJECT}:s3": json.dumps({"caCertificate": PEM})})
+    with caplog.at_level(logging.WARNING):  # the fixture stacks set the CA of their MinIO
+        run_fixture(CENTRAL_STACK)
     assert not any("is an IP address" in record.getMessage() for record in caplog.records)

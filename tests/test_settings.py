@@ -2,201 +2,184 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any
 
 import pytest
 
 from components.settings import PROJECT, SettingsError, duration_seconds, parse_settings
-from tools.engine import load_stack_config, run_stack
-
-
-def raw_config(stack: str) -> dict[str, Any]:
-    """The stack file as the program sees it, JSON decoded, without the project prefix."""
-    raw = {}
-    for key, value in load_stack_config(stack).items():
-        name = key.removeprefix(f"{PROJECT}:")
-        raw[name] = json.loads(value) if value[:1] in "[{" else value
-    return raw
+from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, raw_config, run_fixture
 
 
 def changed(stack: str, **changes: Any) -> dict[str, Any]:
-    """The stack's config with top-level keys replaced (None removes the key)."""
-    raw = copy.deepcopy(raw_config(stack))
-    for key, value in changes.items():
-        if value is None:
-            raw.pop(key, None)
-        else:
-            raw[key] = value
-    return raw
+    """The fixture stack's config with top-level keys replaced (None removes the key)."""
+    return raw_config(stack, **changes)
 
 
 def minikube(**changes: Any) -> dict[str, Any]:
-    return {**raw_config("cluster-197")["minikube"], **changes}
+    return {**raw_config(EDGE).get("minikube", {}), **changes}
 
 
 BROKEN = [
     # (id, stack, config, words the message must contain)
-    ("missing role", "cluster-197", changed("cluster-197", role=None), [f"{PROJECT}:role", "required"]),
-    ("unknown role", "cluster-197", changed("cluster-197", role="hub"), [f"{PROJECT}:role", "'central'", "'edge'"]),
+    ("missing role", EDGE, changed(EDGE, role=None), [f"{PROJECT}:role", "required"]),
+    ("unknown role", EDGE, changed(EDGE, role="hub"), [f"{PROJECT}:role", "'central'", "'edge'"]),
     (
         "name differs from stack",
-        "cluster-197",
-        changed("cluster-197", clusterName="cluster-198"),
-        ["clusterName", "cluster-197", "equal"],
+        EDGE,
+        changed(EDGE, clusterName=OTHER_EDGE),
+        ["clusterName", EDGE, "equal"],
     ),
-    ("malformed host", "cluster-197", changed("cluster-197", host="192.168.101"), [f"{PROJECT}:host", "IP address"]),
-    ("host with scheme", "cluster-197", changed("cluster-197", host="https://a.b"), [f"{PROJECT}:host"]),
+    ("malformed host", EDGE, changed(EDGE, host="192.168.101"), [f"{PROJECT}:host", "IP address"]),
+    ("host with scheme", EDGE, changed(EDGE, host="https://a.b"), [f"{PROJECT}:host"]),
     (
         "edge listing edges",
-        "cluster-197",
-        changed("cluster-197", edges=[{"name": "cluster-198", "host": "10.0.0.8"}]),
+        EDGE,
+        changed(EDGE, edges=[{"name": OTHER_EDGE, "host": "10.0.0.8"}]),
         ["edges", "only the central"],
     ),
-    ("central without edges", "cluster-196", changed("cluster-196", edges=None), ["edges", "at least one edge"]),
+    ("central without edges", CENTRAL_STACK, changed(CENTRAL_STACK, edges=None), ["edges", "at least one edge"]),
     (
         "duplicate edge names",
-        "cluster-196",
+        CENTRAL_STACK,
         changed(
-            "cluster-196",
-            edges=[{"name": "cluster-197", "host": "10.0.0.7"}, {"name": "cluster-197", "host": "10.0.0.8"}],
+            CENTRAL_STACK,
+            edges=[{"name": EDGE, "host": "10.0.0.7"}, {"name": EDGE, "host": "10.0.0.8"}],
         ),
-        ["duplicate edge names", "cluster-197"],
+        ["duplicate edge names", EDGE],
     ),
     (
         "edge with malformed host",
-        "cluster-196",
-        changed("cluster-196", edges=[{"name": "cluster-197", "host": "not a host"}]),
+        CENTRAL_STACK,
+        changed(CENTRAL_STACK, edges=[{"name": EDGE, "host": "not a host"}]),
         [f"{PROJECT}:edges.0.host"],
     ),
     (
         "bad kubernetes version",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(kubernetesVersion="1.28")),
+        EDGE,
+        changed(EDGE, minikube=minikube(kubernetesVersion="1.28")),
         ["minikube.kubernetesVersion", "v1.28.0"],
     ),
     (
         "unsupported kubernetes version",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(kubernetesVersion="v1.19.0")),
+        EDGE,
+        changed(EDGE, minikube=minikube(kubernetesVersion="v1.19.0")),
         ["minikube.kubernetesVersion", "supported range"],
     ),
     (
         "unknown minikube mode",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(mode="winrm")),
+        EDGE,
+        changed(EDGE, minikube=minikube(mode="winrm")),
         ["minikube.mode", "'ssh'", "'local'"],
     ),
     (
         "containerd as a driver (C1)",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(driver="containerd")),
+        EDGE,
+        changed(EDGE, minikube=minikube(driver="containerd")),
         ["minikube.driver", "'none'"],
     ),
     (
         "CNI that enforces nothing (C3)",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(cni="bridge")),
+        EDGE,
+        changed(EDGE, minikube=minikube(cni="bridge")),
         ["minikube.cni", "'calico'"],
     ),
     (
         "docker runtime",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(containerRuntime="docker")),
+        EDGE,
+        changed(EDGE, minikube=minikube(containerRuntime="docker")),
         ["minikube.containerRuntime", "'containerd'"],
     ),
     (
         "ssh port out of range",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(sshPort=70000)),
+        EDGE,
+        changed(EDGE, minikube=minikube(sshPort=70000)),
         ["minikube.sshPort", "65535"],
     ),
     (
         "negative cpus",
-        "cluster-197",
-        changed("cluster-197", node={"cpus": -4, "memoryGib": 16}),
+        EDGE,
+        changed(EDGE, node={"cpus": -4, "memoryGib": 16}),
         ["node.cpus", "greater than 0"],
     ),
     (
         "negative memory",
-        "cluster-197",
-        changed("cluster-197", node={"cpus": 4, "memoryGib": -1}),
+        EDGE,
+        changed(EDGE, node={"cpus": 4, "memoryGib": -1}),
         ["node.memoryGib", "greater than 0"],
     ),
     (
         "reserve larger than node",
-        "cluster-197",
-        changed("cluster-197", node={"cpus": 1, "memoryGib": 16}),
+        EDGE,
+        changed(EDGE, node={"cpus": 1, "memoryGib": 16}),
         ["node", "system reserve"],
     ),
     (
         "misspelled key",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(driverr="none")),
+        EDGE,
+        changed(EDGE, minikube=minikube(driverr="none")),
         ["minikube.driverr", "not a known setting"],
     ),
     (
         "bad disk size",
-        "cluster-197",
-        changed("cluster-197", minikube=minikube(diskSize="100GB")),
+        EDGE,
+        changed(EDGE, minikube=minikube(diskSize="100GB")),
         ["minikube.diskSize"],
     ),
     (
         "s3 endpoint with scheme",
-        "cluster-197",
-        changed("cluster-197", s3={"endpoint": "https://172.20.40.21:30001"}),
+        EDGE,
+        changed(EDGE, s3={"endpoint": "https://172.20.40.21:30001"}),
         ["s3.endpoint", "without a scheme"],
     ),
     (
         "s3 endpoint without port",
-        "cluster-197",
-        changed("cluster-197", s3={"endpoint": "172.20.40.21"}),
+        EDGE,
+        changed(EDGE, s3={"endpoint": "172.20.40.21"}),
         ["s3.endpoint", "host:port"],
     ),
     (
-        "expiring current objects (C10)",
-        "cluster-197",
-        changed("cluster-197", s3={"expireCurrentObjectsDays": 180}),
-        ["refused", "C10"],
+        "expiring current objects",
+        EDGE,
+        changed(EDGE, s3={"expireCurrentObjectsDays": 180}),
+        ["refused", "age-based expiry corrupts"],
     ),
     (
         "skipping MinIO certificate verification",
-        "cluster-197",
-        changed("cluster-197", s3={"insecureSkipVerify": True}),
+        EDGE,
+        changed(EDGE, s3={"insecureSkipVerify": True}),
         ["s3.insecureSkipVerify is refused", "Longhorn", "s3.caCertificate", "pulumi config set --path"],
     ),
     (
         "skipping verification even with a CA",
-        "cluster-197",
-        changed("cluster-197", s3={"insecureSkipVerify": True, "caCertificate": "-----BEGIN CERTIFICATE-----"}),
+        EDGE,
+        changed(EDGE, s3={"insecureSkipVerify": True, "caCertificate": "-----BEGIN CERTIFICATE-----"}),
         ["s3.insecureSkipVerify is refused"],
     ),
     (
         "kubelet node-ip (the component pins it)",
-        "cluster-197",
-        changed("cluster-197", minikube={"extraKubeletConfig": {"node-ip": "10.0.0.9"}}),
+        EDGE,
+        changed(EDGE, minikube={"extraKubeletConfig": {"node-ip": "10.0.0.9"}}),
         ["minikube.extraKubeletConfig", "node-ip is always the host's IP"],
     ),
     (
         "whitespace in a kubelet setting",
-        "cluster-197",
-        changed("cluster-197", minikube={"extraKubeletConfig": {"max-pods": "110 --x"}}),
+        EDGE,
+        changed(EDGE, minikube={"extraKubeletConfig": {"max-pods": "110 --x"}}),
         ["minikube.extraKubeletConfig", "whitespace"],
     ),
     (
         "chart version range",
-        "cluster-197",
-        changed("cluster-197", versions={"longhorn": "^1.5"}),
+        EDGE,
+        changed(EDGE, versions={"longhorn": "^1.5"}),
         ["versions.longhorn", "exact chart version"],
     ),
     (
         "bad backup schedule",
-        "cluster-197",
-        changed("cluster-197", longhorn={"backupSchedule": "daily"}),
+        EDGE,
+        changed(EDGE, longhorn={"backupSchedule": "daily"}),
         ["longhorn.backupSchedule", "cron"],
     ),
-    ("bad domain", "cluster-197", changed("cluster-197", domain="localhost"), [f"{PROJECT}:domain"]),
+    ("bad domain", EDGE, changed(EDGE, domain="localhost"), [f"{PROJECT}:domain"]),
 ]
 
 
@@ -214,23 +197,21 @@ def test_broken_config_is_rejected_with_one_message_naming_the_key(
         assert words in message, message
 
 
-@pytest.mark.parametrize("stack", ["cluster-196", "cluster-197", "cluster-198"])
-def test_committed_stack_files_are_valid(stack: str) -> None:
+@pytest.mark.parametrize("stack", [CENTRAL_STACK, EDGE, OTHER_EDGE])
+def test_fixture_stack_files_are_valid(stack: str) -> None:
     settings = parse_settings(raw_config(stack), stack)
     assert settings.cluster_name == stack
-    assert settings.is_central == (stack == "cluster-196")
+    assert settings.is_central == (stack == CENTRAL_STACK)
 
 
-def test_central_lists_both_edges_with_their_hosts() -> None:
-    settings = parse_settings(raw_config("cluster-196"), "cluster-196")
-    assert [(edge.name, edge.host) for edge in settings.edges] == [
-        ("cluster-197", "192.168.101.197"),
-        ("cluster-198", "192.168.101.198"),
-    ]
+def test_central_lists_every_edge_with_its_host() -> None:
+    settings = parse_settings(raw_config(CENTRAL_STACK), CENTRAL_STACK)
+    edges = {edge.name: edge.host for edge in settings.edges}
+    assert edges == {stack: raw_config(stack)["host"] for stack in (EDGE, OTHER_EDGE)}
 
 
 def test_defaults_are_the_design_choices() -> None:
-    settings = parse_settings(changed("cluster-197", minikube=None, node=None), "cluster-197")
+    settings = parse_settings(changed(EDGE, minikube=None, node=None), EDGE)
     assert settings.minikube.driver == "none"
     assert settings.minikube.container_runtime == "containerd"
     assert settings.minikube.cni == "calico"
@@ -240,22 +221,22 @@ def test_defaults_are_the_design_choices() -> None:
 
 def test_the_program_stops_with_the_settings_message_not_a_traceback() -> None:
     with pytest.raises(SettingsError, match=f"{PROJECT}:role"):
-        run_stack("cluster-197", {f"{PROJECT}:role": "hub"})
+        run_fixture(EDGE, {f"{PROJECT}:role": "hub"})
 
 
 def test_ssh_mode_requires_the_private_key_secret() -> None:
     with pytest.raises(SettingsError, match=r"sshPrivateKey is required when minikube\.mode is ssh"):
-        run_stack("cluster-197", {f"{PROJECT}:sshPrivateKey": None})
+        run_fixture(EDGE, {f"{PROJECT}:sshPrivateKey": None})
 
 
 def test_an_edge_refuses_minio_admin_credentials() -> None:
     with pytest.raises(SettingsError, match="edges never hold MinIO admin credentials"):
-        run_stack("cluster-197", {f"{PROJECT}:minioAdminPassword": "x"})
+        run_fixture(EDGE, {f"{PROJECT}:minioAdminPassword": "x"})
 
 
 def test_central_requires_minio_admin_credentials() -> None:
     with pytest.raises(SettingsError, match="minioAdminPassword is required on the central stack"):
-        run_stack("cluster-196", {f"{PROJECT}:minioAdminPassword": None})
+        run_fixture(CENTRAL_STACK, {f"{PROJECT}:minioAdminPassword": None})
 
 
 def test_durations() -> None:
@@ -267,13 +248,13 @@ def test_durations() -> None:
 
 def test_a_dns_host_needs_its_ip_for_the_network_policies() -> None:
     with pytest.raises(SettingsError, match="is a DNS name; set `address`"):
-        parse_settings(changed("cluster-197", host="node197.lab"), "cluster-197")
-    settings = parse_settings(changed("cluster-197", host="node197.lab", address="192.168.101.197"), "cluster-197")
+        parse_settings(changed(EDGE, host="node197.lab"), EDGE)
+    settings = parse_settings(changed(EDGE, host="node197.lab", address="192.168.101.197"), EDGE)
     assert settings.ip == "192.168.101.197"
 
 
 def test_edges_name_the_central_address_and_central_does_not() -> None:
     with pytest.raises(SettingsError, match="centralAddress: an edge needs"):
-        parse_settings(changed("cluster-197", centralAddress=None), "cluster-197")
+        parse_settings(changed(EDGE, centralAddress=None), EDGE)
     with pytest.raises(SettingsError, match="centralAddress: only edge stacks"):
-        parse_settings(changed("cluster-196", centralAddress="192.168.101.196"), "cluster-196")
+        parse_settings(changed(CENTRAL_STACK, centralAddress="192.168.101.196"), CENTRAL_STACK)

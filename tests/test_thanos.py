@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from components.settings import PROJECT, SettingsError, parse_settings, quantity_bytes
-from tests.conftest import STACKS, rendered
-from tests.test_kube_prometheus_stack import CONTAINERS, at, raw_config
+from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings
+from tests.test_kube_prometheus_stack import CONTAINERS, at
 from tests.test_kube_prometheus_stack import values as kps_values
-from tools.engine import Rendering, Resource, Secret, run_stack
+from tools.engine import Rendering, Resource, Secret
 
 WORKLOADS = {
     "thanos-query": "Deployment",
@@ -59,7 +59,7 @@ def thanos_containers(stack: Rendering) -> list[dict[str, Any]]:
 def test_only_central_runs_the_thanos_components() -> None:
     for stack in STACKS:
         present = {name for name in WORKLOADS if any(r.name == name for r in rendered(stack).kubernetes_objects())}
-        assert present == (set(WORKLOADS) if stack == "cluster-196" else set()), stack
+        assert present == (set(WORKLOADS) if stack == CENTRAL_STACK else set()), stack
 
 
 def test_every_thanos_flag_exists_for_its_component(central: Rendering, reference: Path) -> None:
@@ -83,18 +83,17 @@ def test_query_reaches_local_sidecar_store_gateway_and_each_edge_nodeport(centra
     assert endpoints == [
         "dnssrv+_grpc._tcp.kps-thanos-discovery.monitoring.svc.cluster.local",
         "dnssrv+_grpc._tcp.thanos-store.monitoring.svc.cluster.local",
-        "192.168.101.197:30901",
-        "192.168.101.198:30901",
+        *(f"{edge.host}:30901" for edge in settings(central).edges),
     ]
     assert not flag_values(args(central, "thanos-query"), "--store")  # deprecated, removed in v0.38 (C5)
 
 
 def test_query_endpoints_follow_the_edges_in_config() -> None:
     edges = [
-        {"name": "cluster-197", "host": "10.1.2.3"},
+        {"name": EDGE, "host": "10.1.2.3"},
         {"name": "cluster-199", "host": "edge-199.example.lab", "address": "10.1.2.4"},
     ]
-    stack = run_stack("cluster-196", {f"{PROJECT}:edges": json.dumps(edges)})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:edges": json.dumps(edges)})
     endpoints = flag_values(args(stack, "thanos-query"), "--endpoint")
     assert endpoints[2:] == ["10.1.2.3:30901", "edge-199.example.lab:30901"]
 
@@ -163,10 +162,10 @@ def test_query_runs_twice_with_a_disruption_budget(central: Rendering) -> None:
 
 
 def test_query_replicas_come_from_config_and_never_drop_below_two() -> None:
-    stack = run_stack("cluster-196", {f"{PROJECT}:thanos": json.dumps({"queryReplicas": 3})})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:thanos": json.dumps({"queryReplicas": 3})})
     assert workload(stack, "thanos-query").inputs["spec"]["replicas"] == 3
     with pytest.raises(SettingsError, match=r"thanos\.queryReplicas"):
-        parse_settings(raw_config("cluster-196", thanos={"queryReplicas": 1}), "cluster-196")
+        parse_settings(raw_config(CENTRAL_STACK, thanos={"queryReplicas": 1}), CENTRAL_STACK)
 
 
 def test_query_frontend_splits_caches_and_forwards_to_query(central: Rendering) -> None:
@@ -185,7 +184,7 @@ def test_query_frontend_splits_caches_and_forwards_to_query(central: Rendering) 
 def test_query_frontend_is_behind_ingress_with_a_login(central: Rendering) -> None:
     ingress = central.k8s("Ingress", "thanos-query-frontend", "monitoring").inputs
     (rule,) = ingress["spec"]["rules"]
-    assert rule["host"] == "thanos.mkube-196.miribit.lab"
+    assert rule["host"] == f"thanos.{settings(central).domain}"
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "thanos-query-frontend", "port": {"name": "http"}}
     frontend_ports = central.k8s("Service", "thanos-query-frontend", "monitoring").inputs["spec"]["ports"]
@@ -195,7 +194,7 @@ def test_query_frontend_is_behind_ingress_with_a_login(central: Rendering) -> No
     auth = central.k8s("Secret", annotations["nginx.ingress.kubernetes.io/auth-secret"], "monitoring")
     assert isinstance(auth.inputs["stringData"], Secret)
     assert isinstance(central.outputs["thanosUiPassword"], Secret)
-    assert central.outputs["thanosUrl"] == "http://thanos.mkube-196.miribit.lab/"
+    assert central.outputs["thanosUrl"] == f"http://thanos.{settings(central).domain}/"
 
 
 def objstore_file(stack: Rendering, name: str, secret: str) -> None:
@@ -245,7 +244,7 @@ def test_compactor_is_a_waiting_downsampling_singleton_with_explicit_retention(c
 
 def test_compactor_retention_comes_from_config() -> None:
     thanos = {"retentionRaw": "14d", "retention5m": "60d", "retention1h": "0d"}
-    stack = run_stack("cluster-196", {f"{PROJECT}:thanos": json.dumps(thanos)})
+    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:thanos": json.dumps(thanos)})
     arguments = args(stack, "thanos-compactor")
     assert flag_values(arguments, "--retention.resolution-raw") == ["14d"]
     assert flag_values(arguments, "--retention.resolution-5m") == ["60d"]
@@ -264,14 +263,14 @@ def test_compactor_retention_comes_from_config() -> None:
 )
 def test_bad_thanos_config_is_rejected_with_the_key(thanos: dict[str, str], words: list[str]) -> None:
     with pytest.raises(SettingsError) as error:
-        parse_settings(raw_config("cluster-196", thanos=thanos), "cluster-196")
+        parse_settings(raw_config(CENTRAL_STACK, thanos=thanos), CENTRAL_STACK)
     for word in words:
         assert word in str(error.value)
 
 
 def test_forever_and_the_shortest_useful_raw_retention_are_accepted() -> None:
     for raw in ("0d", "40h"):
-        settings = parse_settings(raw_config("cluster-196", thanos={"retentionRaw": raw}), "cluster-196")
+        settings = parse_settings(raw_config(CENTRAL_STACK, thanos={"retentionRaw": raw}), CENTRAL_STACK)
         assert settings.thanos.retention_raw == raw
 
 

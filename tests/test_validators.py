@@ -15,7 +15,7 @@ import pytest
 
 from components.ingress_nginx import ingress_nginx_values
 from tests import synthetic
-from tests.conftest import STACKS, rendered
+from tests.conftest import EDGE, STACKS, rendered
 from tools.engine import MOCK_PASSWORD, PROJECT, Rendering, Secret, secret_placeholder
 from tools.validators import (
     Finding,
@@ -158,7 +158,7 @@ def test_custom_resource_metadata_is_checked_as_object_meta() -> None:
 
 
 def test_a_real_custom_resource_with_a_typo_is_a_finding() -> None:
-    real = copy.deepcopy(rendered("cluster-197"))
+    real = copy.deepcopy(rendered(EDGE))
     job = next(r for r in real.kubernetes_objects() if r.kind == "RecurringJob")
     before = set(crds.validate(real))
     job.inputs["spec"]["cronn"] = job.inputs["spec"].pop("cron")
@@ -250,7 +250,7 @@ def test_a_chart_version_without_reference_defaults_is_a_finding() -> None:
 
 
 def test_a_real_release_with_a_misspelt_key_is_a_finding() -> None:
-    real = copy.deepcopy(rendered("cluster-197"))
+    real = copy.deepcopy(rendered(EDGE))
     before = set(helm_values.validate(real))
     real.release("longhorn").inputs["values"]["persistence"]["defaultClassReplicaCont"] = 1
     new = sorted(set(helm_values.validate(real)) - before)
@@ -377,7 +377,7 @@ def test_a_kubernetes_secret_with_plain_data_is_a_finding() -> None:
 
 
 def test_a_real_secret_made_plain_is_a_leak() -> None:
-    real = copy.deepcopy(rendered("cluster-197"))
+    real = copy.deepcopy(rendered(EDGE))
     before = set(secret_leaks.validate(real))
     backup = real.k8s("Secret", "longhorn-backup-credentials", "longhorn-system")
     backup.inputs["stringData"] = {key: str(value) for key, value in _reveal(backup.inputs["stringData"]).items()}
@@ -473,8 +473,8 @@ def test_a_chart_missing_from_the_capacity_table_is_a_finding() -> None:
 
 
 def test_the_capacity_report_names_every_sized_container() -> None:
-    text = capacity.capacity(rendered("cluster-197")).report()
-    assert text.startswith("capacity of cluster-197: node 4 CPU / 16 GiB, system reserve 1.2 CPU / 1 GiB")
+    text = capacity.capacity(rendered(EDGE)).report()
+    assert text.startswith(f"capacity of {EDGE}: node 6 CPU / 24 GiB, system reserve 1.2 CPU / 1 GiB")
     assert "helm release ingress-nginx controller.resources" in text
     assert "sized elsewhere: helm release longhorn" in text
 

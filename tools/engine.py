@@ -20,11 +20,12 @@ Mocks accept anything; the real engine does not. What it refuses is modelled her
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import runpy
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.settings import PROJECT, SECRET_KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "thanos-multi-cluster"
 SECRET_MARKER = "4dabf18193072939515e22adb298388d"
 SECRET_PLACEHOLDER_PREFIX = "REDACTED-SECRET-"
 MOCK_STDOUT = "offline-engine: command output is only known after `pulumi up`"
@@ -238,8 +240,13 @@ def unwrap(value: Any) -> Any:
 # --- config ------------------------------------------------------------------------------
 
 
-def stack_file(stack: str) -> Path:
-    return ROOT / f"Pulumi.{stack}.yaml"
+def stack_file(stack: str, stacks_dir: Path = ROOT) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def stack_names(stacks_dir: Path = ROOT) -> list[str]:
+    """Every stack with a file in `stacks_dir`: adding a cluster is adding a file."""
+    return sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in stacks_dir.glob("Pulumi.*.yaml"))
 
 
 def project_config(root: Path = ROOT) -> dict[str, str]:
@@ -263,11 +270,11 @@ def project_config(root: Path = ROOT) -> dict[str, str]:
     return config
 
 
-def load_stack_config(stack: str) -> dict[str, str]:
+def load_stack_config(stack: str, stacks_dir: Path = ROOT) -> dict[str, str]:
     """The stack file's config as the engine passes it: strings, structured values as JSON."""
-    path = stack_file(stack)
+    path = stack_file(stack, stacks_dir)
     if not path.exists():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
+        known = stack_names(stacks_dir)
         raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(known)}")
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
@@ -285,8 +292,6 @@ def secret_placeholder(key: str) -> str:
 
 
 def _with_secret_placeholders(config: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    from components.settings import SECRET_KEYS
-
     config = dict(config)
     role = config.get(f"{PROJECT}:role")
     secret_keys = []
@@ -399,12 +404,13 @@ class _RecordingMonitor(mocks.MockMonitor):
 # --- running -----------------------------------------------------------------------------
 
 
-def offline_outputs(stack: str) -> StackOutputs:
+def offline_outputs(stack: str, stacks_dir: Path = ROOT) -> StackOutputs:
     """What a StackReference to `stack` sees offline: that stack's own offline outputs."""
     short = stack.rsplit("/", 1)[-1]
-    if not stack_file(short).exists():
+    if not stack_file(short, stacks_dir).exists():
         return {}
-    return {key: unwrap(value) for key, value in _in_fresh_context(run_stack, short).outputs.items()}
+    nested = _in_fresh_context(lambda name: run_stack(name, stacks_dir=stacks_dir), short)
+    return {key: unwrap(value) for key, value in nested.outputs.items()}
 
 
 def _in_fresh_context(function: Callable[[str], Rendering], stack: str) -> Rendering:
@@ -434,16 +440,20 @@ def _in_fresh_context(function: Callable[[str], Rendering], stack: str) -> Rende
 
 def run_stack(
     stack: str,
-    config_overrides: dict[str, str | None] | None = None,
-    stack_outputs: Callable[[str], StackOutputs] = offline_outputs,
+    config_overrides: Mapping[str, str | None] | None = None,
+    stack_outputs: Callable[[str], StackOutputs] | None = None,
+    stacks_dir: Path = ROOT,
 ) -> Rendering:
     """Run the program for `stack` offline and return what it registered and exported.
 
     `config_overrides` replaces (or, with None, removes) full config keys such as
     `thanos-multi-cluster:role`; `stack_outputs` answers StackReferences (default: the
-    referenced stack rendered offline).
+    referenced stack rendered offline); `stacks_dir` holds the stack files (default: the
+    project's own, next to `Pulumi.yaml`; the tests keep small fixture stacks elsewhere).
     """
-    config, secret_keys = _with_secret_placeholders(project_config() | load_stack_config(stack))
+    if stack_outputs is None:
+        stack_outputs = functools.partial(offline_outputs, stacks_dir=stacks_dir)
+    config, secret_keys = _with_secret_placeholders(project_config() | load_stack_config(stack, stacks_dir))
     for key, value in (config_overrides or {}).items():
         if value is None:
             config.pop(key, None)

@@ -1,7 +1,7 @@
 """Fluent-bit: every container's log lines into the local OpenSearch, one index per day.
 
-A DaemonSet tails `/var/log/containers/*.log` with the CRI parser (containerd writes CRI lines,
-C1), adds Kubernetes metadata and a `cluster` field, and ships to `logs-YYYY.MM.DD` over TLS as the
+A DaemonSet tails `/var/log/containers/*.log` with the CRI parser (containerd writes CRI lines),
+adds Kubernetes metadata and a `cluster` field, and ships to `logs-YYYY.MM.DD` over TLS as the
 `fluent-bit` user. The password comes from a Secret into an environment variable that the config
 references (`${OPENSEARCH_PASSWORD}`); it never appears in the ConfigMap.
 
@@ -186,7 +186,7 @@ class FluentBit(Component):
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: FluentBitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:logging:FluentBit", name, opts)
+        super().__init__("logging:FluentBit", name, opts)
         self.release = helm_release(
             RELEASE,
             versions.FLUENT_BIT,

@@ -1,4 +1,4 @@
-"""IngressNginx: the NGINX ingress controller on the host network (DESIGN section 1).
+"""IngressNginx: the NGINX ingress controller on the host network.
 
 A DaemonSet with `hostNetwork: true` serves ports 80/443 on the host address, where the wildcard
 DNS `*.<domain>` points; the Service stays ClusterIP (no LoadBalancer exists on Minikube).
@@ -72,7 +72,7 @@ class IngressNginx(Component):
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: IngressNginxArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:ingress:IngressNginx", name, opts)
+        super().__init__("ingress:IngressNginx", name, opts)
         self.release = helm_release(
             RELEASE,
             versions.INGRESS_NGINX,

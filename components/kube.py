@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from components.settings import PROJECT
 from components.versions import Chart
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "thanos-multi-cluster"}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": PROJECT}
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None, cpu_limit: str | None = None) -> dict[str, Any]:
@@ -54,8 +57,9 @@ class Component(pulumi.ComponentResource):
     component: `child()` protects only the children marked stateful.
     """
 
-    def __init__(self, type_: str, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(type_, name, None, opts)
+    def __init__(self, token: str, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        """`token` is `<module>:<Type>`; the type is `thanos-multi-cluster:<module>:<Type>`."""
+        super().__init__(f"{PROJECT}:{token}", name, None, opts)
         self._waits_for = _resources(opts.depends_on if opts else None)
         self._protect_stateful = bool(opts and opts.protect)
 
@@ -77,6 +81,32 @@ def _resources(depends_on: Any) -> list[pulumi.Resource]:
     if isinstance(depends_on, list | tuple) and all(isinstance(item, pulumi.Resource) for item in depends_on):
         return list(depends_on)
     raise TypeError("components take depends_on as a resource or a list of resources, not an Output")
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """A generated login for a UI that has none of its own (the ingress checks it)."""
+
+    secret: k8s.core.v1.Secret
+    """`auth` holds the htpasswd line `admin:<bcrypt hash>`."""
+    password: pulumi.Output[str]
+    """The password (secret), a stack output for the operator."""
+
+
+BASIC_AUTH_USER = "admin"
+
+
+def basic_auth(component: Component, name: str, secret_name: str, namespace: str) -> BasicAuth:
+    """A random password and the htpasswd Secret the ingress checks it against."""
+    password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=component.child())
+    secret = k8s.core.v1.Secret(
+        secret_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace, labels=MANAGED_BY),
+        type="Opaque",
+        string_data=pulumi.Output.secret({"auth": pulumi.Output.concat(f"{BASIC_AUTH_USER}:", password.bcrypt_hash)}),
+        opts=component.child(),
+    )
+    return BasicAuth(secret, pulumi.Output.secret(password.result))
 
 
 def helm_release(

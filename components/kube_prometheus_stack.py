@@ -1,10 +1,12 @@
-"""KubePrometheusStack: Prometheus with a Thanos sidecar, Alertmanager and Grafana (DESIGN C5, C6).
+"""KubePrometheusStack: Prometheus with a Thanos sidecar, Alertmanager and Grafana.
 
-Every Prometheus carries the external label `cluster: <stack name>` (C6), keeps a short local
+Every Prometheus carries the external label `cluster: <stack name>`, unique so that Query and the
+Compactor never take the clusters' otherwise identical series for one another, keeps a short local
 retention and lets its Thanos sidecar upload 2h blocks to the bucket. Central Query reaches the
 sidecar through the headless `kps-thanos-discovery` Service (central) or NodePort 30901 on the
-host address (edges, C5). On central, Grafana's default datasource is Thanos (through the Query
-Frontend); the local Prometheus stays as the second one.
+host address (edges: central's DNS cannot resolve another cluster's Service names). On central,
+Grafana's default datasource is Thanos (through the Query Frontend); the local Prometheus stays as
+the second one.
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ GRAFANA_SERVICE = f"{RELEASE}-grafana"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 GRAFANA_ADMIN_USER = "admin"
 CLUSTER_LABEL = "cluster"
-"""External label that tells the clusters apart (C6); never a replica label."""
+"""External label that tells the clusters apart; never a replica label, or Query would merge the clusters."""
 REPLICA_LABEL = "prometheus_replica"
-"""The operator's replica external label; Query deduplicates on it and on nothing else (C6)."""
+"""The operator's replica external label; Query deduplicates on it and on nothing else."""
 SELECTOR_LABELS = {"release": RELEASE}
 """Labels a ServiceMonitor or PrometheusRule needs to be picked up (the chart's default selectors)."""
 THANOS_DATASOURCE_UID = "thanos"
@@ -70,7 +72,7 @@ class KubePrometheusStackArgs(TypedDict):
     node_exporter_namespace: str
     """node-exporter's own namespace (it runs on the host network with the host's PID namespace)."""
     cluster_name: str
-    """The stack name: the unique `cluster` external label of this Prometheus (C6)."""
+    """The stack name: the unique `cluster` external label of this Prometheus."""
     central: bool
     """Central gets the local discovery Service only; edges also the NodePort 30901 Service."""
     grafana_hostname: str
@@ -150,7 +152,7 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
             "enabled": True,
             "type": "NodePort",
             "nodePort": SIDECAR_NODE_PORT,
-            # Keep the client address: the NetworkPolicy admits only the central host (DESIGN 2.4).
+            # Keep the client address: the NetworkPolicy admits only the central host.
             "externalTrafficPolicy": "Local",
         }
     return values
@@ -258,7 +260,7 @@ class KubePrometheusStack(Component):
     grafana_admin_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: KubePrometheusStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:monitoring:KubePrometheusStack", name, opts)
+        super().__init__("monitoring:KubePrometheusStack", name, opts)
         namespace = args["namespace"]
         password = random.RandomPassword(f"{name}-grafana-admin-password", length=24, special=False, opts=self.child())
         self.grafana_admin_password = pulumi.Output.secret(password.result)

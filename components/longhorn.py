@@ -1,9 +1,9 @@
-"""Longhorn: the default StorageClass, backed up to S3 (DESIGN C4, C10).
+"""Longhorn: the default StorageClass, backed up to S3.
 
 Single node, so one replica everywhere: `persistence.defaultClassReplicaCount` for the
-StorageClass and `defaultSettings.defaultReplicaCount` for volumes made in the UI (C4). Backups go
+StorageClass and `defaultSettings.defaultReplicaCount` for volumes made in the UI. Backups go
 to `s3://<bucket>@<region>/<cluster>/`; how many are kept is the RecurringJob's `retain`, never a
-bucket lifecycle rule (C10: backups share blocks, so expiring objects by age corrupts newer ones).
+bucket lifecycle rule (backups share blocks, so expiring objects by age corrupts newer ones).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Any, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import versions
 from components.ingress_nginx import INGRESS_CLASS
-from components.kube import MANAGED_BY, Component, helm_release
+from components.kube import MANAGED_BY, Component, basic_auth, helm_release
 from components.settings import LonghornSettings, S3Settings
 
 RELEASE = "longhorn"
@@ -135,7 +134,7 @@ class Longhorn(Component):
     ui_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: LonghornArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:storage:Longhorn", name, opts)
+        super().__init__("storage:Longhorn", name, opts)
         ns = args["namespace"]
         backup_secret = k8s.core.v1.Secret(
             BACKUP_SECRET,
@@ -157,21 +156,14 @@ class Longhorn(Component):
             ),
             opts=self.child(),
         )
-        password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=self.child())
-        ui_auth = k8s.core.v1.Secret(
-            UI_AUTH_SECRET,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=UI_AUTH_SECRET, namespace=ns, labels=MANAGED_BY),
-            type="Opaque",
-            string_data={"auth": pulumi.Output.concat("admin:", password.bcrypt_hash)},
-            opts=self.child(),
-        )
+        ui_auth = basic_auth(self, name, UI_AUTH_SECRET, ns)
         self.release = helm_release(
             RELEASE,
             versions.LONGHORN,
             args["chart_version"],
             namespace=ns,
             values=longhorn_values(args),
-            opts=self.child(default_requests, backup_secret, ui_auth, stateful=True),
+            opts=self.child(default_requests, backup_secret, ui_auth.secret, stateful=True),
             timeout_seconds=900,
             # Not atomic: rolling back a failed first install uninstalls the chart, and Longhorn's
             # pre-delete hook refuses while `deletingConfirmationFlag` is false (which protects the
@@ -195,5 +187,5 @@ class Longhorn(Component):
             },
             opts=self.child(self.release),
         )
-        self.ui_password = pulumi.Output.secret(password.result)
+        self.ui_password = ui_auth.password
         self.register_outputs({"release": self.release.name, "uiPassword": self.ui_password})

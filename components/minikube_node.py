@@ -112,7 +112,7 @@ class MinikubeNode(Component):
     kubeconfig: pulumi.Output[str]
 
     def __init__(self, name: str, args: MinikubeNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:minikube:MinikubeNode", name, opts)
+        super().__init__("minikube:MinikubeNode", name, opts)
         minikube = args["minikube"]
         prerequisites_script = with_exports(prerequisite_variables(minikube), script("host-prerequisites.sh"))
         start_script = with_exports(

@@ -72,7 +72,7 @@ class Namespaces(Component):
     by_name: dict[str, k8s.core.v1.Namespace]
 
     def __init__(self, name: str, args: NamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:namespaces:Namespaces", name, opts)
+        super().__init__("namespaces:Namespaces", name, opts)
         version = pod_security_version(args["kubernetes_version"])
         self.by_name = {
             namespace: k8s.core.v1.Namespace(

@@ -344,7 +344,7 @@ class NetworkPolicies(Component):
     """Every NetworkPolicy of the cluster; its options wait for the namespaces."""
 
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:security:NetworkPolicies", name, opts)
+        super().__init__("security:NetworkPolicies", name, opts)
         for policy in _cluster_policies(args):
             k8s.networking.v1.NetworkPolicy(
                 f"{policy.namespace}-{policy.name}",

@@ -1,4 +1,4 @@
-"""Object storage: MinIO buckets, lifecycle and per-cluster credentials (DESIGN C10-C12).
+"""Object storage: MinIO buckets, lifecycle and per-cluster credentials.
 
 The central stack owns the buckets and issues one MinIO user per cluster and component, each
 with a policy scoped to one bucket (and, for OpenSearch and Longhorn, to the cluster's prefix).
@@ -25,7 +25,8 @@ OBJSTORE_KEY = "objstore.yml"
 """Key of the Thanos object-store config inside each Thanos Secret."""
 
 OPENSEARCH_KEYSTORE_SECRET = "opensearch-s3-keystore"
-"""Secret in `logging` with keys `s3.client.default.access_key` and `s3.client.default.secret_key` (C8)."""
+"""Secret in `logging` with keys `s3.client.default.access_key` and `s3.client.default.secret_key`, loaded
+into OpenSearch's keystore (OpenSearch rejects keys in repository settings as insecure)."""
 
 CA_KEY = "ca.crt"
 """Key of MinIO's CA certificate inside each Thanos Secret (present only when `s3.caCertificate` is set)."""
@@ -81,7 +82,7 @@ def _cluster_prefix(bucket: str, cluster: str) -> list[dict[str, Any]]:
 
 
 def policy_document(component: str, cluster: str, s3: S3Settings) -> dict[str, Any]:
-    """The least-privilege IAM policy of one component of one cluster (C12)."""
+    """The least-privilege IAM policy of one component of one cluster."""
     buckets = s3.buckets
     match component:
         case "thanos-sidecar":
@@ -89,7 +90,7 @@ def policy_document(component: str, cluster: str, s3: S3Settings) -> dict[str, A
         case "thanos-store":
             statements = _whole_bucket(buckets.thanos, ["s3:GetObject"])
         case "thanos-compactor":
-            # The Compactor alone deletes blocks (retention, compaction, downsampling; C7).
+            # The Compactor alone deletes blocks (retention, compaction, downsampling).
             statements = _whole_bucket(buckets.thanos, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
         case "opensearch":
             statements = _cluster_prefix(buckets.opensearch, cluster)
@@ -109,10 +110,11 @@ def components_of(cluster: str, central: str) -> tuple[str, ...]:
 
 
 def noncurrent_expiry_rule(days: int) -> minio.IlmPolicyRuleArgs:
-    """Purge versions `days` after they stopped being current: a bounded undo window (C11).
+    """Purge versions `days` after they stopped being current: a bounded undo window.
 
-    Deliberately no `expiration`: current objects are never expired by age (C10), retention is
-    done by the Compactor, Snapshot Management and Longhorn's RecurringJob.
+    Deliberately no `expiration`: current objects are never expired by age (Thanos blocks, snapshots
+    and backups share files, so that would corrupt newer ones); retention is done by the Compactor,
+    Snapshot Management and Longhorn's RecurringJob.
     """
     return minio.IlmPolicyRuleArgs(id=f"expire-noncurrent-{days}d", noncurrent_version_expiration_days=days)
 
@@ -173,7 +175,7 @@ class ObjectStorage(Component):
     """Secret: {cluster: {component: {accessKey, secretKey}}}, available once each user has its policy."""
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PROJECT}:objectstore:ObjectStorage", name, opts)
+        super().__init__("objectstore:ObjectStorage", name, opts)
         s3 = args["s3"]
         if args["admin_user"] is None or args["admin_password"] is None:
             raise ValueError("ObjectStorage needs the MinIO admin credentials (minioAdminUser, minioAdminPassword)")

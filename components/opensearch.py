@@ -1,14 +1,15 @@
-"""OpenSearch: the cluster's log store, snapshotted daily to S3 (DESIGN C8, C9, C10).
+"""OpenSearch: the cluster's log store, snapshotted daily to S3.
 
 The chart runs OpenSearch with its security plugin: on first start the image's demo installer
 sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated here, or the secret
 config `opensearchAdminPassword` after a rotation; exported as a secret) and appends the security
 section (demo TLS certificates) to `opensearch.yml`. That is why our `opensearch.yml` holds no
 `plugins.security` key: the installer skips everything when it sees one. What we add is the S3
-client (C8): endpoint, protocol and path-style access in `opensearch.yml`, the keys in the
-keystore from the object-storage Secret, `repository-s3` in the plugin list. A self-signed MinIO is
-trusted through `s3.caCertificate`, imported into a JVM truststore by an init container;
-repository-s3 has no switch to skip verification.
+client: endpoint, protocol and path-style access in `opensearch.yml`, the keys in the keystore
+from the object-storage Secret (OpenSearch rejects keys in repository settings as insecure),
+`repository-s3` in the plugin list. A self-signed MinIO is trusted through `s3.caCertificate`,
+imported into a JVM truststore by an init container; repository-s3 has no switch to skip
+verification.
 
 Pulumi then manages, through the ingress, the objects that make the retention work: the snapshot
 repository, the 14-day ISM policy, the 180-day Snapshot Management policy, the index template, and
@@ -84,7 +85,8 @@ def opensearch_yml(s3: S3Settings) -> str:
     settings = {
         "cluster.name": "opensearch-cluster",
         "network.host": "0.0.0.0",
-        # C8: client settings here, credentials in the keystore, `{bucket, base_path, client}` in the repository.
+        # Client settings here, credentials in the keystore, `{bucket, base_path, client}` in the repository:
+        # OpenSearch rejects keys in repository settings as insecure.
         "s3.client.default.endpoint": s3.endpoint,
         "s3.client.default.protocol": "https" if s3.use_tls else "http",
         "s3.client.default.path_style_access": True,
@@ -148,7 +150,8 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             }
         ],
         "plugins": {"enabled": True, "installList": ["repository-s3"]},
-        # Each key of the Secret becomes a keystore entry: s3.client.default.access_key/secret_key (C8).
+        # Each key of the Secret becomes a keystore entry, s3.client.default.access_key/secret_key: the one
+        # place OpenSearch accepts S3 credentials.
         "keystore": [{"secretName": OPENSEARCH_KEYSTORE_SECRET}],
         "persistence": {
             "enabled": True,
@@ -229,7 +232,7 @@ class OpenSearch(Component):
     """In-cluster address of the REST API."""
 
     def __init__(self, name: str, args: OpenSearchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:opensearch:OpenSearch", name, opts)
+        super().__init__("opensearch:OpenSearch", name, opts)
         ns = args["namespace"]
         self.url = f"https://{args['hostname']}"
         self.service_host = f"{SERVICE}.{LOGGING}.svc"

@@ -1,6 +1,6 @@
 """A Pulumi dynamic provider for the OpenSearch REST API objects the program manages.
 
-Pulumi reaches OpenSearch through its ingress, `https://opensearch.<domain>` (DESIGN 2.7). Each
+Pulumi reaches OpenSearch through its ingress, `https://opensearch.<domain>`. Each
 resource is one named object: a snapshot repository, an ISM policy, a Snapshot Management policy,
 an index template, or a security role, user or role mapping. For every kind the provider:
 

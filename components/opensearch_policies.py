@@ -2,9 +2,12 @@
 
 Pure functions of the settings, so the tests can read them like the specification:
 - the snapshot repository holds only `{bucket, base_path, client}`; endpoint and TLS are client
-  settings in `opensearch.yml`, the keys live in the keystore (C8);
-- ISM deletes `logs-*` indices after `retentionDays`, attached through `ism_template` (C9);
-- Snapshot Management snapshots `logs-*` daily and deletes snapshots by age with a `min_count` (C10);
+  settings in `opensearch.yml`, the keys live in the keystore (OpenSearch rejects keys in repository
+  settings as insecure);
+- ISM deletes `logs-*` indices after `retentionDays`, attached through `ism_template` (the index
+  setting that used to attach it is deprecated);
+- Snapshot Management snapshots `logs-*` daily and deletes snapshots by age with a `min_count`;
+  snapshots share files, so a bucket lifecycle rule expiring them by age would corrupt newer ones;
 - the index template maps the fields Fluent-bit sends;
 - the Fluent-bit user may create and write `logs-*` indices and nothing else.
 """
@@ -27,15 +30,15 @@ TEMPLATE_PRIORITY = 100
 
 
 def snapshot_repository(bucket: str, cluster_name: str) -> dict[str, Any]:
-    """`PUT _snapshot/<name>`: no endpoint and no keys here; OpenSearch rejects keys as insecure (C8)."""
+    """`PUT _snapshot/<name>`: no endpoint and no keys here; OpenSearch rejects keys as insecure."""
     return {"type": "s3", "settings": {"bucket": bucket, "base_path": cluster_name, "client": "default"}}
 
 
 def ism_policy(logging: LoggingSettings) -> dict[str, Any]:
     """`PUT _plugins/_ism/policies/<id>` (`policy` content): keep `logs-*` for `retentionDays`, then delete.
 
-    `ism_template` attaches the policy to every new matching index (C9); it does not touch indices
-    that existed before the policy.
+    `ism_template` attaches the policy to every new matching index (the index setting that used to do
+    it is deprecated); it does not touch indices that existed before the policy.
     """
     age = f"{logging.retention_days}d"
     return {
@@ -56,7 +59,7 @@ def ism_policy(logging: LoggingSettings) -> dict[str, Any]:
 
 
 def snapshot_policy(logging: LoggingSettings) -> dict[str, Any]:
-    """`POST _plugins/_sm/policies/<name>`: a daily snapshot of `logs-*`, deleted by age (C10).
+    """`POST _plugins/_sm/policies/<name>`: a daily snapshot of `logs-*`, deleted by age.
 
     Snapshots are incremental and share files, so only Snapshot Management may delete them, never a
     bucket lifecycle rule. `min_count` keeps the newest snapshots even when they are older than

@@ -1,4 +1,4 @@
-"""In-cluster S3 credentials: this cluster's MinIO users as Kubernetes Secrets (DESIGN C8, C12).
+"""In-cluster S3 credentials: this cluster's MinIO users as Kubernetes Secrets.
 
 Central takes its credentials straight from its `ObjectStorage`; an edge reads them from the
 central stack's `objectStoreCredentials` output through a StackReference and keeps only its own
@@ -124,7 +124,7 @@ class S3Credentials(Component):
     secrets: list[k8s.core.v1.Secret]
 
     def __init__(self, name: str, args: S3CredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PROJECT}:objectstore:S3Credentials", name, opts)
+        super().__init__("objectstore:S3Credentials", name, opts)
         s3, cluster = args["s3"], args["cluster_name"]
         published: pulumi.Output[Any]
         if args["issued"] is None:

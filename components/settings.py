@@ -166,19 +166,20 @@ class Role(StrEnum):
 
 
 class MinikubeSettings(_Model):
-    """How the Minikube node is reached and started (DESIGN C1-C3)."""
+    """How the Minikube node is reached and started."""
 
     mode: Literal["ssh", "local"] = "ssh"
     """`ssh`: remote.Command to the host; `local`: Pulumi runs on the host itself."""
     ssh_user: str = "root"
     ssh_port: int = Field(22, ge=1, le=65535)
     driver: Literal["none", "docker", "kvm2", "qemu2", "podman", "virtualbox"] = "none"
-    """`none` puts ingress, NodePort 30901 and the wildcard DNS on the host's own address (C1)."""
+    """`none` puts ingress, NodePort 30901 and the wildcard DNS on the host's own address; the docker driver
+    hides the node on a bridge that other hosts cannot reach."""
     container_runtime: Literal["containerd"] = "containerd"
     """Fluent-bit parses the CRI log format; only containerd is supported."""
     kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)] = versions.KUBERNETES
     cni: Literal["calico", "cilium"] = "calico"
-    """Only CNIs that enforce NetworkPolicy (C3): kindnet/bridge would make every policy decoration."""
+    """Only CNIs that enforce NetworkPolicy: kindnet/bridge would make every policy decoration."""
     disk_size: Annotated[str, Field(pattern=r"^\d+[mg]$")] = "100g"
     extra_kubelet_config: Annotated[dict[str, str], AfterValidator(_kubelet_settings)] = Field(
         default_factory=lambda: {"max-pods": "110"}
@@ -245,7 +246,7 @@ class BucketNames(_Model):
     """One bucket per kind of data; each cluster writes under its own prefix or its own blocks."""
 
     thanos: DnsLabel = "thanos"
-    """Thanos blocks of every cluster (told apart by their `cluster` external label, C6)."""
+    """Thanos blocks of every cluster (told apart by their `cluster` external label)."""
     opensearch: DnsLabel = "opensearch-logs"
     """OpenSearch snapshots, one `<cluster>/` prefix per cluster."""
     longhorn: DnsLabel = "longhorn-backups"
@@ -277,11 +278,14 @@ class S3Settings(_Model):
     region: str = "us-east-1"
     buckets: BucketNames = Field(default_factory=BucketNames)
     versioning: bool = True
-    """Versioned buckets (C11); needs an erasure-coded or 2022+ single-drive MinIO."""
+    """Versioned buckets, so deletes can be undone within a grace period; needs an erasure-coded or 2022+
+    single-drive MinIO."""
     noncurrent_version_expiry_days: int = Field(7, ge=1, le=3650)
-    """Grace period before deleted/overwritten object versions are purged (C11)."""
+    """Grace period before deleted/overwritten object versions are purged: a bounded undo window for deletes
+    by the Compactor, Snapshot Management or Longhorn."""
     expire_current_objects_days: int | None = None
-    """Never accepted: present only so that asking for it gets an explanation (C10)."""
+    """Never accepted (Thanos blocks, snapshots and backups share files, so expiring them by age corrupts newer
+    ones): present only so that asking for it gets an explanation."""
 
     @model_validator(mode="after")
     def _tls_consistent(self) -> S3Settings:
@@ -289,7 +293,7 @@ class S3Settings(_Model):
             raise ValueError(
                 "expiring current objects is refused: Thanos blocks, OpenSearch snapshots and "
                 "Longhorn backups share files across generations, so age-based expiry corrupts "
-                "newer ones (DESIGN C10). Retention is set in Thanos Compactor, Snapshot "
+                "newer ones. Retention is set in Thanos Compactor, Snapshot "
                 "Management and the Longhorn RecurringJob; remove expireCurrentObjectsDays"
             )
         if self.insecure_skip_verify:
@@ -328,7 +332,8 @@ class LonghornSettings(_Model):
     backup_schedule: Cron = "0 2 * * *"
     """When the recurring backup job runs (cron, node time zone)."""
     backup_retain: int = Field(14, ge=1, le=250)
-    """How many backups per volume Longhorn keeps; retention lives here, never in a lifecycle (C10)."""
+    """How many backups per volume Longhorn keeps; retention lives here, never in a bucket lifecycle
+    rule (backups share blocks, so expiring objects by age corrupts newer ones)."""
 
 
 _QUANTITY_BYTES = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -400,7 +405,7 @@ class ThanosSettings(_Model):
     retention_raw: Annotated[
         Duration, _retention("40h", "the Compactor makes 5m downsampled blocks from raw blocks 40h old")
     ] = "30d"
-    """Compactor retention of raw samples (C7)."""
+    """Compactor retention of raw samples; explicit, so the bucket does not grow forever."""
     retention_5m: Annotated[
         Duration,
         _retention("10d", "the Compactor makes 1h downsampled blocks from 5m blocks 10 days old"),
@@ -461,9 +466,10 @@ class LoggingSettings(_Model):
     memory: Quantity = "2Gi"
     """Memory request and limit of each OpenSearch node; the JVM heap is half of it, the rest is page cache."""
     retention_days: int = Field(14, ge=1, le=365)
-    """ISM deletes a `logs-*` index this many days after it was created (C9)."""
+    """ISM deletes a `logs-*` index this many days after it was created."""
     snapshot_retention: Annotated[str, _pattern(r"\d+[hd]", "hours or days such as 180d")] = "180d"
-    """Snapshot Management deletes snapshots older than this (`deletion.condition.max_age`, C10)."""
+    """Snapshot Management deletes snapshots older than this (`deletion.condition.max_age`); never a bucket
+    lifecycle rule, because snapshots share files and age-based expiry corrupts newer ones."""
     snapshot_min_count: int = Field(7, ge=1, le=1000)
     """Snapshots Snapshot Management always keeps, however old (`min_count`): a stopped cluster keeps its last ones."""
     snapshot_schedule: Cron = "0 1 * * *"
@@ -499,7 +505,7 @@ class LoggingSettings(_Model):
 
 
 class VersionSettings(_Model):
-    """Overrides of `components/versions.py`; defaults are the pinned set of DESIGN section 4."""
+    """Overrides of `components/versions.py`; defaults are the pinned set there."""
 
     thanos: ImageTag = versions.THANOS
     ingress_nginx: ChartVersion = versions.INGRESS_NGINX.version
@@ -514,7 +520,8 @@ class Settings(_Model):
 
     role: Role
     cluster_name: DnsLabel
-    """Must equal the stack name; it becomes the Prometheus `cluster` external label (C6)."""
+    """Must equal the stack name; it becomes the Prometheus `cluster` external label, which
+    must be unique or Thanos Query merges the clusters' series."""
     host: Host
     address: IpAddress | None = None
     """The host's IP when `host` is a DNS name: NetworkPolicies match host-network traffic by address."""

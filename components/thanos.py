@@ -1,11 +1,12 @@
-"""ThanosCentral: Query, Query Frontend, Store Gateway and Compactor on the central cluster (C5, C7, C14).
+"""ThanosCentral: Query, Query Frontend, Store Gateway and Compactor on the central cluster.
 
 Typed Kubernetes objects, all on the sidecars' Thanos version. Query fans out to the local
 sidecar (DNS SRV of the chart's headless `kps-thanos-discovery` Service), the Store Gateway and
 every edge's NodePort 30901 on its host address: the central cluster's DNS cannot resolve another
-cluster's `svc.cluster.local` names (C5). Deduplication is on `prometheus_replica` only, never on
-`cluster` (C6). The Compactor is a singleton with explicit retention and downsampling (C7).
-None of them talks to the Kubernetes API: own ServiceAccount, no token mounted (C14).
+cluster's `svc.cluster.local` names. Deduplication is on `prometheus_replica` only, never on
+`cluster`, or the clusters' identical series would be merged. The Compactor is a singleton with
+explicit retention and downsampling, so the bucket does not grow forever and long-range queries
+stay fast. None of them talks to the Kubernetes API: own ServiceAccount, no token mounted.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import versions
 from components.ingress_nginx import INGRESS_CLASS
 from components.kube import (
     MANAGED_BY,
     Component,
+    basic_auth,
     resources,
     restricted_container_security,
     restricted_pod_security,
@@ -63,7 +64,7 @@ class ThanosCentralArgs(TypedDict):
     hostname: str
     """Ingress host of the Query Frontend UI, e.g. thanos.mkube-196.miribit.lab."""
     edges: Sequence[EdgeCluster]
-    """Edge clusters whose sidecars Query reaches on `<host>:30901` (C5)."""
+    """Edge clusters whose sidecars Query reaches on `<host>:30901`."""
     thanos: ThanosSettings
     """Replicas, retention and sizes."""
 
@@ -103,7 +104,7 @@ def thanos_bytes(quantity: str) -> str:
 
 
 def query_endpoints(edges: Sequence[EdgeCluster]) -> list[str]:
-    """The StoreAPIs Query fans out to: local sidecar, Store Gateway, every edge's NodePort (C5)."""
+    """The StoreAPIs Query fans out to: local sidecar, Store Gateway, every edge's NodePort."""
     local = f"{MONITORING}.svc.cluster.local"
     return [
         f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}",
@@ -190,7 +191,7 @@ def compactor(settings: ThanosSettings) -> Workload:
         name=COMPACTOR,
         subcommand="compact",
         args=[
-            # Keep running and compact every wait interval (a Deployment-style singleton, C7).
+            # Keep running and compact every wait interval (one replica: compaction is not shardable).
             "--wait",
             "--wait-interval=5m",
             f"--data-dir={DATA_DIR}/compact",
@@ -277,7 +278,7 @@ class ThanosCentral(Component):
     ui_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: ThanosCentralArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:thanos:ThanosCentral", name, opts)
+        super().__init__("thanos:ThanosCentral", name, opts)
         self._ns = args["namespace"]
         version, settings = args["thanos_version"], args["thanos"]
 
@@ -295,7 +296,7 @@ class ThanosCentral(Component):
         return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._ns, labels=labels)
 
     def _common(self, workload: Workload, headless: bool) -> None:
-        """ServiceAccount (no API access, C14), Service and ServiceMonitor of a workload."""
+        """ServiceAccount (no API token: Thanos needs no API access), Service and ServiceMonitor of a workload."""
         k8s.core.v1.ServiceAccount(
             workload.name,
             metadata=self._metadata(workload.name, workload.labels),
@@ -373,14 +374,7 @@ class ThanosCentral(Component):
 
     def _ingress(self, frontend: Workload, hostname: str, name: str) -> pulumi.Output[str]:
         """`thanos.<domain>` to the Query Frontend, behind basic auth (Thanos has no login of its own)."""
-        password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=self.child())
-        auth = k8s.core.v1.Secret(
-            UI_AUTH_SECRET,
-            metadata=self._metadata(UI_AUTH_SECRET, MANAGED_BY),
-            type="Opaque",
-            string_data=pulumi.Output.secret({"auth": pulumi.Output.concat("admin:", password.bcrypt_hash)}),
-            opts=self.child(),
-        )
+        auth = basic_auth(self, name, UI_AUTH_SECRET, self._ns)
         k8s.networking.v1.Ingress(
             QUERY_FRONTEND,
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -415,6 +409,6 @@ class ThanosCentral(Component):
                     )
                 ],
             ),
-            opts=self.child(auth),
+            opts=self.child(auth.secret),
         )
-        return pulumi.Output.secret(password.result)
+        return auth.password

@@ -305,7 +305,7 @@ class ThanosAlerts(Component):
     """
 
     def __init__(self, name: str, args: ThanosAlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("thanos-multi-cluster:monitoring:ThanosAlerts", name, opts)
+        super().__init__("monitoring:ThanosAlerts", name, opts)
         namespace = args["namespace"]
         k8s.apiextensions.CustomResource(
             RULE_NAME,

@@ -1,4 +1,4 @@
-"""Pinned versions: the coherent December 2023 set of DESIGN section 4.
+"""Pinned versions: the coherent December 2023 set.
 
 Every value here is a default; stack config can override each one under the `versions` key
 (see `settings.VersionSettings`). An upgrade is one reviewed diff of this file.

@@ -72,7 +72,7 @@ FREE_FORM_PATHS: dict[str, dict[str, str]] = {
         "udp": "port -> service",
     },
     "kube-prometheus-stack": {
-        "prometheus.prometheusSpec.externalLabels": "Prometheus external labels (C6: `cluster`)",
+        "prometheus.prometheusSpec.externalLabels": "Prometheus external labels (the per-cluster `cluster` label)",
         "alertmanager.config": "the Alertmanager configuration file",
         "additionalPrometheusRulesMap": "rule groups (checked by promtool)",
         "grafana.grafana.ini": "grafana.ini sections and options",

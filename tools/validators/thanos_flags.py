@@ -1,7 +1,7 @@
 """Every argument of every Thanos container is a flag its component knows, in the image's version.
 
 Thanos refuses to start on an unknown flag, and a flag removed in a newer release (`--store` in
-v0.38, C5) breaks an upgrade: both show up here, offline, against the `--help` flag lists in
+v0.38) breaks an upgrade: both show up here, offline, against the `--help` flag lists in
 `reference/thanos-flags/thanos-<version>-<component>.flags`.
 
 Checked: typed workloads whose image is the Thanos image (first argument = component), and the

@@ -27,6 +27,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from components.settings import Settings, decode_config, settings_of  # noqa: E402
+from tools import helm  # noqa: E402
+from tools import reference as reference_material  # noqa: E402
 from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names  # noqa: E402
 
 FIXTURE_STACKS_DIR = ROOT / "tests" / "stacks"
@@ -44,18 +46,16 @@ EDGE, OTHER_EDGE = EDGE_STACKS[:2]
 """Two fixture edges, for tests that need an edge, or an edge and another one."""
 COMMITTED_STACKS = tuple(stack_names(ROOT))
 """The project's own stacks, one per cluster."""
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE_MISSING = reference_material.reference_missing()
+"""Why the reference material (chart defaults and packages, CRDs, Thanos flags) is not here, or None."""
+
+requires_reference = pytest.mark.skipif(REFERENCE_MISSING is not None, reason=REFERENCE_MISSING or "")
+"""For tests that compare the program with the pinned upstream material."""
 
 
 def _charts_missing() -> str | None:
     """Why the charts cannot be rendered here (no helm, no chart packages), or None."""
-    from tools import helm
-
-    if helm.helm_binary() is None:
-        return helm.INSTALL_HINT
-    if not (REFERENCE / "charts" / "packages").is_dir():
-        return f"chart packages missing: {REFERENCE / 'charts' / 'packages'}"
-    return None
+    return REFERENCE_MISSING or (helm.INSTALL_HINT if helm.helm_binary() is None else None)
 
 
 requires_charts = pytest.mark.skipif(_charts_missing() is not None, reason=_charts_missing() or "")
@@ -125,6 +125,6 @@ def central() -> Rendering:
 
 @pytest.fixture
 def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.fail(f"reference material missing: {REFERENCE} (CI has ../shared beside the clone)")
-    return REFERENCE
+    if REFERENCE_MISSING is not None:
+        pytest.skip(REFERENCE_MISSING)
+    return reference_material.reference_dir()

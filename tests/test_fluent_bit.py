@@ -6,7 +6,7 @@ from typing import Any
 
 from components.namespaces import FLUENT_BIT as FLUENT_BIT_NAMESPACE
 from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
-from tests.conftest import with_section
+from tests.conftest import requires_reference, with_section
 from tests.test_opensearch import dynamic
 from tools.engine import MOCK_PASSWORD, Rendering
 from tools.validators import helm_values
@@ -48,6 +48,7 @@ def test_release_is_pinned_in_its_own_namespace_and_waits_for_its_opensearch_use
     assert values(any_stack)["kind"] == "DaemonSet"
 
 
+@requires_reference
 def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> None:
     assert helm_values.release_problems(any_stack.release("fluent-bit"), "1.28") == []
 

@@ -16,7 +16,7 @@ from components import opensearch_policies as policies
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
 from components.settings import PROJECT, SECRET_KEYS, quantity_bytes
-from tests.conftest import run_fixture, settings, with_section
+from tests.conftest import requires_reference, run_fixture, settings, with_section
 from tools.engine import (
     MOCK_PASSWORD,
     ROOT,
@@ -78,6 +78,7 @@ def test_release_is_pinned_protected_and_waits_for_volumes_and_keys(any_stack: R
     assert any_stack.depends_on(release, any_stack.release("ingress-nginx"))
 
 
+@requires_reference
 def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> None:
     assert helm_values.release_problems(any_stack.release("opensearch"), "1.28") == []
 

@@ -25,16 +25,15 @@ import pytest
 import yaml
 
 from components import versions
+from tests.conftest import REFERENCE_MISSING, requires_reference
 from tools import helm, reference
 from tools.reference import ChartSource, Fetcher, FetchError, Plan, Sources, Subchart
 from tools.validators import common
 
-REFERENCE = reference.SHARED_DIR
-"""What fetching must reproduce: the copy CI checks out beside the clone (captured before tests move it)."""
+REFERENCE = reference.reference_dir()
+"""What fetching must reproduce: the material the checks use (captured before tests move it)."""
 
-requires_shared = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason=f"needs the shared reference material to compare with: {REFERENCE}"
-)
+requires_shared = requires_reference
 
 
 # --- local fakes of upstream -----------------------------------------------------------------------
@@ -79,8 +78,8 @@ def helm_path() -> Path:
 def chart_repo(tmp_path: Path, helm_path: Path) -> Iterator[str]:
     """A chart repository (a mirror of all upstream ones) with every package of the shared reference, as
     `helm repo index` describes it."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"needs the shared reference material for chart packages: {REFERENCE}")
+    if REFERENCE_MISSING:
+        pytest.skip(REFERENCE_MISSING)
     repo = tmp_path / "chart-repo"
     shutil.copytree(REFERENCE / "charts" / "packages", repo)
     subprocess.run(
@@ -117,8 +116,8 @@ def docs_page(component: str, block: str) -> str:
 @pytest.fixture
 def github_raw(tmp_path: Path) -> Iterator[str]:
     """raw.githubusercontent.com for thanos-io/thanos: a docs page per reference flag list."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"needs the shared reference material for Thanos flag lists: {REFERENCE}")
+    if REFERENCE_MISSING:
+        pytest.skip(REFERENCE_MISSING)
     root = tmp_path / "raw"
     for path in sorted((REFERENCE / "thanos-flags").glob("thanos-*.flags")):
         version, component = path.stem.removeprefix("thanos-").split("-", 1)

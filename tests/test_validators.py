@@ -15,7 +15,7 @@ import pytest
 
 from components.ingress_nginx import ingress_nginx_values
 from tests import synthetic
-from tests.conftest import EDGE, STACKS, rendered
+from tests.conftest import EDGE, STACKS, rendered, requires_charts, requires_reference
 from tools.engine import MOCK_PASSWORD, PROJECT, Rendering, Secret, secret_placeholder
 from tools.validators import (
     Finding,
@@ -26,19 +26,11 @@ from tools.validators import (
     kubernetes_schema,
     pod_security,
     prometheus_rules,
-    reference_dir,
     run_all,
     secret_leaks,
     thanos_flags,
     validators,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reference_present() -> None:
-    """Every validator reads the reference material; fail clearly when it is missing."""
-    if not reference_dir().is_dir():
-        pytest.fail(f"reference material missing: {reference_dir()} (set $THANOS_MC_REFERENCE or put ../shared beside)")
 
 
 def messages(findings: list[Finding]) -> str:
@@ -108,6 +100,7 @@ def test_a_valid_custom_resource_passes_its_crd() -> None:
     assert crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job()))) == []
 
 
+@requires_reference
 def test_a_field_not_in_the_crd_is_a_finding() -> None:
     findings = crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job(retian=3))))
     assert len(findings) == 1
@@ -115,6 +108,7 @@ def test_a_field_not_in_the_crd_is_a_finding() -> None:
     assert "'retian' was unexpected" in findings[0].message
 
 
+@requires_reference
 def test_a_crd_type_mismatch_is_a_finding() -> None:
     findings = crds.validate(synthetic.rendering(synthetic.kubernetes(synthetic.recurring_job(retain="14"))))
     assert "spec.retain" in messages(findings)
@@ -127,6 +121,7 @@ def test_preserve_unknown_fields_keeps_unknown_fields() -> None:
     assert crds.validate(synthetic.rendering(synthetic.kubernetes(job))) == []
 
 
+@requires_reference
 def test_int_or_string_accepts_both() -> None:
     def monitor(port: Any) -> Rendering:
         return synthetic.rendering(
@@ -145,18 +140,21 @@ def test_int_or_string_accepts_both() -> None:
     assert "targetPort" in messages(crds.validate(monitor(["http"])))
 
 
+@requires_reference
 def test_a_version_the_crd_does_not_serve_is_a_finding() -> None:
     job = synthetic.recurring_job()
     job["apiVersion"] = "longhorn.io/v1"
     assert "not served" in messages(crds.validate(synthetic.rendering(synthetic.kubernetes(job))))
 
 
+@requires_reference
 def test_custom_resource_metadata_is_checked_as_object_meta() -> None:
     job = synthetic.recurring_job()
     job["metadata"]["lables"] = {"a": "b"}
     assert "metadata" in messages(crds.validate(synthetic.rendering(synthetic.kubernetes(job))))
 
 
+@requires_reference
 def test_a_real_custom_resource_with_a_typo_is_a_finding() -> None:
     real = copy.deepcopy(rendered(EDGE))
     job = next(r for r in real.kubernetes_objects() if r.kind == "RecurringJob")
@@ -177,10 +175,12 @@ def kps(values: dict[str, Any]) -> Rendering:
     return synthetic.rendering(synthetic.release("kube-prometheus-stack", "55.5.0", values))
 
 
+@requires_reference
 def test_real_ingress_values_exist_in_the_chart() -> None:
     assert helm_values.validate(nginx(ingress_nginx_values(service_monitor=True))) == []
 
 
+@requires_reference
 def test_a_misspelt_values_key_is_a_finding() -> None:
     values = ingress_nginx_values(service_monitor=True)
     values["controller"]["hostNetwrok"] = True
@@ -190,16 +190,19 @@ def test_a_misspelt_values_key_is_a_finding() -> None:
     assert findings[0].message.startswith("controller.hostNetwrok: not a value of chart ingress-nginx 4.9.0")
 
 
+@requires_reference
 def test_free_form_maps_accept_any_key() -> None:
     values = {"controller": {"config": {"any-nginx-option": "1"}, "podAnnotations": {"example.com/x": "y"}}}
     assert helm_values.validate(nginx(values)) == []
 
 
+@requires_reference
 def test_an_empty_chart_map_that_is_not_allow_listed_is_a_finding() -> None:
     findings = helm_values.validate(nginx({"controller": {"updateStrategy": {"type": "RollingUpdate"}}}))
     assert "controller.updateStrategy: the chart default is an empty map" in messages(findings)
 
 
+@requires_reference
 def test_kubernetes_typed_values_are_checked_against_the_schema() -> None:
     sized = {"controller": {"resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}}
     assert helm_values.validate(nginx(sized)) == []
@@ -207,12 +210,14 @@ def test_kubernetes_typed_values_are_checked_against_the_schema() -> None:
     assert "controller.resources: Additional properties" in messages(helm_values.validate(nginx(typo)))
 
 
+@requires_reference
 def test_subchart_keys_are_checked_against_the_subchart() -> None:
     assert helm_values.validate(kps({"grafana": {"replicas": 1, "persistence": {"enabled": True}}})) == []
     findings = helm_values.validate(kps({"grafana": {"replicaz": 1}}))
     assert "grafana.replicaz: not a value" in messages(findings)
 
 
+@requires_reference
 def test_keys_documented_as_commented_examples_exist() -> None:
     # grafana 7.0.22 documents `ingressClassName` and `persistence.storageClassName` only in comments.
     documented = {"grafana": {"ingress": {"ingressClassName": "nginx"}, "persistence": {"storageClassName": "x"}}}
@@ -222,6 +227,7 @@ def test_keys_documented_as_commented_examples_exist() -> None:
     )
 
 
+@requires_reference
 def test_maps_copied_into_a_custom_resource_are_checked_against_the_crd() -> None:
     storage = {"volumeClaimTemplate": {"spec": {"storageClassName": "longhorn"}}}
     thanos = {"objectStorageConfig": {"existingSecret": {"name": "s", "key": "objstore.yml"}}, "image": "x"}
@@ -236,6 +242,7 @@ def test_maps_copied_into_a_custom_resource_are_checked_against_the_crd() -> Non
     assert "objectStorageConfig" in messages(helm_values.validate(kps(reshaped)))
 
 
+@requires_reference
 def test_longhorn_default_settings_are_checked_like_other_keys() -> None:
     def longhorn(settings: dict[str, Any]) -> Rendering:
         return synthetic.rendering(synthetic.release("longhorn", "1.5.3", {"defaultSettings": settings}))
@@ -249,6 +256,7 @@ def test_a_chart_version_without_reference_defaults_is_a_finding() -> None:
     assert "no reference defaults for chart ingress-nginx 9.9.9" in messages(findings)
 
 
+@requires_reference
 def test_a_real_release_with_a_misspelt_key_is_a_finding() -> None:
     real = copy.deepcopy(rendered(EDGE))
     before = set(helm_values.validate(real))
@@ -266,11 +274,13 @@ def thanos(args: list[str], image: str = synthetic.THANOS_IMAGE) -> Rendering:
     return synthetic.rendering(synthetic.kubernetes(workload))
 
 
+@requires_reference
 def test_known_thanos_flags_pass() -> None:
     args = ["query", "--http-address=0.0.0.0:10902", "--query.replica-label", "prometheus_replica"]
     assert thanos_flags.validate(thanos(args)) == []
 
 
+@requires_reference
 def test_a_non_existent_thanos_flag_is_a_finding() -> None:
     findings = thanos_flags.validate(thanos(["query", "--query.replica-labels=prometheus_replica"]))
     assert len(findings) == 1
@@ -278,6 +288,7 @@ def test_a_non_existent_thanos_flag_is_a_finding() -> None:
     assert findings[0].message == "query v0.32.5: unknown flag --query.replica-labels"
 
 
+@requires_reference
 def test_flags_are_checked_per_component() -> None:
     # --retention.resolution-raw is a compactor flag, not a query flag.
     assert thanos_flags.validate(thanos(["compact", "--retention.resolution-raw=30d"])) == []
@@ -297,6 +308,7 @@ def test_other_images_are_not_thanos() -> None:
     assert thanos_flags.validate(thanos(["--whatever"], "nginx:1.25.3")) == []
 
 
+@requires_reference
 def test_sidecar_additional_args_are_checked() -> None:
     def sidecar(name: str) -> Rendering:
         spec = {"thanos": {"image": synthetic.THANOS_IMAGE, "additionalArgs": [{"name": name, "value": "x"}]}}
@@ -435,6 +447,7 @@ def test_a_daemonset_counts_once_and_replicas_multiply() -> None:
     assert report.total("memory_request") == pytest.approx(4 * 128 * 2**20)
 
 
+@requires_reference
 def test_a_chart_container_without_resources_is_a_finding() -> None:
     sized = {"controller": {"kind": "DaemonSet", "resources": synthetic.SIZED}}
     findings = capacity.validate(nginx(sized))
@@ -482,6 +495,7 @@ def test_the_capacity_report_names_every_sized_container() -> None:
 # --- the real stacks ----------------------------------------------------------------------
 
 
+@requires_charts
 @pytest.mark.parametrize("validator", sorted(validators()))
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_passes_every_validator(stack: str, validator: str) -> None:

@@ -299,3 +299,15 @@ def test_check_finds_a_blocked_required_flow(
     assert code == 1
     assert "network-flows: NetworkPolicies: required flow blocked: " in output
     assert "alertmanager-kps-alertmanager-0:9093/TCP (send alerts)" in output
+
+
+def test_without_the_reference_material_check_skips_what_needs_it_and_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("THANOS_MC_REFERENCE", str(tmp_path / "nowhere"))
+    assert render.main(["--stack", A_STACK, "--check"]) == 0
+    out = capsys.readouterr().out
+    skipped = next(line for line in out.splitlines() if line.startswith("skipped "))
+    assert "helm-values" in skipped and "network-flows" in skipped and "promtool" not in skipped
+    assert "run `venv/bin/python -m tools.reference fetch" in skipped
+    assert out.endswith(f"check {A_STACK}: no findings\n")

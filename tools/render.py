@@ -81,11 +81,16 @@ def summary(rendering: Rendering) -> str:
 
 
 def run_checks(rendering: Rendering) -> int:
-    from tools.validators import capacity, run_all  # test requirements: only needed with --check
+    # Test requirements: only needed with --check.
+    from tools.validators import capacity, missing_prerequisite, needs_reference, run_all
 
-    print(capacity.capacity(rendering).report())
-    for gap in cluster(rendering).gaps:
-        print(f"not rendered: {gap}")
+    missing = missing_prerequisite()
+    if missing is None:
+        print(capacity.capacity(rendering).report())
+        for gap in cluster(rendering).gaps:
+            print(f"not rendered: {gap}")
+    else:
+        print(f"skipped {', '.join(sorted(needs_reference()))}: {missing}")
     findings = run_all(rendering)
     for finding in findings:
         print(finding)

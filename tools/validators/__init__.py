@@ -14,7 +14,10 @@
 
 The modules are imported when `validators()` is first asked for, not with the package: the checks
 of the whole cluster (`tools.cluster`) use the helpers in `common`, so an eager import would be a cycle.
-The reference material is `../shared/reference` beside the clone, or `$THANOS_MC_REFERENCE`.
+
+A module with `NEEDS_REFERENCE = True` compares with the pinned upstream material (chart defaults,
+CRDs, Thanos flags) or needs the charts rendered (chart packages and helm): without those it is
+skipped, never run on half the objects (`missing_prerequisite` says why).
 """
 
 from __future__ import annotations
@@ -49,12 +52,46 @@ def validators() -> dict[str, Validator]:
     return {module.NAME: module.validate for module in loaded}
 
 
+def needs_reference() -> frozenset[str]:
+    """The validators that need the reference material and helm."""
+    loaded = [importlib.import_module(f"tools.validators.{module}") for module in MODULES]
+    return frozenset(module.NAME for module in loaded if getattr(module, "NEEDS_REFERENCE", False))
+
+
+def missing_prerequisite() -> str | None:
+    """Why the reference-dependent validators cannot run here (no material, no helm), or None."""
+    from tools import helm, reference
+
+    missing = reference.reference_missing()
+    if missing:
+        return missing
+    return helm.INSTALL_HINT if helm.helm_binary() is None else None
+
+
+def runnable() -> dict[str, Validator]:
+    """The validators that can run here: all of them, or those that need no reference material."""
+    if missing_prerequisite() is None:
+        return validators()
+    skipped = needs_reference()
+    return {name: validate for name, validate in validators().items() if name not in skipped}
+
+
 def run_all(rendering: Rendering) -> list[Finding]:
-    """Every validator's findings for one rendering, in a stable order."""
+    """The findings of every validator that can run here, for one rendering, in a stable order."""
     findings: list[Finding] = []
-    for validate in validators().values():
+    for validate in runnable().values():
         findings += sorted(set(validate(rendering)))
     return findings
 
 
-__all__ = ["MODULES", "Finding", "Validator", "reference_dir", "run_all", "validators"]
+__all__ = [
+    "MODULES",
+    "Finding",
+    "Validator",
+    "missing_prerequisite",
+    "needs_reference",
+    "reference_dir",
+    "run_all",
+    "runnable",
+    "validators",
+]

@@ -32,6 +32,7 @@ from tools.validators.common import (
 )
 
 NAME = "capacity"
+NEEDS_REFERENCE = True
 BUDGET = 0.8
 GIB = 2.0**30
 

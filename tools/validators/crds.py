@@ -10,6 +10,7 @@ from tools.validators import schemas
 from tools.validators.common import Finding, describe, kubernetes_minor
 
 NAME = "crd-schema"
+NEEDS_REFERENCE = True
 
 
 def validate(rendering: Rendering) -> list[Finding]:

@@ -35,6 +35,7 @@ from tools.validators.common import (
 )
 
 NAME = "helm-values"
+NEEDS_REFERENCE = True
 
 SUBCHARTS: dict[tuple[str, str], dict[str, str]] = {
     # Chart.lock of kube-prometheus-stack 55.5.0: values under these keys go to the subchart.

@@ -21,6 +21,7 @@ from tools.engine import PROJECT, Rendering
 from tools.validators.common import Finding
 
 NAME = "host-ports"
+NEEDS_REFERENCE = True
 
 CONTROL_PLANE: dict[int, str] = {
     22: "sshd (Pulumi reaches the host over SSH)",

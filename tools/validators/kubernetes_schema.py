@@ -16,6 +16,7 @@ from tools.validators import schemas
 from tools.validators.common import Finding, describe, join_path, kubernetes_minor
 
 NAME = "kubernetes-schema"
+NEEDS_REFERENCE = True
 
 
 def validate(rendering: Rendering) -> list[Finding]:

@@ -27,6 +27,7 @@ from tools.reachability import Connectivity, PodModel, evaluate
 from tools.validators.common import Finding
 
 NAME = "network-flows"
+NEEDS_REFERENCE = True
 
 KUBE_SYSTEM = "kube-system"
 COREDNS = PodModel(KUBE_SYSTEM, "coredns-0", {"k8s-app": "kube-dns"})

@@ -726,6 +726,7 @@ def level_of(labels: Mapping[str, str]) -> Level:
 # --- the validator ---------------------------------------------------------------------------
 
 NAME = "pod-security"
+NEEDS_REFERENCE = True
 
 
 def validate(rendering: Rendering) -> list[Finding]:

@@ -28,6 +28,7 @@ from tools.validators.common import (
 )
 
 NAME = "thanos-flags"
+NEEDS_REFERENCE = True
 
 
 def flags_file(version: str, component: str) -> Path:

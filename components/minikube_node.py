@@ -33,6 +33,9 @@ from components.settings import MinikubeSettings
 
 SCRIPTS = Path(__file__).parent / "scripts"
 PROFILE = "minikube"
+APISERVER_PORT = 8443
+"""Minikube's API server port, on the node's address (the `none` driver puts the control plane there)."""
+KUBELET_PORT = 10250
 LEGACY_TRIGGERS = "triggers"
 IDENTITY = ["connection.host"]
 """What makes a node this node: a new host replaces it; every other change updates it in place."""

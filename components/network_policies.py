@@ -30,14 +30,15 @@ from components import kube_prometheus_stack as kps
 from components import namespaces as ns
 from components.ingress_nginx import METRICS_PORT as INGRESS_METRICS_PORT
 from components.kube import MANAGED_BY, Component
+from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 
 TCP, UDP = "TCP", "UDP"
-APISERVER_PORT = 8443
-"""Minikube's API server, on the host address (none driver)."""
 APISERVER_SERVICE_IP = "10.96.0.1/32"
 """The `kubernetes` Service, in case the CNI matches before the Service address is translated."""
-KUBELET_PORT = 10250
+APISERVER_SERVICE_PORT = 443
+DNS_PORT = 53
 COREDNS_METRICS_PORT = 9153
+HTTPS_PORT = 443
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 # Pod labels, as the pinned charts, the operators and our own components set them.
@@ -143,10 +144,10 @@ class NetworkPoliciesArgs(TypedDict):
 
 def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
     node = Peer(cidr=host_cidr(args["node_address"]))
-    apiserver = Flow((node, Peer(cidr=APISERVER_SERVICE_IP)), tcp(APISERVER_PORT, 443))
+    apiserver = Flow((node, Peer(cidr=APISERVER_SERVICE_IP)), tcp(APISERVER_PORT, APISERVER_SERVICE_PORT))
     s3_peer = Peer(cidr=host_cidr(args["s3_address"]) if args["s3_address"] else "0.0.0.0/0")
     s3 = Flow((s3_peer,), tcp(args["s3_port"]))
-    dns = Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), ((53, UDP), (53, TCP)))
+    dns = Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), ((DNS_PORT, UDP), (DNS_PORT, TCP)))
 
     policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in ns.ENFORCED_LEVEL]
     policies += [Policy("allow-dns", namespace, {}, egress=(dns,)) for namespace in ns.ENFORCED_LEVEL]
@@ -293,7 +294,7 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
                 Flow((search,), tcp(opensearch.TRANSPORT_PORT)),
             ),
             # The image downloads repository-s3 from its artifact site at every start.
-            egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3, Flow((INTERNET,), tcp(443))),
+            egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3, Flow((INTERNET,), tcp(HTTPS_PORT))),
         ),
         Policy(
             "fluent-bit",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 from tools.cluster import Pod, cluster
 from tools.engine import PROJECT, Rendering
 from tools.validators.common import Finding
@@ -28,10 +29,10 @@ CONTROL_PLANE: dict[int, str] = {
     2379: "etcd (clients)",
     2380: "etcd (peers)",
     2381: "etcd (metrics)",
-    8443: "kube-apiserver (minikube's API server port)",
+    APISERVER_PORT: "kube-apiserver (minikube's API server port)",
     10248: "kubelet (healthz)",
     10249: "kube-proxy (metrics)",
-    10250: "kubelet",
+    KUBELET_PORT: "kubelet",
     10256: "kube-proxy (healthz)",
     10257: "kube-controller-manager",
     10259: "kube-scheduler",

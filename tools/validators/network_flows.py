@@ -18,8 +18,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components import fluent_bit, kube_prometheus_stack, longhorn, opensearch, thanos
+from components import fluent_bit, kube_prometheus_stack, longhorn, network_policies, opensearch, thanos
 from components import namespaces as ns
+from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 from components.settings import Settings, settings_of
 from tools.cluster import Cluster, cluster
 from tools.engine import PROJECT, Rendering, unwrap
@@ -32,10 +33,7 @@ NEEDS_REFERENCE = True
 KUBE_SYSTEM = "kube-system"
 COREDNS = PodModel(KUBE_SYSTEM, "coredns-0", {"k8s-app": "kube-dns"})
 """CoreDNS as Minikube runs it (not ours, so not rendered)."""
-COREDNS_METRICS_PORT = 9153
-KUBELET_PORT = 10250
-APISERVER_PORT = 8443
-"""Minikube's API server on the node's address."""
+COREDNS_METRICS_PORT = network_policies.COREDNS_METRICS_PORT
 OUTSIDER = "192.0.2.10"
 """A host outside the topology (TEST-NET-1, never assigned)."""
 PUBLIC = "198.51.100.7"

@@ -83,12 +83,19 @@ def _domain(value: str) -> str:
     return value
 
 
+SUPPORTED_KUBERNETES_MINORS = range(35, 37)
+"""Kubernetes minors still supported upstream that minikube, the charts and our checks all know."""
+
+
 def _kubernetes_version(value: str) -> str:
     match = re.fullmatch(r"v1\.(\d+)\.(\d+)", value)
     if not match:
-        raise ValueError(f"{value!r} must look like v1.28.0")
-    if not 25 <= int(match.group(1)) <= 33:
-        raise ValueError(f"{value!r} is outside the supported range v1.25 - v1.33")
+        raise ValueError(f"{value!r} must look like {versions.KUBERNETES}")
+    if int(match.group(1)) not in SUPPORTED_KUBERNETES_MINORS:
+        first, last = SUPPORTED_KUBERNETES_MINORS[0], SUPPORTED_KUBERNETES_MINORS[-1]
+        raise ValueError(
+            f"{value!r} is outside the supported range v1.{first} - v1.{last} (older releases are end of life)"
+        )
     return value
 
 
@@ -509,6 +516,7 @@ class VersionSettings(_Model):
 
     thanos: ImageTag = versions.THANOS
     ingress_nginx: ChartVersion = versions.INGRESS_NGINX.version
+    traefik: ChartVersion = versions.TRAEFIK.version
     longhorn: ChartVersion = versions.LONGHORN.version
     kube_prometheus_stack: ChartVersion = versions.KUBE_PROMETHEUS_STACK.version
     opensearch: ChartVersion = versions.OPENSEARCH.version

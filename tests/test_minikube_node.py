@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from components import versions
 from components.minikube_node import PROFILE, SCRIPTS, start_variables, with_exports
 from components.settings import PROJECT, MinikubeSettings
 from tests.conftest import EDGE, run_fixture
@@ -69,7 +70,7 @@ def test_node_starts_with_containerd_runtime_a_real_driver_and_calico(any_stack:
     assert "export CONTAINER_RUNTIME=containerd" in script
     assert "export DRIVER=none" in script  # containerd is a runtime, not a driver
     assert "export CNI=calico" in script  # a CNI that enforces NetworkPolicy
-    assert "export KUBERNETES_VERSION=v1.28.0" in script
+    assert f"export KUBERNETES_VERSION={versions.KUBERNETES}" in script
     assert f"export APISERVER_FLAG=--apiserver-ips={host(any_stack)}" in script
     assert "export EXTRA_CONFIG=max-pods=110" in script
     assert "--driver=containerd" not in script
@@ -125,9 +126,9 @@ def test_a_changed_kubelet_setting_updates_the_node_in_place(edge: Rendering) ->
 
 
 def test_a_changed_kubernetes_version_updates_the_node_in_place(edge: Rendering) -> None:
-    changed = with_minikube(edge, kubernetesVersion="v1.29.0")
+    changed = with_minikube(edge, kubernetesVersion="v1.35.2")
     assert node_step(edge, changed).op == "update"
-    assert "export KUBERNETES_VERSION=v1.29.0" in start_command(changed)
+    assert "export KUBERNETES_VERSION=v1.35.2" in start_command(changed)
 
 
 def test_a_new_host_replaces_the_node_which_protect_refuses(edge: Rendering) -> None:
@@ -161,8 +162,8 @@ def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
         "multipathd",
         "crictl",
         "/opt/cni/bin",
-        "export CRICTL_VERSION=v1.28.0",
-        "export CNI_PLUGINS_VERSION=v1.3.0",
+        f"export CRICTL_VERSION={versions.CRICTL}",
+        f"export CNI_PLUGINS_VERSION={versions.CNI_PLUGINS}",
     ):
         assert needed in prerequisites.inputs["create"], needed
 
@@ -237,15 +238,16 @@ def fake_host(tmp_path: Path) -> Iterator[FakeHost]:
 
 # --- minikube-start.sh -------------------------------------------------------------------
 
-FAKE_MINIKUBE = """
+FAKE_MINIKUBE_TEMPLATE = """
 case "$*" in
   *" status "*) if [ "${FAKE_RUNNING:-no}" = yes ]; then echo Running; else echo Stopped; exit 7; fi ;;
-  *"kubectl -- version"*) echo "{\\"serverVersion\\": {\\"gitVersion\\": \\"${FAKE_VERSION:-v1.28.0}\\"}}" ;;
+  *"kubectl -- version"*) echo "{\\"serverVersion\\": {\\"gitVersion\\": \\"${FAKE_VERSION:-KUBERNETES}\\"}}" ;;
   *"config view"*) printf 'apiVersion: v1\\nclusters:\\n- cluster:\\n    server: https://10.0.0.1:8443\\n' ;;
   "start "*) echo "minikube says hello"; exit "${FAKE_START_RC:-0}" ;;
   *) echo "minikube says hello" ;;
 esac
 """
+FAKE_MINIKUBE = FAKE_MINIKUBE_TEMPLATE.replace("KUBERNETES", versions.KUBERNETES)
 
 
 def start_script(minikube: MinikubeSettings | None = None) -> str:
@@ -279,7 +281,7 @@ def test_a_node_that_is_not_running_is_started_with_the_requested_flags(fake_hos
         "--driver=none",
         "--container-runtime=containerd",
         "--cni=calico",
-        "--kubernetes-version=v1.28.0",
+        f"--kubernetes-version={versions.KUBERNETES}",
         f"--apiserver-ips={ADDRESS}",
         f"--extra-config=kubelet.node-ip={ADDRESS}",
         "--extra-config=kubelet.max-pods=110",
@@ -311,9 +313,9 @@ def test_a_running_node_without_recorded_arguments_is_started_again(fake_host: F
 
 def test_a_running_node_of_another_kubernetes_version_is_started_again(fake_host: FakeHost) -> None:
     run_start(fake_host, running=False)
-    fake_host.env["FAKE_VERSION"] = "v1.27.4"
+    fake_host.env["FAKE_VERSION"] = "v1.35.2"
     [start] = run_start(fake_host, running=True)
-    assert "--kubernetes-version=v1.28.0" in start.split()
+    assert f"--kubernetes-version={versions.KUBERNETES}" in start.split()
 
 
 def test_a_failed_start_fails_records_nothing_and_deletes_nothing(fake_host: FakeHost) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 
 from tests import synthetic
 from tests.conftest import any_stack_name, rendered, run_fixture, with_section
-from tools.engine import PROJECT, Rendering, Resource
+from tools.engine import OFFLINE_CLOCK, PROJECT, Rendering, Resource
 from tools.plan import plan, replacing_inputs
 
 NODE = "command:remote:Command"
@@ -42,7 +43,7 @@ def test_a_changed_kubelet_setting_updates_the_node_in_place() -> None:
 
 def test_a_changed_kubernetes_version_updates_the_node_in_place() -> None:
     stack = edge().stack
-    after = changed_minikube(stack, kubernetesVersion="v1.29.0")
+    after = changed_minikube(stack, kubernetesVersion="v1.35.2")
     assert plan(edge(), after).step(NODE, f"{stack}-minikube").op == "update"
 
 
@@ -114,3 +115,20 @@ def test_every_input_of_a_random_password_replaces_it() -> None:
     longer = copy.deepcopy(password)
     longer.inputs["length"] = 32
     assert plan(synthetic.rendering(password), synthetic.rendering(longer)).steps[0].op == "replace"
+
+
+def certificate(validity_hours: int, early_renewal_hours: int) -> Resource:
+    cert = synthetic.resource("tls:index/locallySignedCert:LocallySignedCert", "ingress")
+    cert.inputs = {"validityPeriodHours": validity_hours, "earlyRenewalHours": early_renewal_hours}
+    end = OFFLINE_CLOCK + timedelta(hours=validity_hours)
+    cert.state = {"validityEndTime": end.isoformat().replace("+00:00", "Z"), "readyForRenewal": False}
+    return cert
+
+
+def test_a_certificate_is_replaced_once_it_enters_its_renewal_window() -> None:
+    issued = synthetic.rendering(certificate(validity_hours=8760, early_renewal_hours=720))
+    same_program = synthetic.rendering(certificate(validity_hours=8760, early_renewal_hours=720))
+    early = plan(issued, same_program, now=OFFLINE_CLOCK + timedelta(days=300))
+    assert early.steps[0].op == "same"
+    due = plan(issued, same_program, now=OFFLINE_CLOCK + timedelta(days=336))
+    assert (due.steps[0].op, due.steps[0].replaced_by) == ("replace", ("renewal window",))

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from components import versions
 from components.settings import PROJECT, SettingsError, duration_seconds, parse_settings
 from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, raw_config, run_fixture
 
@@ -56,8 +57,8 @@ BROKEN = [
     (
         "bad kubernetes version",
         EDGE,
-        changed(EDGE, minikube=minikube(kubernetesVersion="1.28")),
-        ["minikube.kubernetesVersion", "v1.28.0"],
+        changed(EDGE, minikube=minikube(kubernetesVersion="1.36")),
+        ["minikube.kubernetesVersion", "must look like v1."],
     ),
     (
         "unsupported kubernetes version",
@@ -215,7 +216,7 @@ def test_defaults_are_the_design_choices() -> None:
     assert settings.minikube.driver == "none"
     assert settings.minikube.container_runtime == "containerd"
     assert settings.minikube.cni == "calico"
-    assert settings.minikube.kubernetes_version == "v1.28.0"
+    assert settings.minikube.kubernetes_version == versions.KUBERNETES
     assert (settings.node.cpus, settings.node.memory_gib) == (4, 16)
 
 

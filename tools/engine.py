@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ SECRET_MARKER = "4dabf18193072939515e22adb298388d"
 SECRET_PLACEHOLDER_PREFIX = "REDACTED-SECRET-"
 MOCK_STDOUT = "offline-engine: command output is only known after `pulumi up`"
 MOCK_PASSWORD = "offline-engine-generated-password"
+MOCK_PRIVATE_KEY = "offline-engine-private-key"
+OFFLINE_CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
+"""When offline certificates are issued (fixed, so that two renderings are identical)."""
+TLS_CERTIFICATES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
 SECRET_TEXT = "[secret]"
 
 
@@ -77,6 +82,8 @@ class Resource:
     """Input name -> URNs of the resources that input's value came from."""
     aliases: list[str] = field(default_factory=list)
     """Former types (`type`) or URNs (`urn`) this resource answers to, as the SDK sent them."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """The outputs the (mock) provider returned: what the state file would record."""
 
     @property
     def package(self) -> str:
@@ -310,6 +317,18 @@ def _with_secret_placeholders(config: dict[str, str]) -> tuple[dict[str, str], l
 StackOutputs = dict[str, Any]
 
 
+def _issued(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A certificate's outputs as pulumi-tls reports them, issued at the offline clock."""
+    hours = int(inputs.get("validityPeriodHours") or 0)
+    end = OFFLINE_CLOCK + timedelta(hours=hours)
+    return {
+        "certPem": f"offline-engine-certificate-{name}",
+        "validityStartTime": OFFLINE_CLOCK.isoformat().replace("+00:00", "Z"),
+        "validityEndTime": end.isoformat().replace("+00:00", "Z"),
+        "readyForRenewal": False,
+    }
+
+
 class _Mocks(pulumi.runtime.Mocks):
     """Answers every resource and invoke the program makes with plausible offline values."""
 
@@ -327,6 +346,12 @@ class _Mocks(pulumi.runtime.Mocks):
             state.update(outputs=self._stack_outputs(name), secretOutputNames=[])
         elif args.typ == "kubernetes:helm.sh/v3:Release":
             state["status"] = {"name": state.get("name", args.name), "namespace": state.get("namespace", "default")}
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            state.update(privateKeyPem=f"{MOCK_PRIVATE_KEY}-{args.name}", publicKeyPem=f"offline-public-key-{args.name}")
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state.update(certRequestPem=f"offline-engine-certificate-request-{args.name}")
+        elif args.typ in TLS_CERTIFICATES:
+            state.update(_issued(args.name, state))
         return f"{args.name}-id", state
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
@@ -380,6 +405,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                         key: list(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
                     },
                     aliases=_aliases(request),
+                    state=normalise(dict(self.resources[response.urn].state)) if response.urn in self.resources else {},
                 )
             )
         return response

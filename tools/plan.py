@@ -12,6 +12,8 @@ setting changed):
   replacement is the provider's business; `REPLACING_INPUTS` below is what this model knows of
   the providers we use, plus `replaceOnChanges`;
 - a resource whose provider is replaced is replaced with it;
+- a certificate is replaced once `now` is within its `earlyRenewalHours` of its recorded end of
+  validity (pulumi-tls marks it `readyForRenewal` when it reads it on the next `up`);
 - replacing or deleting a protected resource is refused, as the engine refuses it at preview;
   deleting a resource with `retainOnDelete` only drops it from the state.
 
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pulumi.output import Unknown
 
-from tools.engine import Rendering, Resource, unwrap
+from tools.engine import OFFLINE_CLOCK, TLS_CERTIFICATES, Rendering, Resource, unwrap
 
 Operation = Literal["same", "create", "update", "replace", "delete", "retain"]
 
@@ -65,6 +68,11 @@ REPLACING_INPUTS: dict[str, ReplacingInputs] = {
     # pulumi-random: every input forces a new value.
     "random:index/randomPassword:RandomPassword": lambda r: (ANY_INPUT,),
     "random:index/randomString:RandomString": lambda r: (ANY_INPUT,),
+    # pulumi-tls: a key, a request or a certificate is never changed in place, only issued anew.
+    "tls:index/privateKey:PrivateKey": lambda r: (ANY_INPUT,),
+    "tls:index/certRequest:CertRequest": lambda r: (ANY_INPUT,),
+    "tls:index/selfSignedCert:SelfSignedCert": lambda r: (ANY_INPUT,),
+    "tls:index/locallySignedCert:LocallySignedCert": lambda r: (ANY_INPUT,),
     # A Helm release is addressed by name and namespace.
     "kubernetes:helm.sh/v3:Release": lambda r: ("name", "namespace"),
     "pulumi:providers:kubernetes": _kubernetes_provider,
@@ -136,8 +144,10 @@ class Plan:
         return messages
 
 
-def plan(old: Rendering, new: Rendering) -> Plan:
-    """The engine's plan for turning the state `old` into the program `new`."""
+def plan(old: Rendering, new: Rendering, now: datetime | None = None) -> Plan:
+    """The engine's plan for turning the state `old` into the program `new`, at time `now`
+    (default: when the offline engine issued `old`'s certificates, so nothing is due)."""
+    clock = now or OFFLINE_CLOCK
     olds = {r.urn: r for r in old.resources}
     matched: dict[str, Resource] = {}
     for resource in new.resources:
@@ -151,7 +161,7 @@ def plan(old: Rendering, new: Rendering) -> Plan:
         if previous is None:
             steps.append(Step("create", resource.urn, resource.type, resource.name))
             continue
-        step = _compare(previous, resource, replaced_providers)
+        step = _compare(previous, resource, replaced_providers, clock)
         if step.op == "replace" and resource.type.startswith("pulumi:providers:"):
             replaced_providers.add(previous.urn)
         steps.append(step)
@@ -177,7 +187,19 @@ def _providers_first(resources: list[Resource]) -> list[Resource]:
     return sorted(resources, key=lambda r: not r.type.startswith("pulumi:providers:"))
 
 
-def _compare(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
+def _due_for_renewal(old: Resource, now: datetime) -> bool:
+    if old.type not in TLS_CERTIFICATES:
+        return False
+    end = old.state.get("validityEndTime")
+    if old.state.get("readyForRenewal") is True:
+        return True
+    if not isinstance(end, str):
+        return False
+    early = timedelta(hours=int(old.inputs.get("earlyRenewalHours") or 0))
+    return now >= datetime.fromisoformat(end.replace("Z", "+00:00")) - early
+
+
+def _compare(old: Resource, new: Resource, replaced_providers: set[str], now: datetime) -> Step:
     before, after = _comparable(old.inputs), _comparable(new.inputs)
     for path in new.ignore_changes:  # the engine sends the recorded value instead
         _set(after, path, _lookup(before, path))
@@ -186,6 +208,8 @@ def _compare(old: Resource, new: Resource, replaced_providers: set[str]) -> Step
     reasons = tuple(path for path in replacing_inputs(new) if _differs(before, after, path))
     if provider_replaced:
         reasons += ("provider",)
+    if _due_for_renewal(old, now):
+        reasons += ("renewal window",)
     if reasons:
         op: Operation = "replace"
     elif changed or not _same_provider(old, new):

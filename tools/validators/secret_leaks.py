@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.engine import MOCK_PASSWORD, SECRET_PLACEHOLDER_PREFIX, Rendering, Resource, Secret
+from tools.engine import MOCK_PASSWORD, MOCK_PRIVATE_KEY, SECRET_PLACEHOLDER_PREFIX, Rendering, Resource, Secret
 from tools.validators.common import Finding, describe, join_path, walk
 
 NAME = "secret-leaks"
-MARKERS = (SECRET_PLACEHOLDER_PREFIX, MOCK_PASSWORD)
+MARKERS = (SECRET_PLACEHOLDER_PREFIX, MOCK_PASSWORD, MOCK_PRIVATE_KEY)
 
 
 def validate(rendering: Rendering) -> list[Finding]:

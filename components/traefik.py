@@ -1,0 +1,252 @@
+"""Traefik: the ingress controller, on the host network.
+
+A DaemonSet with `hostNetwork: true` serves ports 80 and 443 on the host address, where the
+wildcard DNS `*.<domain>` points. No Service carries that traffic (Minikube has no LoadBalancer,
+and the host address is the entry point); the chart's metrics Service exists for the ServiceMonitor.
+Every port Traefik opens is a port of the node, so each entrypoint is placed explicitly: the
+chart's defaults would take minikube's API server port (8443) and node-exporter's (9100).
+
+Components that need something of Traefik in front of them say so with a value of this module:
+`LoginMiddleware` (basic auth for a UI without a login of its own) and `HttpsBackend` (a backend
+that serves HTTPS only). Traefik's CRDs come with its chart, so this component creates those
+custom resources after its release, for components installed earlier (Longhorn) and later alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import versions
+from components.kube import MANAGED_BY, Component, helm_release, resources
+from components.settings import PROJECT
+
+RELEASE = "traefik"
+INGRESS_CLASS = "traefik"
+"""The IngressClass every Ingress of the platform names; the chart creates it, marked default."""
+HTTP_PORT = 80
+HTTPS_PORT = 443
+PING_PORT = 10246
+"""The `traefik` entrypoint: health checks (`/ping`) for the kubelet, bound to loopback only. The
+port ingress-nginx served its status page on, so known free on these hosts."""
+METRICS_PORT = 10254
+"""Prometheus metrics, on the node address (Prometheus scrapes the node). ingress-nginx's metrics
+port, so known free on these hosts and clear of the kubelet's and kube-proxy's 10248-10259 ports."""
+LOOPBACK = "127.0.0.1"
+NON_ROOT = 65532
+"""The chart's default user and group."""
+
+ROUTER_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
+SERVERS_SCHEME = "traefik.ingress.kubernetes.io/service.serversscheme"
+SERVERS_TRANSPORT = "traefik.ingress.kubernetes.io/service.serverstransport"
+TRAEFIK_API = "traefik.io/v1alpha1"
+
+# The controller this component replaces: its release is carried over (see `ingress_nginx_release`).
+PREVIOUS_COMPONENT_TYPE = f"{PROJECT}:ingress:IngressNginx"
+PREVIOUS_RELEASE = "ingress-nginx"
+
+
+def crd_reference(namespace: str, name: str) -> str:
+    """How an Ingress or Service annotation names a Traefik custom resource (provider `kubernetescrd`)."""
+    return f"{namespace}-{name}@kubernetescrd"
+
+
+@dataclass(frozen=True)
+class LoginMiddleware:
+    """Basic auth in front of a UI: a Traefik `Middleware` reading `kube.basic_auth()`'s Secret.
+
+    The Middleware is named after the Secret and lives beside it (Traefik reads the Secret from the
+    Middleware's namespace). Until both exist, Traefik drops the router that names the Middleware:
+    the UI answers 404, never unauthenticated.
+    """
+
+    namespace: str
+    secret: str
+    """The Secret whose `users` key holds the htpasswd lines."""
+    realm: str
+
+    @property
+    def name(self) -> str:
+        return self.secret
+
+    def ingress_annotations(self) -> dict[str, str]:
+        """What the UI's Ingress carries to be served through the login."""
+        return {ROUTER_MIDDLEWARES: crd_reference(self.namespace, self.name)}
+
+    def spec(self) -> dict[str, Any]:
+        # removeHeader: the backend has no use for the operator's credentials.
+        return {"basicAuth": {"secret": self.secret, "realm": self.realm, "removeHeader": True}}
+
+
+@dataclass(frozen=True)
+class HttpsBackend:
+    """A Service Traefik talks HTTPS to, through a `ServersTransport` of its own.
+
+    NOT VERIFIED YET: the transport skips certificate verification. The backends (OpenSearch) serve
+    their demo certificates, signed by a demo CA that exists only inside their image; verifying them
+    needs that CA (or a real certificate) in a Secret for `rootCAs`, which is the TLS change's work.
+    The traffic is encrypted, but Traefik cannot tell the backend from an impostor on the pod
+    network. Scoped to this transport only, never Traefik's default for every backend.
+    """
+
+    namespace: str
+    name: str
+    """Name of the ServersTransport."""
+
+    def service_annotations(self) -> dict[str, str]:
+        """What the backend's Service carries (Traefik reads these two on the Service, not the Ingress)."""
+        return {SERVERS_SCHEME: "https", SERVERS_TRANSPORT: crd_reference(self.namespace, self.name)}
+
+    def spec(self) -> dict[str, Any]:
+        return {"insecureSkipVerify": True}
+
+
+class TraefikArgs(TypedDict):
+    namespace: str
+    """Namespace the controller runs in."""
+    chart_version: str
+    """Pinned traefik chart version."""
+    node_address: str
+    """The host's IP: what Ingress objects report as their address (where the wildcard DNS points)."""
+    service_monitor_labels: dict[str, str]
+    """Labels Prometheus selects ServiceMonitors by; the release must wait for the Prometheus Operator CRDs."""
+    logins: Sequence[LoginMiddleware]
+    """The basic-auth Middlewares the UIs' Ingresses name."""
+    https_backends: Sequence[HttpsBackend]
+    """The ServersTransports the HTTPS backends' Services name."""
+
+
+def security_context() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod, container) security contexts: the least privilege that binds 80/443 on the host network.
+
+    A non-root process cannot keep NET_BIND_SERVICE: Kubernetes and containerd put added capabilities
+    in the bounding and permitted sets but never in the ambient set, so they are lost at exec for a
+    non-root user (kubernetes/kubernetes#56374, ambient support never landed), and the Traefik image
+    sets no file capability on its binary (traefik/traefik-library-image#51). Unprivileged ports via
+    `net.ipv4.ip_unprivileged_port_start` are no way out either: with hostNetwork that sysctl is the
+    host's. So the process runs as UID 0, but with every capability dropped except NET_BIND_SERVICE,
+    no privilege escalation, a read-only root filesystem and the runtime's seccomp profile: root
+    that can bind low ports and nothing else (no DAC override, no NET_ADMIN/NET_RAW, /proc/sys is
+    read-only in the container). The group stays the chart's unprivileged one.
+    """
+    pod = {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "runAsGroup": NON_ROOT,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+    }
+    return pod, container
+
+
+def entrypoints() -> dict[str, Any]:
+    """Every port Traefik listens on, placed on the node deliberately (see the module docstring)."""
+    return {
+        "web": {"port": HTTP_PORT},
+        "websecure": {"port": HTTPS_PORT},
+        # Only the kubelet needs it (probes run from the host): not reachable from the network.
+        "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
+        "metrics": {"port": METRICS_PORT},
+    }
+
+
+def traefik_values(node_address: str, service_monitor_labels: dict[str, str]) -> dict[str, Any]:
+    pod_security, container_security = security_context()
+    return {
+        "deployment": {
+            "kind": "DaemonSet",
+            # With hostNetwork the pod would otherwise resolve through the host, not CoreDNS.
+            "dnsPolicy": "ClusterFirstWithHostNet",
+        },
+        "hostNetwork": True,
+        # A second pod cannot bind the same host ports: replace the one pod, never surge.
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        "ports": entrypoints(),
+        # The host address is the entry point; the chart's default Service is a LoadBalancer.
+        "service": {"enabled": False},
+        "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
+        "providers": {
+            # Ingress objects and Traefik's CRDs of every namespace (the chart's ClusterRole).
+            "kubernetesIngress": {
+                "enabled": True,
+                # No Service to publish: Ingress objects report the host address instead.
+                "publishedService": {"enabled": False},
+                "ingressEndpoint": {"ip": node_address},
+            },
+            # A Middleware or ServersTransport is named only from its own namespace.
+            "kubernetesCRD": {"enabled": True, "allowCrossNamespace": False},
+        },
+        "rbac": {"enabled": True, "namespaced": False},
+        # Nothing routes to the dashboard; the API serves nothing without a router.
+        "api": {"dashboard": False},
+        # No calls home from the host network.
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "metrics": {
+            "prometheus": {
+                "service": {"enabled": True},
+                "serviceMonitor": {"enabled": True, "additionalLabels": service_monitor_labels, "interval": "30s"},
+            }
+        },
+        "resources": resources(cpu="100m", memory="128Mi", memory_limit="384Mi"),
+        "podSecurityContext": pod_security,
+        "securityContext": container_security,
+    }
+
+
+def ingress_nginx_release(component_name: str) -> pulumi.Output[str]:
+    """The URN ingress-nginx's release had, under this component's former type and same name.
+
+    Both controllers need the host's ports 80/443, so they cannot run side by side: created first
+    (Pulumi's default for a new resource, the old one deleted last), Traefik would never become
+    ready and its atomic install would roll back, on every `pulumi up`. Aliased to the old release,
+    whose name and namespace changed, the Traefik release is a replacement of it, and
+    `delete_before_replace` uninstalls ingress-nginx first (the UIs are unreachable until Traefik
+    is ready). Any later replacement of this release needs the same order, so the option stays.
+    """
+    previous_parent = pulumi.create_urn(component_name, PREVIOUS_COMPONENT_TYPE)
+    return pulumi.create_urn(PREVIOUS_RELEASE, "kubernetes:helm.sh/v3:Release", parent=previous_parent)
+
+
+class Traefik(Component):
+    """The Traefik release, and the Middlewares and ServersTransports components asked for."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: TraefikArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=PREVIOUS_COMPONENT_TYPE)])
+        super().__init__("ingress:Traefik", name, pulumi.ResourceOptions.merge(opts, renamed))
+        self.release = helm_release(
+            RELEASE,
+            versions.TRAEFIK,
+            args["chart_version"],
+            namespace=args["namespace"],
+            values=traefik_values(args["node_address"], args["service_monitor_labels"]),
+            opts=self.child(delete_before_replace=True, aliases=[ingress_nginx_release(name)]),
+        )
+        # The CRDs come with the release: Helm installs the chart's crds/ before its templates (the
+        # Release does not skip them). Helm installs them only on the first install and never
+        # upgrades them, so a chart upgrade whose CRDs changed applies them first
+        # (`kubectl apply --server-side -f crds/` of the new chart).
+        for login in args["logins"]:
+            self._custom_resource("Middleware", login.namespace, login.name, login.spec())
+        for backend in args["https_backends"]:
+            self._custom_resource("ServersTransport", backend.namespace, backend.name, backend.spec())
+        self.register_outputs({"release": self.release.name})
+
+    def _custom_resource(self, kind: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        k8s.apiextensions.CustomResource(
+            f"{namespace}-{name}",
+            api_version=TRAEFIK_API,
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=MANAGED_BY),
+            spec=spec,
+            opts=self.child(self.release),
+        )

@@ -1,0 +1,298 @@
+"""Traefik: the ingress controller, a host-network DaemonSet on ports 80/443 of the host.
+
+Values and wiring are checked on what the program registers; ports, the IngressClass, the
+Middlewares, the OpenSearch backend and the ServiceMonitor also on what the pinned chart really
+renders from those values (`tools.cluster`, the real `helm template`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components import versions
+from components.kube_prometheus_stack import RELEASE as KPS_RELEASE
+from components.kube_prometheus_stack import SELECTOR_LABELS
+from components.namespaces import ENFORCED_LEVEL, INGRESS
+from components.traefik import (
+    HTTP_PORT,
+    HTTPS_PORT,
+    INGRESS_CLASS,
+    LOOPBACK,
+    METRICS_PORT,
+    PING_PORT,
+    PREVIOUS_COMPONENT_TYPE,
+    PREVIOUS_RELEASE,
+    RELEASE,
+    ROUTER_MIDDLEWARES,
+    SERVERS_SCHEME,
+    SERVERS_TRANSPORT,
+)
+from tests import synthetic
+from tests.conftest import requires_charts, settings
+from tools.cluster import Cluster, KubeObject, Pod, cluster
+from tools.engine import PROJECT, Rendering, Resource, Secret
+from tools.plan import plan
+from tools.validators import host_ports
+from tools.validators.common import lookup
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+
+def release(stack: Rendering) -> Resource:
+    return stack.release(RELEASE)
+
+
+def values(stack: Rendering) -> dict[str, Any]:
+    return release(stack).inputs["values"]
+
+
+def traefik_pod(model: Cluster) -> Pod:
+    (pod,) = [p for p in model.pods() if p.namespace == INGRESS]
+    return pod
+
+
+def objects(model: Cluster, kind: str, namespace: str | None = None) -> list[KubeObject]:
+    return [o for o in model.of_kind(kind) if namespace is None or o.namespace == namespace]
+
+
+def only(model: Cluster, kind: str, name: str, namespace: str | None = None) -> KubeObject:
+    (found,) = [o for o in objects(model, kind, namespace) if o.name == name]
+    return found
+
+
+def annotations_of(o: KubeObject) -> dict[str, str]:
+    return lookup(o.obj, "metadata.annotations") or {}
+
+
+def referenced(reference: str, ingress_namespace: str) -> str:
+    """The name of the custom resource a `<namespace>-<name>@kubernetescrd` reference names."""
+    prefix, _, provider = reference.partition("@")
+    assert provider == "kubernetescrd", reference
+    assert prefix.startswith(f"{ingress_namespace}-"), f"{reference}: not in the Ingress's namespace"
+    return prefix.removeprefix(f"{ingress_namespace}-")
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def test_traefik_runs_on_the_host_network_as_a_daemonset(any_stack: Rendering) -> None:
+    inputs = release(any_stack).inputs
+    assert (inputs["chart"], inputs["version"]) == (versions.TRAEFIK.name, versions.TRAEFIK.version)
+    assert inputs["repositoryOpts"]["repo"] == versions.TRAEFIK.repo
+    assert inputs["namespace"] == INGRESS == "ingress"
+    v = values(any_stack)
+    assert v["deployment"]["kind"] == "DaemonSet"
+    assert v["hostNetwork"] is True
+    assert v["deployment"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+    # Two pods cannot hold the same host ports: replace, never surge.
+    assert v["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    # The host address is the entry point: no Service (the chart's default is a LoadBalancer).
+    assert v["service"] == {"enabled": False}
+    assert v["providers"]["kubernetesIngress"]["ingressEndpoint"] == {"ip": settings(any_stack).ip}
+    assert v["resources"]["requests"]["cpu"] and v["resources"]["limits"]["memory"]
+
+
+def test_every_entrypoint_has_a_port_of_its_own(any_stack: Rendering) -> None:
+    ports = values(any_stack)["ports"]
+    assert ports == {
+        "web": {"port": HTTP_PORT},
+        "websecure": {"port": HTTPS_PORT},
+        "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
+        "metrics": {"port": METRICS_PORT},
+    }
+    assert (HTTP_PORT, HTTPS_PORT) == (80, 443)
+
+
+def test_only_net_bind_service_is_granted_and_nothing_can_escalate(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    container, pod = v["securityContext"], v["podSecurityContext"]
+    # UID 0 only because a non-root process loses added capabilities at exec (no ambient capabilities
+    # in Kubernetes, no file capability on the image's binary): root without any other capability.
+    assert container["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["readOnlyRootFilesystem"] is True
+    assert (pod["runAsUser"], pod["runAsNonRoot"]) == (0, False)
+    assert pod["runAsGroup"] != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in container
+
+
+def test_the_ingress_namespace_is_privileged_because_of_the_host_network() -> None:
+    assert ENFORCED_LEVEL[INGRESS] == "privileged"
+
+
+def test_traefik_reads_ingresses_and_its_crds_in_every_namespace(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    assert v["rbac"] == {"enabled": True, "namespaced": False}
+    assert v["providers"]["kubernetesIngress"]["enabled"] is True
+    assert v["providers"]["kubernetesCRD"]["enabled"] is True
+    assert v["ingressClass"] == {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS}
+
+
+# --- what the chart renders -----------------------------------------------------------------
+
+
+@requires_charts
+def test_the_rendered_pod_listens_on_exactly_its_four_ports(any_stack: Rendering) -> None:
+    pod = traefik_pod(cluster(any_stack))
+    assert pod.host_network
+    assert sorted(listener.port for listener in host_ports.listeners(pod)) == sorted(
+        (HTTP_PORT, HTTPS_PORT, PING_PORT, METRICS_PORT)
+    )
+    (container,) = pod.spec["containers"]
+    assert f"--entryPoints.traefik.address={LOOPBACK}:{PING_PORT}/tcp" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {
+        "host": LOOPBACK,
+        "path": "/ping",
+        "port": PING_PORT,
+        "scheme": "HTTP",
+    }
+    assert container["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"]
+    assert pod.spec["securityContext"]["runAsUser"] == 0
+
+
+@requires_charts
+def test_no_port_of_traefik_clashes_with_the_node(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    traefik = traefik_pod(model).source.describe()
+    assert [str(f) for f in host_ports.validate(any_stack) if traefik in f.resource] == []
+    reserved = host_ports.node_ports(any_stack)
+    for listener in host_ports.listeners(traefik_pod(model)):
+        assert listener.port not in reserved and listener.port not in host_ports.NODE_PORT_RANGE
+
+
+@requires_charts
+def test_the_charts_default_ports_would_clash_with_the_node(any_stack: Rendering) -> None:
+    defaults = copy.deepcopy(any_stack)
+    del defaults.release(RELEASE).inputs["values"]["ports"]  # web 8000, websecure 8443, traefik 8080, metrics 9100
+    text = "\n".join(str(f) for f in host_ports.validate(defaults))
+    assert "host port 8443 is the node's kube-apiserver" in text
+    assert "host port 9100/TCP is already taken" in text  # node-exporter's
+
+
+@requires_charts
+def test_the_ingress_class_is_the_default_and_every_ingress_names_it(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    (ingress_class,) = objects(model, "IngressClass")
+    assert ingress_class.name == INGRESS_CLASS
+    assert annotations_of(ingress_class)["ingressclass.kubernetes.io/is-default-class"] == "true"
+    assert lookup(ingress_class.obj, "spec.controller") == "traefik.io/ingress-controller"
+    ingresses = objects(model, "Ingress")
+    assert {o.name: lookup(o.obj, "spec.ingressClassName") for o in ingresses} == {
+        o.name: INGRESS_CLASS for o in ingresses
+    }
+    hosts = {rule["host"] for o in ingresses for rule in lookup(o.obj, "spec.rules")}
+    domain = settings(any_stack).domain
+    expected = {"grafana", "longhorn", "opensearch", *(["thanos"] if settings(any_stack).is_central else [])}
+    assert hosts == {f"{name}.{domain}" for name in expected}
+
+
+@requires_charts
+def test_uis_without_a_login_are_behind_a_basic_auth_middleware(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    protected: set[str] = set()
+    for ingress in objects(model, "Ingress"):
+        reference = annotations_of(ingress).get(ROUTER_MIDDLEWARES)
+        if reference is None:
+            continue
+        namespace = ingress.namespace or ""
+        middleware = only(model, "Middleware", referenced(reference, namespace), namespace)
+        auth = lookup(middleware.obj, "spec.basicAuth")
+        assert auth["removeHeader"] is True
+        secret = any_stack.k8s("Secret", auth["secret"], namespace)
+        assert isinstance(secret.inputs["stringData"], Secret)
+        assert set(secret.inputs["stringData"].value) == {"users"}
+        protected.add(lookup(ingress.obj, "spec.rules")[0]["host"].split(".")[0])
+    # Grafana and OpenSearch have logins of their own.
+    assert protected == {"longhorn", *(["thanos"] if settings(any_stack).is_central else [])}
+
+
+def test_middlewares_and_transports_wait_for_traefiks_crds(any_stack: Rendering) -> None:
+    created = [r for r in any_stack.kubernetes_objects() if r.kind in ("Middleware", "ServersTransport")]
+    central = settings(any_stack).is_central
+    assert sorted((r.kind, r.metadata["namespace"], r.metadata["name"]) for r in created) == sorted(
+        [
+            ("Middleware", "longhorn-system", "longhorn-ui-basic-auth"),
+            ("ServersTransport", "logging", "opensearch"),
+            *([("Middleware", "monitoring", "thanos-ui-basic-auth")] if central else []),
+        ]
+    )
+    for resource in created:
+        assert resource.inputs["apiVersion"] == "traefik.io/v1alpha1"
+        assert any_stack.depends_on(resource, release(any_stack)), resource.name
+
+
+@requires_charts
+def test_the_chart_installs_the_crds_the_middlewares_need(any_stack: Rendering) -> None:
+    crds = {o.name for o in cluster(any_stack).of_kind("CustomResourceDefinition") if o.resource == release(any_stack)}
+    assert {"middlewares.traefik.io", "serverstransports.traefik.io"} <= crds
+    assert not release(any_stack).inputs.get("skipCrds")
+
+
+@requires_charts
+def test_opensearch_is_reached_over_https_through_its_own_transport(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    service = only(model, "Service", "opensearch-cluster-master", "logging")
+    assert annotations_of(service)[SERVERS_SCHEME] == "https"
+    transport = only(model, "ServersTransport", referenced(annotations_of(service)[SERVERS_TRANSPORT], "logging"))
+    # Not verified until the TLS change gives Traefik the CA of OpenSearch's demo certificate.
+    assert lookup(transport.obj, "spec") == {"insecureSkipVerify": True}
+    assert "insecureSkipVerify" not in str(values(any_stack))  # never Traefik's default for every backend
+
+
+@requires_charts
+def test_prometheus_scrapes_the_metrics_entrypoint(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    (monitor,) = objects(model, "ServiceMonitor", INGRESS)
+    labels = lookup(monitor.obj, "metadata.labels")
+    assert labels | SELECTOR_LABELS == labels  # what kube-prometheus-stack's Prometheus selects
+    (endpoint,) = lookup(monitor.obj, "spec.endpoints")
+    assert (endpoint["targetPort"], endpoint["path"]) == ("metrics", "/metrics")
+    selector = lookup(monitor.obj, "spec.selector.matchLabels")
+    (service,) = [
+        s for s in objects(model, "Service", INGRESS) if selector.items() <= lookup(s.obj, "metadata.labels").items()
+    ]
+    assert lookup(service.obj, "spec.ports") == [
+        {"name": "metrics", "port": METRICS_PORT, "protocol": "TCP", "targetPort": "metrics"}
+    ]
+    (container,) = traefik_pod(model).spec["containers"]
+    assert {"containerPort": METRICS_PORT, "name": "metrics", "protocol": "TCP"} in container["ports"]
+
+
+# --- order and migration --------------------------------------------------------------------
+
+
+def test_the_release_waits_for_the_prometheus_operator_crds(any_stack: Rendering) -> None:
+    assert any_stack.depends_on(release(any_stack), any_stack.release(KPS_RELEASE))
+    assert values(any_stack)["metrics"]["prometheus"]["serviceMonitor"]["additionalLabels"] == SELECTOR_LABELS
+    # Longhorn comes before kube-prometheus-stack (its volumes), so before Traefik: its Ingress and
+    # the Middleware it names wait for nothing of Longhorn's.
+    assert not any_stack.depends_on(any_stack.release("longhorn"), release(any_stack))
+    assert any_stack.depends_on(any_stack.release("opensearch"), release(any_stack))
+
+
+def test_the_release_replaces_ingress_nginx_deleting_it_first(any_stack: Rendering) -> None:
+    new = release(any_stack)
+    component = any_stack.parent_of(new)
+    assert component is not None and component.type == f"{PROJECT}:ingress:Traefik"
+    assert PREVIOUS_COMPONENT_TYPE in component.aliases
+    previous_urn = (
+        f"urn:pulumi:{any_stack.stack}::{PROJECT}::{PREVIOUS_COMPONENT_TYPE}${RELEASE_TYPE}::{PREVIOUS_RELEASE}"
+    )
+    previous = synthetic.resource(RELEASE_TYPE, PREVIOUS_RELEASE)
+    previous.urn = previous_urn
+    previous.inputs = {**copy.deepcopy(new.inputs), "name": PREVIOUS_RELEASE, "namespace": PREVIOUS_RELEASE}
+    step = plan(synthetic.rendering(previous), any_stack).step(RELEASE_TYPE, RELEASE)
+    assert step.op == "replace" and set(step.replaced_by) == {"name", "namespace"}
+    # Both need the host's 80/443: the old one must be gone before the new one can start.
+    assert new.delete_before_replace is True
+
+
+@pytest.mark.parametrize("port", [PING_PORT, METRICS_PORT])
+def test_traefiks_own_ports_are_clear_of_the_node_by_design(port: int) -> None:
+    assert port not in host_ports.CONTROL_PLANE
+    assert port not in host_ports.NODE_PORT_RANGE
+    assert all(port not in ports for ports in host_ports.CNI_PORTS.values())

@@ -13,8 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components import longhorn, namespaces, settings
 from components.fluent_bit import FluentBit
-from components.ingress_nginx import IngressNginx
-from components.kube_prometheus_stack import KubePrometheusStack
+from components.kube_prometheus_stack import SELECTOR_LABELS, KubePrometheusStack
 from components.longhorn import STORAGE_CLASS, Longhorn
 from components.minikube_node import MinikubeNode
 from components.namespaces import Namespaces
@@ -22,9 +21,12 @@ from components.network_policies import NetworkPolicies
 from components.object_storage import CREDENTIALS_OUTPUT, ObjectStorage
 from components.opensearch import HTTP_PORT as OPENSEARCH_PORT
 from components.opensearch import WRITER_SECRET, OpenSearch
+from components.opensearch import ingress_backend as opensearch_backend
 from components.s3_credentials import S3Credentials
 from components.thanos import QUERY_FRONTEND_URL, ThanosCentral
+from components.thanos import ui_login as thanos_login
 from components.thanos_alerts import ThanosAlerts
+from components.traefik import Traefik
 
 config, secrets = settings.load()
 cluster = config.cluster_name
@@ -131,10 +133,21 @@ monitoring = KubePrometheusStack(
     opts=on_cluster(owned, storage.release, s3_credentials, protect=config.protect),
 )
 # After kube-prometheus-stack: its ServiceMonitor needs the CRD. Ingress objects of other
-# components may exist before the controller does.
-ingress = IngressNginx(
+# components may exist before the controller does; the Middlewares and ServersTransports they
+# name come with it (Traefik brings their CRDs).
+ingress = Traefik(
     f"{cluster}-ingress",
-    {"namespace": namespaces.INGRESS, "chart_version": config.versions.ingress_nginx, "service_monitor": True},
+    {
+        "namespace": namespaces.INGRESS,
+        "chart_version": config.versions.traefik,
+        "node_address": config.ip,
+        "service_monitor_labels": SELECTOR_LABELS,
+        "logins": [
+            longhorn.ui_login(namespaces.LONGHORN),
+            *([thanos_login(namespaces.MONITORING)] if config.is_central else []),
+        ],
+        "https_backends": [opensearch_backend(namespaces.LOGGING)],
+    },
     opts=on_cluster(owned, monitoring.release),
 )
 thanos = (

@@ -9,6 +9,10 @@ Nothing is lost when OpenSearch restarts or is down for a while: chunks are buff
 node's disk (`storage.type filesystem`, up to `fluentBitBufferLimit`) and retried with backoff,
 and the tail offsets live in a database on the same hostPath, so a restarted Fluent-bit resumes
 where it stopped instead of re-reading or skipping files.
+
+The configuration is in the classic format, the chart's `config.*` sections: the chart still
+renders them into `fluent-bit.conf` and starts Fluent Bit with `--config` pointing at it (the
+image's own default became YAML in Fluent Bit 4).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class FluentBitArgs(TypedDict):
 
 
 def service_section() -> str:
+    """`Health_Check On` backs the chart's readiness probe (`/api/v2/health`)."""
     return f"""[SERVICE]
     Daemon Off
     Flush 1
@@ -114,7 +119,9 @@ def filters_section(cluster_name: str) -> str:
 
 def outputs_section(target: OpenSearchTarget, logging: LoggingSettings) -> str:
     """TLS without verification: the chart's demo certificate is self-signed and names no Service.
-    `Generate_ID` makes a retried bulk request overwrite its documents instead of duplicating them."""
+    `Suppress_Type_Name`: OpenSearch 2 and 3 reject the `_type` Fluent Bit sends otherwise.
+    `Generate_ID`: a retried bulk request finds the documents it already wrote (OpenSearch answers
+    409 to the `create`, which Fluent Bit counts as delivered) instead of writing them twice."""
     retry_limit = "no_limits" if logging.fluent_bit_retry_limit is None else str(logging.fluent_bit_retry_limit)
     return f"""[OUTPUT]
     Name opensearch

@@ -88,7 +88,7 @@ class BasicAuth:
     """A generated login for a UI that has none of its own (the ingress checks it)."""
 
     secret: k8s.core.v1.Secret
-    """`auth` holds the htpasswd line `admin:<bcrypt hash>`."""
+    """`users` holds the htpasswd line `admin:<bcrypt hash>`, the key Traefik's basicAuth reads."""
     password: pulumi.Output[str]
     """The password (secret), a stack output for the operator."""
 
@@ -97,13 +97,14 @@ BASIC_AUTH_USER = "admin"
 
 
 def basic_auth(component: Component, name: str, secret_name: str, namespace: str) -> BasicAuth:
-    """A random password and the htpasswd Secret the ingress checks it against."""
+    """A random password and the htpasswd Secret the ingress checks it against (a Traefik
+    `LoginMiddleware` names the Secret). Only the bcrypt hash is stored in the cluster."""
     password = random.RandomPassword(f"{name}-ui-password", length=24, special=False, opts=component.child())
     secret = k8s.core.v1.Secret(
         secret_name,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace, labels=MANAGED_BY),
         type="Opaque",
-        string_data=pulumi.Output.secret({"auth": pulumi.Output.concat(f"{BASIC_AUTH_USER}:", password.bcrypt_hash)}),
+        string_data=pulumi.Output.secret({"users": pulumi.Output.concat(f"{BASIC_AUTH_USER}:", password.bcrypt_hash)}),
         opts=component.child(),
     )
     return BasicAuth(secret, pulumi.Output.secret(password.result))

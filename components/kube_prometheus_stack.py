@@ -18,11 +18,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import versions
-from components.ingress_nginx import INGRESS_CLASS
 from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import MonitoringSettings, quantity_bytes
+from components.traefik import INGRESS_CLASS
 
 RELEASE = "kube-prometheus-stack"
 FULLNAME = "kps"
@@ -64,6 +64,12 @@ THANOS_DATASOURCE_UID = "thanos"
 OBJSTORE_VOLUME = "thanos-objstore"
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": PROMETHEUS}
 """Labels the operator puts on the Prometheus pods (Prometheus and its Thanos sidecar container)."""
+CRD_UPGRADE_POD_LABELS = {"app": f"{RELEASE}-crds-upgrade"}
+"""Labels of the chart's CRD upgrade Job pod (a Helm hook that talks to the API server only). The
+chart labels only the Job itself, so without these its pod would match no NetworkPolicy."""
+CRD_UPGRADE_BUSYBOX_TAG = versions.BUSYBOX
+"""The CRD upgrade Job unpacks the CRDs with busybox, `latest` by default: pinned, so an upgrade
+never pulls a moving tag."""
 
 
 class KubePrometheusStackArgs(TypedDict):
@@ -129,8 +135,11 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "replicas": 1,
         "retention": monitoring.prometheus_retention,
         "retentionSize": retention_size(monitoring.prometheus_storage_size),
-        # The sidecar uploads 2h blocks; local compaction would make larger ones it never uploads.
-        "disableCompaction": True,
+        # No `disableCompaction`: with Prometheus >= 3.9 and a sidecar >= 0.41 the operator keeps local
+        # compaction and points Prometheus at the sidecar's shipper file
+        # (`--storage.tsdb.delay-compact-file.path`), so a 2h block is compacted only once uploaded.
+        # Forcing it off would only cost local disk and query speed; for older versions the operator
+        # turns compaction off by itself.
         "resources": resources(
             cpu="300m", memory=monitoring.prometheus_memory, memory_limit=monitoring.prometheus_memory_limit
         ),
@@ -202,13 +211,37 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     return values
 
 
+def crds_values() -> dict[str, Any]:
+    """The chart's CRDs, upgraded with the chart.
+
+    `helm.v3.Release` runs Helm's own install and upgrade, and Helm creates a chart's `crds/` on
+    the first install only, never on an upgrade: 55.5.0 -> 88.5.3 would leave the operator v0.70.0
+    CRDs in place, and the API server would prune every field operator v0.93.1 and our values need
+    from the custom resources. The chart's upgrade Job (a pre-install/pre-upgrade/pre-rollback hook)
+    server-side-applies this chart version's CRDs before the new operator starts, and takes them
+    over from Helm's field manager (`forceConflicts`). Rejected: `skip_crds` with the CRDs as Pulumi
+    resources, which would need the CRD files outside the chart, and would put every Prometheus,
+    ServiceMonitor and rule in the cluster one replaced or deleted CRD away from deletion.
+    """
+    return {
+        "enabled": True,
+        "upgradeJob": {
+            "enabled": True,
+            "image": {"busybox": {"tag": CRD_UPGRADE_BUSYBOX_TAG}},
+            "podLabels": CRD_UPGRADE_POD_LABELS,
+            # kubectl parses ~4.5MB of CRD YAML; busybox (its init container) shares the block.
+            "resources": resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
+        },
+    }
+
+
 def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     # Minikube binds etcd, controller-manager, scheduler and kube-proxy metrics to 127.0.0.1:
     # their monitors would be down forever, and their alerts with them.
     unreachable = {"enabled": False}
     return {
         "fullnameOverride": FULLNAME,
-        "crds": {"enabled": True},
+        "crds": crds_values(),
         "defaultRules": {
             "rules": {
                 "etcd": False,

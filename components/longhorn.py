@@ -1,9 +1,16 @@
 """Longhorn: the default StorageClass, backed up to S3.
 
 Single node, so one replica everywhere: `persistence.defaultClassReplicaCount` for the
-StorageClass and `defaultSettings.defaultReplicaCount` for volumes made in the UI. Backups go
-to `s3://<bucket>@<region>/<cluster>/`; how many are kept is the RecurringJob's `retain`, never a
-bucket lifecycle rule (backups share blocks, so expiring objects by age corrupts newer ones).
+StorageClass and `defaultSettings.defaultReplicaCount` for volumes made in the UI. Since Longhorn
+1.10 some settings hold one value per data engine (`{"v1": "1", "v2": "1"}`, which the chart
+renders as JSON into the Setting); the program writes those in that form. Backups go to the
+default backup target, `s3://<bucket>@<region>/<cluster>/` (the chart's `defaultBackupStore`,
+which Longhorn turns into the `default` BackupTarget); how many are kept is the RecurringJob's
+`retain`, never a bucket lifecycle rule (backups share blocks, so expiring objects by age corrupts
+newer ones).
+
+Fresh installs only: Longhorn upgrades one minor version at a time, so a cluster on an older
+Longhorn is not upgraded in place by this program (see the README).
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.ingress_nginx import INGRESS_CLASS
-from components.kube import MANAGED_BY, Component, basic_auth, helm_release
+from components.kube import MANAGED_BY, Component, basic_auth, helm_release, resources
 from components.settings import LonghornSettings, S3Settings
+from components.traefik import INGRESS_CLASS, LoginMiddleware
 
 RELEASE = "longhorn"
 STORAGE_CLASS = "longhorn"
@@ -25,8 +32,8 @@ UI_AUTH_SECRET = "longhorn-ui-basic-auth"
 UI_PORT = 8000
 MANAGER_PORT = 9500
 """longhorn-manager's API and metrics (`longhorn-backend`, port `manager`)."""
-WEBHOOK_PORTS = (9501, 9502, 9503)
-"""longhorn-manager's conversion and admission webhooks and recovery backend, called by the API server."""
+WEBHOOK_PORTS = (9502, 9503)
+"""longhorn-manager's admission webhook and recovery backend (Longhorn 1.12 has no conversion webhook on 9501)."""
 MANAGER_POD_LABELS = {"app": "longhorn-manager"}
 
 
@@ -73,6 +80,33 @@ def service_monitor(namespace: str) -> dict[str, Any]:
     }
 
 
+def ui_login(namespace: str) -> LoginMiddleware:
+    """The basic-auth login in front of the UI. Traefik's component creates the Middleware: its CRD
+    comes with Traefik, which is installed after Longhorn."""
+    return LoginMiddleware(namespace, UI_AUTH_SECRET, "Longhorn")
+
+
+def per_engine(v1: str, v2: str | None = None) -> dict[str, str]:
+    """A data-engine-specific setting: one value per data engine, as strings (the Setting's JSON form)."""
+    values = {"v1": v1}
+    if v2 is not None:
+        values["v2"] = v2
+    return values
+
+
+def default_settings() -> dict[str, Any]:
+    return {
+        # Both engines: a single node holds one replica whatever the engine.
+        "defaultReplicaCount": per_engine("1", "1"),
+        "storageMinimalAvailablePercentage": 15,
+        # Share of node CPU reserved for each v1 instance manager; counted in the node's system
+        # reserve. The v2 engine is off, so its value stays the default.
+        "guaranteedInstanceManagerCPU": per_engine("12"),
+        # Uninstalling the chart fails unless an operator sets this first.
+        "deletingConfirmationFlag": False,
+    }
+
+
 def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
     return {
         "persistence": {
@@ -81,16 +115,20 @@ def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
             # A deleted PVC keeps its volume until an operator removes it: no accidental data loss.
             "reclaimPolicy": "Retain",
         },
-        "defaultSettings": {
-            "defaultReplicaCount": 1,
+        "defaultSettings": default_settings(),
+        # Since Longhorn 1.8 backup targets are BackupTarget resources; these values configure the
+        # `default` one, which the StorageClass (`persistence.backupTargetName`) and the job use.
+        "defaultBackupStore": {
             "backupTarget": backup_target(args["s3"], args["cluster_name"]),
             "backupTargetCredentialSecret": BACKUP_SECRET,
-            "storageMinimalAvailablePercentage": 15,
-            # Share of node CPU reserved for instance managers; counted in the node's system reserve.
-            "guaranteedInstanceManagerCPU": 12,
-            # Uninstalling the chart fails unless an operator sets this first.
-            "deletingConfirmationFlag": False,
         },
+        # The only Longhorn container the chart sizes through values; the others get the
+        # namespace's default requests (see `Longhorn`).
+        "longhornManager": {"resources": resources(cpu="50m", memory="192Mi", memory_limit="512Mi")},
+        # On by default in the 1.12 chart: its policies only add allows next to those of
+        # `components/network_policies.py`, and its webhook policy opens the webhook ports to every
+        # source. The program's own policies are the whole set.
+        "networkPolicies": {"restrictInternalTraffic": False},
         "csi": {
             "attacherReplicaCount": 1,
             "provisionerReplicaCount": 1,
@@ -102,12 +140,8 @@ def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
             "enabled": True,
             "ingressClassName": INGRESS_CLASS,
             "host": args["hostname"],
-            "annotations": {
-                # The Longhorn UI has no login of its own.
-                "nginx.ingress.kubernetes.io/auth-type": "basic",
-                "nginx.ingress.kubernetes.io/auth-secret": UI_AUTH_SECRET,
-                "nginx.ingress.kubernetes.io/auth-realm": "Longhorn",
-            },
+            # The Longhorn UI has no login of its own.
+            "annotations": ui_login(args["namespace"]).ingress_annotations(),
         },
     }
 
@@ -143,9 +177,10 @@ class Longhorn(Component):
             string_data=backup_secret_data(args),
             opts=self.child(),
         )
-        # Longhorn 1.5.3's chart has no resources values: a LimitRange gives its manager, UI, driver
-        # and CSI sidecars requests so the scheduler accounts for them. No default limits: a memory
-        # limit on an instance manager would kill every engine it runs.
+        # Longhorn 1.12's chart sizes only longhorn-manager through values: a LimitRange gives the UI,
+        # the driver deployer, the manager's image pre-pull container and the pods the manager creates
+        # (CSI, engine image, instance managers' memory) requests so the scheduler accounts for them.
+        # No default limits: a memory limit on an instance manager would kill every engine it runs.
         default_requests = k8s.core.v1.LimitRange(
             "longhorn-default-requests",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="default-requests", namespace=ns, labels=MANAGED_BY),

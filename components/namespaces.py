@@ -20,7 +20,8 @@ NODE_EXPORTER = "node-exporter"
 LOGGING = "logging"
 FLUENT_BIT = "fluent-bit"
 LONGHORN = "longhorn-system"
-INGRESS = "ingress-nginx"
+INGRESS = "ingress"
+"""The ingress controller's namespace (Traefik), named for its role, not its implementation."""
 
 # The level each namespace enforces; every namespace also audits and warns at `restricted`, so
 # anything looser than necessary shows up in the API server's warnings. `render --check` proves
@@ -31,13 +32,14 @@ ENFORCED_LEVEL: dict[str, str] = {
     MONITORING: "restricted",
     # node-exporter reads the host's /proc and /sys with hostNetwork and hostPID.
     NODE_EXPORTER: "privileged",
-    # OpenSearch: its chart's init containers (config copy, keystore) keep their capabilities.
-    LOGGING: "baseline",
+    # OpenSearch and its init containers: uid 1000, no capabilities, seccomp RuntimeDefault.
+    LOGGING: "restricted",
     # Fluent-bit tails the node's container logs through hostPath volumes (baseline forbids them).
     FLUENT_BIT: "privileged",
     # Longhorn's manager and instance managers run privileged with bidirectional mount propagation.
     LONGHORN: "privileged",
-    # The controller runs with hostNetwork to serve ports 80/443 on the host address.
+    # Traefik runs with hostNetwork to serve ports 80/443 on the host address (baseline forbids
+    # host namespaces), as UID 0 with only NET_BIND_SERVICE (see components/traefik.py).
     INGRESS: "privileged",
 }
 

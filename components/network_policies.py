@@ -9,8 +9,9 @@ Calico enforces them (Minikube's default CNI would not). Three facts shape the r
 
 Longhorn's chart has a `networkPolicies` switch, but it only opens the UI to pod-network ingress
 controllers and the manager to its own pods: it would block the host-network ingress and
-Prometheus, and sets no default deny. ingress-nginx's switch selects the controller pod, which
-runs on the host network where policies do not apply. So both are written here instead.
+Prometheus, and sets no default deny. So its policies are written here instead. Traefik runs on
+the host network, where policies do not apply, and starts no other pod: its namespace keeps only
+the default deny and DNS, and the flows through it are the node's address reaching the backends.
 `render --check` evaluates these policies over the pods as the charts really label them
 (`tools/validators/network_flows.py` lists every flow that must be open or closed).
 """
@@ -25,10 +26,9 @@ from typing import Any, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import fluent_bit, longhorn, opensearch, thanos
+from components import fluent_bit, longhorn, opensearch, thanos, traefik
 from components import kube_prometheus_stack as kps
 from components import namespaces as ns
-from components.ingress_nginx import METRICS_PORT as INGRESS_METRICS_PORT
 from components.kube import MANAGED_BY, Component
 from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 
@@ -154,7 +154,6 @@ def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
     policies += _monitoring(args, node, apiserver, s3)
     policies += _logging(node, apiserver, s3)
     policies += _longhorn(node, apiserver, s3)
-    policies += _ingress_nginx(apiserver)
     return policies
 
 
@@ -177,9 +176,9 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
             tcp(thanos.HTTP_PORT, thanos.FRONTEND_PORT),
         ),
     )
-    # kubelet, node-exporter and the ingress controller's metrics (host network), the API server.
+    # kubelet, node-exporter and Traefik's metrics (host network), the API server.
     # Minikube binds etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
-    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, INGRESS_METRICS_PORT, APISERVER_PORT))
+    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, traefik.METRICS_PORT, APISERVER_PORT))
     scrape_elsewhere = (
         Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),
         Flow((Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT),), tcp(fluent_bit.METRICS_PORT)),
@@ -234,6 +233,8 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
         # The operator's admission-webhook certificate jobs (Helm hooks) only talk to the API server.
         Policy("admission-create", m, {"app": "kube-prometheus-stack-admission-create"}, egress=(apiserver,)),
         Policy("admission-patch", m, {"app": "kube-prometheus-stack-admission-patch"}, egress=(apiserver,)),
+        # The chart's CRD upgrade Job (a Helm hook) applies the operator's CRDs before each install or upgrade.
+        Policy("crds-upgrade", m, kps.CRD_UPGRADE_POD_LABELS, egress=(apiserver,)),
     ]
     if args["central"]:
         policies += _thanos_central(args, node, s3)
@@ -289,7 +290,7 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             ns.LOGGING,
             OPENSEARCH,
             ingress=(
-                # node: the ingress controller, through which Pulumi manages the API objects
+                # node: Traefik (host network), through which Pulumi manages the API objects
                 Flow((fluent_bit_pods, node), tcp(opensearch.HTTP_PORT)),
                 Flow((search,), tcp(opensearch.TRANSPORT_PORT)),
             ),
@@ -330,14 +331,6 @@ def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             ),
         ),
         Policy("longhorn-egress", lh, {}, egress=(apiserver, s3)),
-    ]
-
-
-def _ingress_nginx(apiserver: Flow) -> list[Policy]:
-    # The controller runs on the host network (policies do not apply to it); its admission
-    # webhook certificate jobs are ordinary pods that only talk to the API server.
-    return [
-        Policy("admission-jobs", ns.INGRESS, {"app.kubernetes.io/component": "admission-webhook"}, egress=(apiserver,))
     ]
 
 

@@ -5,11 +5,12 @@ sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated he
 config `opensearchAdminPassword` after a rotation; exported as a secret) and appends the security
 section (demo TLS certificates) to `opensearch.yml`. That is why our `opensearch.yml` holds no
 `plugins.security` key: the installer skips everything when it sees one. What we add is the S3
-client: endpoint, protocol and path-style access in `opensearch.yml`, the keys in the keystore
-from the object-storage Secret (OpenSearch rejects keys in repository settings as insecure),
-`repository-s3` in the plugin list. A self-signed MinIO is trusted through `s3.caCertificate`,
-imported into a JVM truststore by an init container; repository-s3 has no switch to skip
-verification.
+client: endpoint, protocol, path-style access and MD5 request checksums in `opensearch.yml`, the
+keys in the keystore from the object-storage Secret (OpenSearch rejects keys in repository settings
+as insecure), `repository-s3` in the plugin list (OpenSearch 3 still does not bundle it). A
+self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM truststore by an init
+container; repository-s3 has no switch to skip verification. Every container runs as the chart's
+user without capabilities, which the `restricted` Pod Security level admits.
 
 Pulumi then manages, through the ingress, the objects that make the retention work: the snapshot
 repository, the 14-day ISM policy, the 180-day Snapshot Management policy, the index template, and
@@ -30,11 +31,11 @@ import yaml
 from components import opensearch_api as api
 from components import opensearch_policies as policies
 from components import versions
-from components.ingress_nginx import INGRESS_CLASS
 from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.settings import LoggingSettings, S3Settings, quantity_bytes
+from components.traefik import INGRESS_CLASS, HttpsBackend
 
 RELEASE = "opensearch"
 SERVICE = "opensearch-cluster-master"
@@ -91,8 +92,25 @@ def opensearch_yml(s3: S3Settings) -> str:
         "s3.client.default.protocol": "https" if s3.use_tls else "http",
         "s3.client.default.path_style_access": True,
         "s3.client.default.region": s3.region,
+        # OpenSearch 3's repository-s3 (AWS SDK v2) sends a CRC checksum on the requests that need
+        # one, such as the bulk delete that removes old snapshots; S3-compatible stores older than
+        # that SDK change (MinIO releases before 2025-01-20, for one) reject it. The legacy MD5
+        # header is what every S3-compatible store accepts.
+        "s3.client.default.legacy_md5_checksum_calculation": True,
     }
     return yaml.safe_dump(settings, sort_keys=False)
+
+
+def container_security() -> dict[str, Any]:
+    """The chart's user and no capabilities: what the `restricted` profile asks of every container
+    (the pod sets the seccomp profile). Not read-only: the image writes its demo certificates and
+    installs repository-s3 at start."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+    }
 
 
 def java_opts(logging: LoggingSettings, s3: S3Settings) -> str:
@@ -123,6 +141,9 @@ def truststore_values() -> dict[str, Any]:
                 "image": versions.OPENSEARCH_IMAGE,
                 "command": ["sh", "-c", script],
                 "resources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
+                # The chart copies extra init containers as they are: without this the pod would
+                # fail the `restricted` level the chart's own containers pass.
+                "securityContext": container_security(),
                 "volumeMounts": [
                     {"name": "s3-ca", "mountPath": "/s3-ca", "readOnly": True},
                     {"name": "s3-truststore", "mountPath": "/truststore"},
@@ -130,6 +151,12 @@ def truststore_values() -> dict[str, Any]:
             }
         ],
     }
+
+
+def ingress_backend(namespace: str) -> HttpsBackend:
+    """How Traefik reaches the REST API: HTTPS, through a ServersTransport Traefik's component creates
+    (its CRD comes with Traefik). The demo certificate is not verified yet (see `HttpsBackend`)."""
+    return HttpsBackend(namespace, RELEASE)
 
 
 def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
@@ -147,7 +174,11 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             {
                 "name": "OPENSEARCH_INITIAL_ADMIN_PASSWORD",
                 "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": "password"}},
-            }
+            },
+            # Credentials and region are configured: the AWS SDK has nothing to ask the EC2 metadata
+            # service, which does not exist here (and the NetworkPolicies would hold its calls until
+            # they time out).
+            {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
         ],
         "plugins": {"enabled": True, "installList": ["repository-s3"]},
         # Each key of the Secret becomes a keystore entry, s3.client.default.access_key/secret_key: the one
@@ -161,7 +192,8 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             # fsGroup 1000 already owns the volume; the chown init container would run as root.
             "enableInitChown": False,
         },
-        # The chart's user (1000) and capabilities, plus what the `restricted` profile asks for.
+        # The chart's user (1000) and capabilities, plus what the `restricted` profile asks for. Since
+        # chart 3.2.1 the config-copy and keystore init containers get `securityContext` too.
         "podSecurityContext": {
             "fsGroup": 1000,
             "runAsUser": 1000,
@@ -169,19 +201,16 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-        },
+        "securityContext": container_security(),
+        # The REST API speaks HTTPS only (the security plugin's demo certificates): Traefik reads
+        # the backend's scheme and transport from the Service.
+        "service": {"annotations": ingress_backend(args["namespace"]).service_annotations()},
         "ingress": {
             "enabled": True,
             "ingressClassName": INGRESS_CLASS,
-            "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
             "hosts": [args["hostname"]],
             "path": "/",
-            # No secretName: ingress-nginx serves its default certificate and redirects HTTP to HTTPS.
+            # No secretName: Traefik serves its default certificate, on 443 only (a TLS router).
             "tls": [{"hosts": [args["hostname"]]}],
         },
     }

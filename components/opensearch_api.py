@@ -573,7 +573,7 @@ class ApiConnection(TypedDict):
     password: pulumi.Input[str]
     """Made secret before it becomes an input."""
     verify_tls: bool
-    """Verify the ingress certificate (off while it is ingress-nginx's self-signed default)."""
+    """Verify the ingress certificate (off while it is Traefik's self-signed default)."""
     timeout_seconds: float
     """Read timeout of each request."""
     retries: int

@@ -9,6 +9,7 @@ wrong and what is accepted; no component ever sees unvalidated config.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -412,15 +413,15 @@ class ThanosSettings(_Model):
     retention_raw: Annotated[
         Duration, _retention("40h", "the Compactor makes 5m downsampled blocks from raw blocks 40h old")
     ] = "30d"
-    """Compactor retention of raw samples; explicit, so the bucket does not grow forever."""
+    """Compactor retention of raw samples: the last month at full resolution, for zooming in."""
     retention_5m: Annotated[
         Duration,
         _retention("10d", "the Compactor makes 1h downsampled blocks from 5m blocks 10 days old"),
         Field(alias="retention5m"),
-    ] = "90d"
-    """Compactor retention of 5-minute downsampled data."""
-    retention_1h: Annotated[Duration, Field(alias="retention1h")] = "365d"
-    """Compactor retention of 1-hour downsampled data (`0d` keeps it forever)."""
+    ] = "180d"
+    """Compactor retention of 5-minute downsampled data: the whole 180 days the platform keeps."""
+    retention_1h: Annotated[Duration, Field(alias="retention1h")] = "180d"
+    """Compactor retention of 1-hour downsampled data, for long ranges over the same 180 days (`0d`: forever)."""
     store_storage_size: Quantity = "10Gi"
     """Longhorn volume of the Store Gateway (index headers of the bucket's blocks)."""
     store_memory_limit: Quantity = "1Gi"
@@ -429,6 +430,24 @@ class ThanosSettings(_Model):
     """In-memory index cache of the Store Gateway (`--index-cache-size`)."""
     compactor_storage_size: Quantity = "20Gi"
     """Longhorn volume of the Compactor: scratch space for the blocks it compacts and downsamples."""
+
+    @model_validator(mode="after")
+    def _coarser_data_lives_longer(self) -> ThanosSettings:
+        """A coarser resolution is made from the finer one, and is what long ranges read: it must not
+        be dropped before it (`0d`, forever, counts as the longest)."""
+
+        def lifetime(value: str) -> float:
+            return duration_seconds(value) or float("inf")
+
+        order = [("retentionRaw", self.retention_raw), ("retention5m", self.retention_5m)]
+        order.append(("retention1h", self.retention_1h))
+        for (finer, finer_value), (coarser, coarser_value) in itertools.pairwise(order):
+            if lifetime(coarser_value) < lifetime(finer_value):
+                raise ValueError(
+                    f"thanos.{coarser} ({coarser_value}) must be at least thanos.{finer} ({finer_value}): "
+                    "a coarser resolution is what long ranges read once the finer one is gone"
+                )
+        return self
 
     @model_validator(mode="after")
     def _cache_fits(self) -> ThanosSettings:
@@ -489,7 +508,7 @@ class LoggingSettings(_Model):
     """Name of the S3 snapshot repository registered in OpenSearch (bucket `s3.buckets.opensearch`)."""
     api_verify_tls: bool = False
     """Verify the certificate of `https://opensearch.<domain>` when Pulumi manages policies through it.
-    Off by default because the ingress serves ingress-nginx's self-signed default certificate;
+    Off by default because the ingress serves Traefik's self-signed default certificate;
     turn it on once the ingress has a certificate the operator's machine trusts."""
     api_timeout_seconds: int = Field(30, ge=1, le=300)
     """Read timeout of each OpenSearch API request Pulumi makes (connecting times out after 10s)."""
@@ -515,7 +534,6 @@ class VersionSettings(_Model):
     """Overrides of `components/versions.py`; defaults are the pinned set there."""
 
     thanos: ImageTag = versions.THANOS
-    ingress_nginx: ChartVersion = versions.INGRESS_NGINX.version
     traefik: ChartVersion = versions.TRAEFIK.version
     longhorn: ChartVersion = versions.LONGHORN.version
     kube_prometheus_stack: ChartVersion = versions.KUBE_PROMETHEUS_STACK.version

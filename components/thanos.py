@@ -3,14 +3,18 @@
 Typed Kubernetes objects, all on the sidecars' Thanos version. Query fans out to the local
 sidecar (DNS SRV of the chart's headless `kps-thanos-discovery` Service), the Store Gateway and
 every edge's NodePort 30901 on its host address: the central cluster's DNS cannot resolve another
-cluster's `svc.cluster.local` names. Deduplication is on `prometheus_replica` only, never on
-`cluster`, or the clusters' identical series would be merged. The Compactor is a singleton with
-explicit retention and downsampling, so the bucket does not grow forever and long-range queries
-stay fast. None of them talks to the Kubernetes API: own ServiceAccount, no token mounted.
+cluster's `svc.cluster.local` names. It reads them from an endpoint file (`--endpoint.sd-config-file`,
+a ConfigMap), the form that takes gRPC client settings per endpoint, so the edges' cross-host
+connections can get TLS of their own while the in-cluster ones stay as they are. Deduplication is
+on `prometheus_replica` only, never on `cluster`, or the clusters' identical series would be merged.
+The Compactor is a singleton with explicit retention and downsampling, so the bucket does not grow
+forever and long-range queries stay fast. None of them talks to the Kubernetes API: own
+ServiceAccount, no token mounted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -19,9 +23,9 @@ from typing import Any, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from components import versions
-from components.ingress_nginx import INGRESS_CLASS
 from components.kube import (
     MANAGED_BY,
     Component,
@@ -40,6 +44,7 @@ from components.longhorn import STORAGE_CLASS
 from components.namespaces import MONITORING
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import EdgeCluster, ThanosSettings, quantity_bytes
+from components.traefik import INGRESS_CLASS, LoginMiddleware
 
 QUERY = "thanos-query"
 QUERY_FRONTEND = "thanos-query-frontend"
@@ -54,6 +59,12 @@ QUERY_FRONTEND_URL = f"http://{QUERY_FRONTEND}.{MONITORING}.svc:{FRONTEND_PORT}"
 """What Grafana (same cluster) queries: the frontend splits and caches, then asks Query."""
 FRONTEND_CACHE_SIZE = "128MB"
 """In-memory results cache of the Query Frontend, well inside its 512Mi memory limit."""
+QUERY_ENDPOINTS = f"{QUERY}-endpoints"
+"""ConfigMap holding Query's endpoint file."""
+ENDPOINTS_FILE = "endpoints.yaml"
+ENDPOINTS_DIR = "/etc/thanos/endpoints"
+ENDPOINTS_CHECKSUM = "checksum/endpoints"
+"""Pod-template annotation of Query: the endpoint file's hash, so a changed file rolls the pods."""
 
 
 class ThanosCentralArgs(TypedDict):
@@ -79,6 +90,8 @@ class Workload:
     ports: dict[str, int]
     resources: dict[str, Any]
     volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def selector(self) -> dict[str, str]:
@@ -103,32 +116,73 @@ def thanos_bytes(quantity: str) -> str:
     return f"{quantity_bytes(quantity) // 2**20}MB"
 
 
-def query_endpoints(edges: Sequence[EdgeCluster]) -> list[str]:
-    """The StoreAPIs Query fans out to: local sidecar, Store Gateway, every edge's NodePort."""
+def common_args() -> list[str]:
+    """Flags of every Thanos component: info logs, and a Go heap that knows the container's memory
+    limit (GOMEMLIMIT at 90% of it), so the garbage collector works harder before the kernel kills it."""
+    return ["--log.level=info", "--enable-auto-gomemlimit"]
+
+
+def endpoint(address: str) -> dict[str, Any]:
+    """One entry of Query's endpoint file.
+
+    Not `strict`: a strict endpoint stays in the fan-out while it fails its health checks, so an
+    edge that is down would hold every query up instead of dropping out of it (partial response),
+    and Thanos refuses `strict` for DNS SD addresses. Not a `group`: each address is a StoreAPI to
+    fan out to, not replicas to take turns with. Thanos 0.42 also takes a `client_config` here (gRPC
+    client settings such as `tls_config` for this endpoint only), but applies it to static addresses
+    only, not to DNS SD ones: TLS to an edge goes on that edge's entry.
+    """
+    return {"address": address, "strict": False, "group": False}
+
+
+def query_endpoints(edges: Sequence[EdgeCluster]) -> list[dict[str, Any]]:
+    """The StoreAPIs Query fans out to: the local sidecar and the Store Gateway through DNS SRV of
+    their headless Services (in-cluster), and every edge's sidecar on NodePort 30901 of its host."""
     local = f"{MONITORING}.svc.cluster.local"
     return [
-        f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}",
-        f"dnssrv+_grpc._tcp.{STORE}.{local}",
-        *(f"{edge.host}:{SIDECAR_NODE_PORT}" for edge in edges),
+        endpoint(f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}"),
+        endpoint(f"dnssrv+_grpc._tcp.{STORE}.{local}"),
+        *(endpoint(f"{edge.host}:{SIDECAR_NODE_PORT}") for edge in edges),
     ]
 
 
-def query(edges: Sequence[EdgeCluster]) -> Workload:
+def endpoints_file(edges: Sequence[EdgeCluster]) -> str:
+    """Query's `--endpoint.sd-config-file` (Thanos >= 0.42)."""
+    return yaml.safe_dump({"endpoints": query_endpoints(edges)}, sort_keys=False)
+
+
+def checksum(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def query(endpoints: str) -> Workload:
+    """Query, given the content of its endpoint file (mounted from the ConfigMap `thanos-query-endpoints`)."""
     return Workload(
         name=QUERY,
         subcommand="query",
         args=[
             f"--http-address=0.0.0.0:{HTTP_PORT}",
             f"--grpc-address=0.0.0.0:{GRPC_PORT}",
-            "--log.level=info",
+            *common_args(),
             f"--query.replica-label={REPLICA_LABEL}",
             "--query.auto-downsampling",
             # An edge that is down must not fail every query; Grafana shows the partial-response warning.
             "--query.partial-response",
-            *(f"--endpoint={endpoint}" for endpoint in query_endpoints(edges)),
+            # Instead of `--endpoint` flags: deprecated (0.42's --help) and unable to carry per-endpoint TLS.
+            f"--endpoint.sd-config-file={ENDPOINTS_DIR}/{ENDPOINTS_FILE}",
         ],
         ports={"grpc": GRPC_PORT, "http": HTTP_PORT},
         resources=resources(cpu="100m", memory="256Mi", memory_limit="1Gi"),
+        # A directory mount (no subPath), so the kubelet also updates the file in a running pod.
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="endpoints", mount_path=ENDPOINTS_DIR, read_only=True)],
+        volumes=[
+            k8s.core.v1.VolumeArgs(
+                name="endpoints", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=QUERY_ENDPOINTS)
+            )
+        ],
+        # Thanos re-reads the file only every 5m (`--endpoint.sd-config-reload-interval`) and the
+        # kubelet projects a ConfigMap change only after its sync period: roll the pods instead.
+        pod_annotations={ENDPOINTS_CHECKSUM: checksum(endpoints)},
     )
 
 
@@ -143,13 +197,17 @@ def query_frontend() -> Workload:
         subcommand="query-frontend",
         args=[
             f"--http-address=0.0.0.0:{FRONTEND_PORT}",
-            "--log.level=info",
+            *common_args(),
             f"--query-frontend.downstream-url=http://{QUERY}.{MONITORING}.svc:{HTTP_PORT}",
             "--query-frontend.compress-responses",
             "--query-range.split-interval=24h",
             "--query-range.max-retries-per-request=3",
             f"--query-range.response-cache-config={in_memory_cache(FRONTEND_CACHE_SIZE)}",
             "--labels.split-interval=24h",
+            # Raw samples live `thanos.retentionRaw` only: a range older than that that asks for raw
+            # data (auto-downsampling picks step/5) comes back empty or cut short. Ask again for the
+            # 5m and 1h data that is still there instead of showing a gap.
+            "--query-range.request-downsampled",
         ],
         ports={"http": FRONTEND_PORT},
         resources=resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
@@ -174,7 +232,7 @@ def store(settings: ThanosSettings) -> Workload:
             f"--objstore.config-file={OBJSTORE_MOUNT_DIR}/{OBJSTORE_KEY}",
             f"--http-address=0.0.0.0:{HTTP_PORT}",
             f"--grpc-address=0.0.0.0:{GRPC_PORT}",
-            "--log.level=info",
+            *common_args(),
             # Index cache at most half the limit (settings), chunk pool a quarter: the rest is for series.
             f"--index-cache-size={thanos_bytes(settings.store_index_cache_size)}",
             f"--chunk-pool-size={limit // 4 // 2**20}MB",
@@ -184,6 +242,19 @@ def store(settings: ThanosSettings) -> Workload:
         resources=resources(cpu="100m", memory=f"{limit // 2 // 2**20}Mi", memory_limit=settings.store_memory_limit),
         volume_mounts=[data_mount(f"{DATA_DIR}/store"), objstore_mount()],
     )
+
+
+def retention_args(settings: ThanosSettings) -> list[str]:
+    """How long the bucket keeps each resolution (`thanos.retention*`). Raw samples serve zooming
+    into the recent past; the 5m and 1h blocks carry the long-term history, which the Query Frontend
+    falls back to for older ranges (`--query-range.request-downsampled`). The Compactor downsamples
+    before it deletes: raw blocks become 5m blocks at 40h, 5m blocks 1h blocks at 10 days (the
+    settings' minimums)."""
+    return [
+        f"--retention.resolution-raw={settings.retention_raw}",
+        f"--retention.resolution-5m={settings.retention_5m}",
+        f"--retention.resolution-1h={settings.retention_1h}",
+    ]
 
 
 def compactor(settings: ThanosSettings) -> Workload:
@@ -197,11 +268,10 @@ def compactor(settings: ThanosSettings) -> Workload:
             f"--data-dir={DATA_DIR}/compact",
             f"--objstore.config-file={OBJSTORE_MOUNT_DIR}/{OBJSTORE_KEY}",
             f"--http-address=0.0.0.0:{HTTP_PORT}",
-            "--log.level=info",
-            f"--retention.resolution-raw={settings.retention_raw}",
-            f"--retention.resolution-5m={settings.retention_5m}",
-            f"--retention.resolution-1h={settings.retention_1h}",
-            # Store Gateways keep serving a block for 48h after it is marked for deletion.
+            *common_args(),
+            *retention_args(settings),
+            # Store Gateways stop using a block 24h after it is marked for deletion (their default
+            # `--ignore-deletion-marks-delay`); deleting it at 48h never pulls it from under them.
             "--delete-delay=48h",
             "--compact.concurrency=1",
             "--downsample.concurrency=1",
@@ -238,13 +308,13 @@ def pod_template(
     workload: Workload, version: str, volumes: list[k8s.core.v1.VolumeArgs] | None = None
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=workload.labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=workload.labels, annotations=workload.pod_annotations or None),
         spec=k8s.core.v1.PodSpecArgs(
             service_account_name=workload.name,
             automount_service_account_token=False,
             security_context=k8s.core.v1.PodSecurityContextArgs(**snake_case(restricted_pod_security())),
             containers=[container(workload, version)],
-            volumes=volumes,
+            volumes=[*workload.volumes, *(volumes or [])] or None,
             termination_grace_period_seconds=120,
         ),
     )
@@ -268,6 +338,12 @@ def data_claim(size: str) -> k8s.core.v1.PersistentVolumeClaimArgs:
     )
 
 
+def ui_login(namespace: str) -> LoginMiddleware:
+    """The basic-auth login in front of the Query Frontend; Traefik's component creates the Middleware
+    (its CRD comes with Traefik)."""
+    return LoginMiddleware(namespace, UI_AUTH_SECRET, "Thanos")
+
+
 class ThanosCentral(Component):
     """Thanos Query (+PDB), Query Frontend (+ingress), Store Gateway and Compactor.
 
@@ -282,8 +358,9 @@ class ThanosCentral(Component):
         self._ns = args["namespace"]
         version, settings = args["thanos_version"], args["thanos"]
 
-        querier = query(args["edges"])
-        self._deployment(querier, version, settings.query_replicas)
+        endpoints = endpoints_file(args["edges"])
+        querier = query(endpoints)
+        self._deployment(querier, version, settings.query_replicas, self._endpoints_config_map(querier, endpoints))
         self._pod_disruption_budget(querier)
         frontend = query_frontend()
         self._deployment(frontend, version, 1)
@@ -328,7 +405,16 @@ class ThanosCentral(Component):
             opts=self.child(),
         )
 
-    def _deployment(self, workload: Workload, version: str, replicas: int) -> None:
+    def _endpoints_config_map(self, querier: Workload, endpoints: str) -> k8s.core.v1.ConfigMap:
+        """Query's endpoint file."""
+        return k8s.core.v1.ConfigMap(
+            QUERY_ENDPOINTS,
+            metadata=self._metadata(QUERY_ENDPOINTS, querier.labels),
+            data={ENDPOINTS_FILE: endpoints},
+            opts=self.child(),
+        )
+
+    def _deployment(self, workload: Workload, version: str, replicas: int, *depends_on: pulumi.Resource) -> None:
         self._common(workload, headless=False)
         k8s.apps.v1.Deployment(
             workload.name,
@@ -342,7 +428,7 @@ class ThanosCentral(Component):
                 ),
                 template=pod_template(workload, version),
             ),
-            opts=self.child(),
+            opts=self.child(*depends_on),
         )
 
     def _pod_disruption_budget(self, workload: Workload) -> None:
@@ -381,11 +467,7 @@ class ThanosCentral(Component):
                 name=QUERY_FRONTEND,
                 namespace=self._ns,
                 labels=frontend.labels,
-                annotations={
-                    "nginx.ingress.kubernetes.io/auth-type": "basic",
-                    "nginx.ingress.kubernetes.io/auth-secret": UI_AUTH_SECRET,
-                    "nginx.ingress.kubernetes.io/auth-realm": "Thanos",
-                },
+                annotations=ui_login(self._ns).ingress_annotations(),
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=INGRESS_CLASS,

@@ -45,12 +45,12 @@ KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "https://prometheus-commu
 OPENSEARCH = Chart("opensearch", "https://opensearch-project.github.io/helm-charts", "3.6.0")
 # fluent/helm-charts (Fluent Bit 5.1.1).
 FLUENT_BIT = Chart("fluent-bit", "https://fluent.github.io/helm-charts", "0.58.1")
+# busybox (docker.io/library/busybox): kube-prometheus-stack's CRD upgrade Job unpacks the CRDs with it;
+# the tag the Grafana subchart 12.11.1 pins for its own busybox, instead of the chart's `latest`.
+BUSYBOX = "1.38.0"
 # The image the opensearch chart runs (its appVersion); used where we run OpenSearch's own tools (keytool).
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.6.0"
 
 CHARTS: dict[str, Chart] = {
     chart.name: chart for chart in (TRAEFIK, LONGHORN, KUBE_PROMETHEUS_STACK, OPENSEARCH, FLUENT_BIT)
 }
-
-# The chart this program used before Traefik; only until the ingress moves to Traefik in this change.
-INGRESS_NGINX = Chart("ingress-nginx", "https://kubernetes.github.io/ingress-nginx", "4.9.0")

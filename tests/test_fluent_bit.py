@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from components import versions
+from components.fluent_bit import METRICS_PORT
 from components.namespaces import FLUENT_BIT as FLUENT_BIT_NAMESPACE
 from components.opensearch import HTTP_PORT, SERVICE, WRITER_SECRET
-from tests.conftest import requires_reference, with_section
+from tests.conftest import requires_charts, requires_reference, with_section
 from tests.test_opensearch import dynamic
+from tools.cluster import KubeObject, cluster
 from tools.engine import MOCK_PASSWORD, Rendering
 from tools.validators import helm_values
+
+OPENSEARCH_OUTPUT_KEYS = frozenset(
+    {
+        # Every output's own properties.
+        "name",
+        "match",
+        "host",
+        "port",
+        "tls",
+        "tls.verify",
+        "retry_limit",
+        "storage.total_limit_size",
+        # The opensearch output's configuration map in Fluent Bit 5.1 (plugins/out_opensearch/opensearch.c).
+        "http_user",
+        "http_passwd",
+        "logstash_format",
+        "logstash_prefix",
+        "logstash_dateformat",
+        "suppress_type_name",
+        "replace_dots",
+        "generate_id",
+        "trace_error",
+        "buffer_size",
+    }
+)
+"""The keys the output may use: an unknown key stops Fluent Bit at start."""
 
 
 def values(stack: Rendering) -> dict[str, Any]:
@@ -37,11 +66,16 @@ def section(stack: Rendering, part: str, name: str) -> dict[str, list[str]]:
     return found
 
 
+def rendered_objects(stack: Rendering) -> list[KubeObject]:
+    """What the real `helm template` of the pinned chart renders with our values."""
+    return [o for o in cluster(stack).objects if o.origin == "helm release fluent-bit"]
+
+
 def test_release_is_pinned_in_its_own_namespace_and_waits_for_its_opensearch_user(any_stack: Rendering) -> None:
     """Its own namespace: reading the node's log files (hostPath) needs the `privileged` level,
     which `logging` (OpenSearch) does not."""
     release = any_stack.release("fluent-bit")
-    assert release.inputs["version"] == "0.42.0"
+    assert release.inputs["version"] == "0.58.1" == versions.FLUENT_BIT.version
     assert release.inputs["namespace"] == FLUENT_BIT_NAMESPACE
     assert any_stack.depends_on(release, dynamic(any_stack, "RoleMapping"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", WRITER_SECRET, FLUENT_BIT_NAMESPACE))
@@ -78,8 +112,40 @@ def test_output_is_the_local_opensearch_over_tls_into_daily_indices(any_stack: R
     assert output["logstash_format"] == ["On"]
     assert output["logstash_prefix"] == ["logs"]
     assert output["logstash_dateformat"] == ["%Y.%m.%d"]
-    assert output["suppress_type_name"] == ["On"], "OpenSearch 2 rejects mapping types"
+    assert output["suppress_type_name"] == ["On"], "OpenSearch 2 and 3 reject mapping types"
     assert output["generate_id"] == ["On"]
+
+
+def test_output_uses_only_options_fluent_bit_5_knows(any_stack: Rendering) -> None:
+    """None of the options was renamed or removed up to Fluent Bit 5.1; an unknown one would stop it."""
+    output = section(any_stack, "outputs", "opensearch")
+    assert set(output) <= OPENSEARCH_OUTPUT_KEYS, set(output) - OPENSEARCH_OUTPUT_KEYS
+    assert all(len(entries) == 1 for entries in output.values()), "each option once"
+
+
+@requires_charts
+def test_the_chart_runs_our_classic_config(edge: Rendering) -> None:
+    """Fluent Bit 4+ images default to a YAML config; the 0.58 chart still renders the classic
+    sections into fluent-bit.conf and points `--config` at it."""
+    (configmap,) = [o for o in rendered_objects(edge) if o.kind == "ConfigMap" and o.name == "fluent-bit"]
+    conf = configmap.obj["data"]["fluent-bit.conf"]
+    for part in ("service", "inputs", "filters", "outputs"):
+        assert values(edge)["config"][part] in conf, part
+    (daemonset,) = [o for o in rendered_objects(edge) if o.kind == "DaemonSet"]
+    (container,) = daemonset.obj["spec"]["template"]["spec"]["containers"]
+    assert "--config=/fluent-bit/etc/conf/fluent-bit.conf" in container["args"]
+
+
+@requires_charts
+def test_health_and_metrics_endpoints_are_the_v2_api_the_http_server_serves(edge: Rendering) -> None:
+    ((_, service),) = sections(values(edge)["config"]["service"])
+    assert service["http_server"] == ["On"] and service["health_check"] == ["On"]
+    assert service["http_port"] == [str(METRICS_PORT)]
+    (daemonset,) = [o for o in rendered_objects(edge) if o.kind == "DaemonSet"]
+    (container,) = daemonset.obj["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v2/health"
+    (monitor,) = [o for o in rendered_objects(edge) if o.kind == "ServiceMonitor"]
+    assert monitor.obj["spec"]["endpoints"][0]["path"] == "/api/v2/metrics/prometheus"
 
 
 def test_credentials_come_from_the_secret_through_env_never_inline(any_stack: Rendering) -> None:

@@ -1,15 +1,32 @@
-"""kube-prometheus-stack: a uniquely labelled Prometheus per cluster whose sidecar uploads to S3 (C5, C6)."""
+"""kube-prometheus-stack: a uniquely labelled Prometheus per cluster whose sidecar uploads to S3, on
+chart 88.5.3 (operator v0.93.1, Prometheus 3) with its CRDs upgraded along with the chart."""
 
 from __future__ import annotations
 
 import json
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from components import versions
+from components.kube_prometheus_stack import CRD_UPGRADE_POD_LABELS
+from components.namespaces import NODE_EXPORTER
 from components.settings import PROJECT, SettingsError, parse_settings
-from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings
+from tests.conftest import (
+    CENTRAL_STACK,
+    EDGE,
+    STACKS,
+    raw_config,
+    rendered,
+    requires_charts,
+    requires_reference,
+    run_fixture,
+    settings,
+)
+from tools.cluster import KubeObject, cluster
 from tools.engine import MOCK_PASSWORD, Rendering, Secret, unwrap
 
 RELEASE = "kube-prometheus-stack"
@@ -26,7 +43,7 @@ def at(tree: dict[str, Any], path: str) -> Any:
 def test_release_is_pinned_with_predictable_names(any_stack: Rendering) -> None:
     release = any_stack.release(RELEASE)
     assert release.inputs["chart"] == "kube-prometheus-stack"
-    assert release.inputs["version"] == "55.5.0"
+    assert release.inputs["version"] == versions.KUBE_PROMETHEUS_STACK.version == "88.5.3"
     assert release.inputs["namespace"] == "monitoring"
     assert values(any_stack)["fullnameOverride"] == "kps"
 
@@ -43,8 +60,8 @@ def test_every_prometheus_has_its_own_cluster_label_and_it_is_no_replica_label()
 
 def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) -> None:
     thanos = values(any_stack)["prometheus"]["prometheusSpec"]["thanos"]
-    assert thanos["image"] == "quay.io/thanos/thanos:v0.32.5"
-    assert thanos["version"] == "v0.32.5"
+    assert thanos["image"] == f"quay.io/thanos/thanos:{versions.THANOS}"
+    assert thanos["version"] == versions.THANOS == "v0.42.4"  # the operator needs it to build the sidecar
     assert thanos["objectStorageConfig"] == {
         "existingSecret": {"name": "thanos-objstore-sidecar", "key": "objstore.yml"}
     }
@@ -79,7 +96,25 @@ def test_local_retention_defaults_to_a_day_and_leaves_room_on_the_volume(any_sta
     assert claim["storageClassName"] == "longhorn"
     assert claim["resources"]["requests"]["storage"] == "20Gi"
     assert spec["retentionSize"] == f"{20 * 1024 * 85 // 100}MiB"
-    assert spec["disableCompaction"] is True  # the sidecar uploads the 2h blocks as they are
+
+
+def version_at_least(tag: str, minimum: tuple[int, ...]) -> bool:
+    numbers = tag.removeprefix("v").split("-")[0].split(".")
+    return tuple(int(number) for number in numbers) >= minimum
+
+
+@requires_reference
+def test_local_compaction_is_left_to_the_operator_which_waits_for_the_upload(
+    any_stack: Rendering, reference: Path
+) -> None:
+    """Operator v0.93 keeps Prometheus' local compaction with a sidecar that uploads, and delays it
+    until the shipper has uploaded each 2h block, from Prometheus 3.9 and Thanos 0.41 on; forcing
+    `disableCompaction` would only cost disk and local query speed."""
+    spec = values(any_stack)["prometheus"]["prometheusSpec"]
+    assert "disableCompaction" not in spec
+    chart = yaml.safe_load((reference / "charts" / "kube-prometheus-stack-88.5.3.values.yaml").read_text())
+    assert version_at_least(chart["prometheus"]["prometheusSpec"]["image"]["tag"], (3, 9))
+    assert version_at_least(spec["thanos"]["version"], (0, 41))
 
 
 def test_retention_comes_from_config() -> None:
@@ -144,6 +179,50 @@ def test_persistence_is_on_longhorn(any_stack: Rendering) -> None:
     assert release.protect
 
 
+def test_crds_are_upgraded_with_the_chart_by_its_hook_job(any_stack: Rendering) -> None:
+    crds = values(any_stack)["crds"]
+    assert crds["enabled"] is True
+    job = crds["upgradeJob"]
+    assert job["enabled"] is True  # Helm (and so helm.v3.Release) never upgrades a chart's crds/
+    assert job["image"]["busybox"]["tag"] not in ("", "latest")
+    assert job["podLabels"] == CRD_UPGRADE_POD_LABELS
+
+
+def chart_objects(stack: Rendering) -> list[KubeObject]:
+    return [o for o in cluster(stack).objects if o.origin == f"helm release {RELEASE}"]
+
+
+@requires_charts
+def test_the_crd_upgrade_job_runs_before_every_upgrade_as_a_restricted_pod(any_stack: Rendering) -> None:
+    (job,) = [o for o in chart_objects(any_stack) if o.kind == "Job" and o.name == f"{RELEASE}-crds-upgrade"]
+    assert {"pre-install", "pre-upgrade"} <= set(job.hooks)
+    template = job.obj["spec"]["template"]
+    assert template["metadata"]["labels"] == CRD_UPGRADE_POD_LABELS  # what its NetworkPolicy selects
+    (busybox,) = template["spec"]["initContainers"]
+    assert busybox["image"].endswith(f"/busybox:{values(any_stack)['crds']['upgradeJob']['image']['busybox']['tag']}")
+    (kubectl,) = template["spec"]["containers"]
+    assert kubectl["args"][:3] == ["apply", "--server-side", "--force-conflicts"]
+    pod_security = template["spec"]["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for item in (busybox, kubectl):
+        assert item["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert item["securityContext"]["allowPrivilegeEscalation"] is False
+    crds = {o.name for o in chart_objects(any_stack) if o.kind == "CustomResourceDefinition"}
+    assert {"prometheuses.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com"} <= crds
+
+
+@requires_charts
+def test_the_subcharts_are_those_of_88_5_3_and_node_exporter_has_its_own_namespace(any_stack: Rendering) -> None:
+    charts = {
+        o.obj["metadata"]["labels"].get("helm.sh/chart"): o.namespace
+        for o in chart_objects(any_stack)
+        if o.kind in ("Deployment", "DaemonSet")
+    }
+    assert charts["grafana-12.11.1"] == "monitoring"
+    assert charts["kube-state-metrics-8.4.0"] == "monitoring"
+    assert charts["prometheus-node-exporter-4.56.1"] == NODE_EXPORTER
+
+
 # Every container the release runs with our values, and how many of it run at once.
 CONTAINERS = {
     "prometheus.prometheusSpec.resources": 1,
@@ -156,6 +235,7 @@ CONTAINERS = {
     "kube-state-metrics.resources": 1,
     "prometheus-node-exporter.resources": 1,
     "prometheusOperator.admissionWebhooks.patch.resources": 0,  # install-time Jobs only
+    "crds.upgradeJob.resources": 0,  # a Helm hook Job before each install and upgrade
 }
 
 
@@ -168,11 +248,37 @@ def test_every_container_has_requests_and_a_memory_limit(any_stack: Rendering) -
     assert v["grafana"]["initChownData"]["enabled"] is False  # the only container we would not size
 
 
+@requires_charts
+def test_every_container_the_chart_runs_is_sized(any_stack: Rendering) -> None:
+    """Hooks and init containers included: 88.5.3 adds the CRD upgrade Job, Grafana 12 more init
+    containers; none may run unsized on the single node."""
+    workloads = [o for o in chart_objects(any_stack) if o.kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+    assert workloads
+    for o in workloads:
+        spec = o.obj["spec"]["template"]["spec"]
+        for item in [*spec.get("initContainers", []), *spec["containers"]]:
+            sized = item.get("resources") or {}
+            assert {"cpu", "memory"} <= set(sized.get("requests", {})), f"{o.describe()} {item['name']}"
+            assert "memory" in sized.get("limits", {}), f"{o.describe()} {item['name']}"
+
+
+@requires_charts
+def test_grafana_takes_its_login_from_our_secret_and_the_chart_makes_none(any_stack: Rendering) -> None:
+    """kube-prometheus-stack 79 dropped the default admin password; ours comes from `grafana-admin`."""
+    objects = chart_objects(any_stack)
+    assert not [o for o in objects if o.kind == "Secret" and "grafana" in o.name]
+    (deployment,) = [o for o in objects if o.kind == "Deployment" and o.name == "kube-prometheus-stack-grafana"]
+    (grafana,) = [c for c in deployment.obj["spec"]["template"]["spec"]["containers"] if c["name"] == "grafana"]
+    env = {item["name"]: item.get("valueFrom", {}).get("secretKeyRef") for item in grafana["env"]}
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == {"name": "grafana-admin", "key": "admin-password"}
+    assert env["GF_SECURITY_ADMIN_USER"] == {"name": "grafana-admin", "key": "admin-user"}
+
+
 def test_grafana_is_behind_ingress_with_a_generated_admin_password(any_stack: Rendering) -> None:
     grafana = values(any_stack)["grafana"]
     domain = settings(any_stack).domain
     assert grafana["ingress"]["enabled"] is True
-    assert grafana["ingress"]["ingressClassName"] == "nginx"
+    assert grafana["ingress"]["ingressClassName"] == "traefik"
     assert grafana["ingress"]["hosts"] == [f"grafana.{domain}"]
     assert "adminPassword" not in grafana
     admin = any_stack.k8s("Secret", grafana["admin"]["existingSecret"], "monitoring")
@@ -214,8 +320,8 @@ def test_edge_grafana_shows_its_own_prometheus(edge: Rendering) -> None:
 
 
 def test_ingress_controller_is_scraped_and_installed_after_the_servicemonitor_crd(any_stack: Rendering) -> None:
-    ingress = any_stack.release("ingress-nginx")
-    monitor = ingress.inputs["values"]["controller"]["metrics"]["serviceMonitor"]
+    ingress = any_stack.release("traefik")
+    monitor = ingress.inputs["values"]["metrics"]["prometheus"]["serviceMonitor"]
     assert monitor["enabled"] is True
     assert monitor["additionalLabels"] == {"release": RELEASE}  # what kps' serviceMonitorSelector matches
     assert any_stack.depends_on(ingress, any_stack.release(RELEASE))

@@ -1,31 +1,100 @@
-"""Longhorn: default StorageClass, one replica (C4), S3 backups with retention in the job (C10)."""
+"""Longhorn 1.12: default StorageClass, one replica, S3 backups with retention in the job."""
 
 from __future__ import annotations
 
-from tests.conftest import settings
+import copy
+import json
+from typing import Any
+
+import yaml
+
+from components import versions
+from components.longhorn import MANAGER_PORT, UI_PORT, WEBHOOK_PORTS
+from components.traefik import INGRESS_CLASS
+from tests.conftest import requires_charts, requires_reference, settings
+from tools.cluster import KubeObject, cluster
 from tools.engine import Rendering, Secret
+from tools.validators import capacity, helm_values
 
 
-def values(stack: Rendering) -> dict:
+def values(stack: Rendering) -> dict[str, Any]:
     return stack.release("longhorn").inputs["values"]
+
+
+def rendered_objects(stack: Rendering) -> list[KubeObject]:
+    """What the real `helm template` of the pinned chart renders with our values."""
+    return [o for o in cluster(stack).objects if o.origin == "helm release longhorn"]
+
+
+def rendered_config(stack: Rendering, configmap: str, key: str) -> dict[str, Any]:
+    (found,) = [o for o in rendered_objects(stack) if o.kind == "ConfigMap" and o.name == configmap]
+    return yaml.safe_load(found.obj["data"][key])
+
+
+def test_release_is_the_pinned_chart(any_stack: Rendering) -> None:
+    release = any_stack.release("longhorn")
+    assert release.inputs["chart"] == "longhorn"
+    assert release.inputs["version"] == "1.12.1" == versions.LONGHORN.version
+
+
+@requires_reference
+def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> None:
+    assert helm_values.release_problems(any_stack.release("longhorn"), "1.36") == []
 
 
 def test_single_node_settings_apply_to_storage_class_and_ui_volumes(any_stack: Rendering) -> None:
     v = values(any_stack)
     assert v["persistence"]["defaultClass"] is True
     assert v["persistence"]["defaultClassReplicaCount"] == 1  # the StorageClass's volumes
-    assert v["defaultSettings"]["defaultReplicaCount"] == 1  # volumes made in the UI
+    # Volumes made in the UI, in the per-data-engine form of Longhorn 1.10+: one replica on either engine.
+    assert v["defaultSettings"]["defaultReplicaCount"] == {"v1": "1", "v2": "1"}
     assert v["persistence"]["reclaimPolicy"] == "Retain"
 
 
-def test_backups_go_to_the_clusters_prefix_with_our_credentials_secret(any_stack: Rendering) -> None:
-    defaults = values(any_stack)["defaultSettings"]
+def test_instance_manager_cpu_is_reserved_per_data_engine(any_stack: Rendering) -> None:
+    """Only the v1 engine runs; its share is what the node's system reserve accounts for."""
+    assert values(any_stack)["defaultSettings"]["guaranteedInstanceManagerCPU"] == {"v1": "12"}
+
+
+@requires_charts
+def test_the_chart_renders_per_engine_settings_as_the_settings_json(edge: Rendering) -> None:
+    setting = rendered_config(edge, "longhorn-default-setting", "default-setting.yaml")
+    assert json.loads(setting["default-replica-count"]) == {"v1": "1", "v2": "1"}
+    assert json.loads(setting["guaranteed-instance-manager-cpu"]) == {"v1": "12"}
+    assert setting["deleting-confirmation-flag"] is False
+    assert setting["storage-minimal-available-percentage"] == "15"
+
+
+@requires_reference
+def test_a_per_engine_setting_with_an_unknown_engine_is_a_finding(edge: Rendering) -> None:
+    release = copy.deepcopy(edge.release("longhorn"))
+    release.inputs["values"]["defaultSettings"]["defaultReplicaCount"] = {"v3": "1"}
+    (problem,) = helm_values.release_problems(release, "1.36")
+    assert problem.startswith("defaultSettings.defaultReplicaCount")
+
+
+def test_backups_go_to_the_default_backup_target_with_our_credentials_secret(any_stack: Rendering) -> None:
+    """Since Longhorn 1.8 the backup target is a BackupTarget resource: `defaultBackupStore`
+    configures the `default` one; the old `defaultSettings.backupTarget*` keys are gone."""
+    v = values(any_stack)
+    store = v["defaultBackupStore"]
     s3 = settings(any_stack).s3
-    assert defaults["backupTarget"] == f"s3://{s3.buckets.longhorn}@{s3.region}/{any_stack.stack}/"
-    secret = any_stack.k8s("Secret", defaults["backupTargetCredentialSecret"], "longhorn-system")
+    assert store["backupTarget"] == f"s3://{s3.buckets.longhorn}@{s3.region}/{any_stack.stack}/"
+    assert not {"backupTarget", "backupTargetCredentialSecret"} & set(v["defaultSettings"])
+    secret = any_stack.k8s("Secret", store["backupTargetCredentialSecret"], "longhorn-system")
     assert isinstance(secret.inputs["stringData"], Secret)
     keys = set(secret.inputs["stringData"].value)
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINTS"} <= keys
+
+
+@requires_charts
+def test_the_chart_renders_the_backup_target_into_its_default_resource(edge: Rendering) -> None:
+    resource = rendered_config(edge, "longhorn-default-resource", "default-resource.yaml")
+    store = values(edge)["defaultBackupStore"]
+    assert resource == {
+        "backup-target": store["backupTarget"],
+        "backup-target-credential-secret": store["backupTargetCredentialSecret"],
+    }
 
 
 def test_recurring_backup_job_keeps_a_bounded_number(any_stack: Rendering) -> None:
@@ -41,9 +110,14 @@ def test_ui_is_behind_ingress_with_a_login(any_stack: Rendering) -> None:
     ingress = values(any_stack)["ingress"]
     assert ingress["enabled"] is True
     assert ingress["host"] == f"longhorn.{settings(any_stack).domain}"
-    assert ingress["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
-    auth = any_stack.k8s("Secret", ingress["annotations"]["nginx.ingress.kubernetes.io/auth-secret"], "longhorn-system")
+    assert ingress["ingressClassName"] == INGRESS_CLASS
+    # Traefik's basic-auth Middleware, named `<namespace>-<name>@kubernetescrd`, reads the UI's Secret.
+    reference = ingress["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+    middleware = any_stack.k8s("Middleware", "longhorn-ui-basic-auth", "longhorn-system")
+    assert reference == "longhorn-system-longhorn-ui-basic-auth@kubernetescrd"
+    auth = any_stack.k8s("Secret", middleware.inputs["spec"]["basicAuth"]["secret"], "longhorn-system")
     assert isinstance(auth.inputs["stringData"], Secret)
+    assert set(auth.inputs["stringData"].value) == {"users"}  # the key Traefik's basicAuth reads
     assert isinstance(any_stack.outputs["longhornUiPassword"], Secret)
 
 
@@ -63,6 +137,56 @@ def test_prometheus_scrapes_longhorn_manager_through_the_chart_that_brings_the_c
     assert longhorn["selector"] == {"matchLabels": {"app": "longhorn-manager"}}
     assert longhorn["namespaceSelector"] == {"matchNames": ["longhorn-system"]}
     assert longhorn["endpoints"][0]["port"] == "manager"
+    # The chart's own ServiceMonitor needs the Prometheus Operator's CRD, which comes later.
+    assert "metrics" not in values(any_stack)
+
+
+@requires_charts
+def test_the_service_monitor_matches_the_rendered_manager_service(edge: Rendering) -> None:
+    monitors = edge.release("kube-prometheus-stack").inputs["values"]["prometheus"]["additionalServiceMonitors"]
+    monitor = next(m for m in monitors if m["name"] == "longhorn")
+    services = [
+        o
+        for o in rendered_objects(edge)
+        if o.kind == "Service" and monitor["selector"]["matchLabels"].items() <= o.obj["metadata"]["labels"].items()
+    ]
+    assert [s.name for s in services] == ["longhorn-backend"]
+    (port,) = services[0].obj["spec"]["ports"]
+    assert port["name"] == monitor["endpoints"][0]["port"] and port["port"] == MANAGER_PORT
+
+
+@requires_charts
+def test_manager_and_ui_listen_where_the_network_policies_expect(edge: Rendering) -> None:
+    """1.12 has no conversion webhook (9501) any more: the manager serves its API, the admission
+    webhook and the recovery backend."""
+    pods = {pod.source.name: pod for pod in cluster(edge).pods() if pod.namespace == "longhorn-system"}
+    manager_ports = {p["containerPort"] for _, p in pods["longhorn-manager"].container_ports()}
+    assert manager_ports == {MANAGER_PORT, *WEBHOOK_PORTS}
+    assert {p["containerPort"] for _, p in pods["longhorn-ui"].container_ports()} == {UI_PORT}
+
+
+@requires_charts
+def test_the_charts_own_network_policies_are_off(edge: Rendering) -> None:
+    """They would only add allows beside the program's policies (the webhook one to every source)."""
+    assert values(edge)["networkPolicies"] == {"restrictInternalTraffic": False}
+    assert not [o for o in rendered_objects(edge) if o.kind == "NetworkPolicy"]
+
+
+def test_manager_is_sized_through_values_and_the_rest_by_default_requests(any_stack: Rendering) -> None:
+    manager = values(any_stack)["longhornManager"]["resources"]
+    assert manager["requests"]["cpu"] and manager["requests"]["memory"] and manager["limits"]["memory"]
+    limit_range = any_stack.k8s("LimitRange", "default-requests", "longhorn-system")
+    (item,) = limit_range.inputs["spec"]["limits"]
+    assert set(item["defaultRequest"]) == {"cpu", "memory"}
+    assert "default" not in item, "a memory limit on an instance manager would kill every engine it runs"
+
+
+@requires_reference
+def test_the_capacity_report_counts_the_manager_and_names_the_limit_range(edge: Rendering) -> None:
+    report = capacity.capacity(edge)
+    assert "helm release longhorn longhornManager.resources" in {entry.source for entry in report.entries}
+    assert any(exception.startswith("helm release longhorn:") for exception in report.exceptions)
+    assert not [f for f in report.findings if "longhorn" in f.resource]
 
 
 def test_release_is_protected_and_waits_for_its_namespace(any_stack: Rendering) -> None:

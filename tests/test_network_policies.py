@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from components import namespaces as ns
+from components import traefik
 from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture
 from tools.cluster import cluster
 from tools.engine import Rendering, unwrap
@@ -91,6 +92,33 @@ def test_namespaces_are_selected_by_their_metadata_name_label() -> None:
 def test_the_sidecar_is_reached_through_the_prometheus_pod() -> None:
     text = str(policies_of(rendered(CENTRAL_STACK)))
     assert "thanos-sidecar" not in text  # a sidecar is a container, not a pod
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_ingress_namespace_has_no_pod_to_let_through(stack: str) -> None:
+    """Traefik is on the host network (policies do not apply) and starts no other pod: no webhook jobs."""
+    names = sorted(
+        p["metadata"]["name"] for p in policies_of(rendered(stack)) if p["metadata"]["namespace"] == ns.INGRESS
+    )
+    assert names == ["allow-dns", "default-deny"]
+    assert [
+        pod for pod in cluster(rendered(stack)).pods() if pod.namespace == ns.INGRESS and not pod.host_network
+    ] == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_node_reaches_the_uis_and_prometheus_reaches_traefiks_metrics(stack: str) -> None:
+    t = topology(stack)
+    through_traefik = {
+        network_flows.GRAFANA: 3000,
+        network_flows.OPENSEARCH: 9200,
+        network_flows.LONGHORN_UI: 8000,
+        **({network_flows.FRONTEND: 9090} if t.settings.is_central else {}),
+    }
+    for workload, port in through_traefik.items():
+        assert allowed(reach(stack), Flow(t.node, t.pod(workload), port, "TCP", "through Traefik")), workload
+    scrape = Flow(t.pod(network_flows.PROMETHEUS), t.node, traefik.METRICS_PORT, "TCP", "scrape Traefik")
+    assert allowed(reach(stack), scrape)
 
 
 # --- breaking things is caught -------------------------------------------------------------

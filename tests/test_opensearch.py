@@ -13,10 +13,12 @@ import pulumi.dynamic
 import yaml
 
 from components import opensearch_policies as policies
+from components import versions
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
 from components.settings import PROJECT, SECRET_KEYS, quantity_bytes
-from tests.conftest import requires_reference, run_fixture, settings, with_section
+from tests.conftest import requires_charts, requires_reference, run_fixture, settings, with_section
+from tools.cluster import KubeObject, Pod, cluster
 from tools.engine import (
     MOCK_PASSWORD,
     ROOT,
@@ -26,7 +28,7 @@ from tools.engine import (
     unwrap,
 )
 from tools.plan import plan
-from tools.validators import helm_values
+from tools.validators import helm_values, pod_security
 
 OBJECT = "pulumi-python:dynamic/opensearch:Object"
 GUARD = "pulumi-python:dynamic/opensearch:AdminCredentials"
@@ -63,19 +65,35 @@ def body(stack: Rendering, kind: str) -> dict[str, Any]:
     return unwrap(dynamic(stack, kind).inputs["body"])
 
 
+def rendered_objects(stack: Rendering) -> list[KubeObject]:
+    """What the real `helm template` of the pinned chart renders with our values."""
+    return [o for o in cluster(stack).objects if o.origin == "helm release opensearch"]
+
+
+def rendered_pod(stack: Rendering) -> Pod:
+    (pod,) = [pod for pod in cluster(stack).pods() if pod.source.origin == "helm release opensearch"]
+    return pod
+
+
+def rendered_container(stack: Rendering, name: str) -> dict[str, Any]:
+    spec = rendered_pod(stack).spec
+    (container,) = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name]
+    return container
+
+
 # --- the release -------------------------------------------------------------------------
 
 
 def test_release_is_pinned_protected_and_waits_for_volumes_and_keys(any_stack: Rendering) -> None:
     release = any_stack.release("opensearch")
     assert release.inputs["chart"] == "opensearch"
-    assert release.inputs["version"] == "2.18.0"
+    assert release.inputs["version"] == "3.6.0" == versions.OPENSEARCH.version
     assert release.inputs["namespace"] == "logging"
     assert release.protect
     assert any_stack.depends_on(release, any_stack.release("longhorn"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", OPENSEARCH_KEYSTORE_SECRET, "logging"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", ADMIN_SECRET, "logging"))
-    assert any_stack.depends_on(release, any_stack.release("ingress-nginx"))
+    assert any_stack.depends_on(release, any_stack.release("traefik"))
 
 
 @requires_reference
@@ -173,6 +191,47 @@ def test_s3_client_settings_are_in_opensearch_yml_and_no_security_section(any_st
     assert "plugins.security" not in values(any_stack)["config"]["opensearch.yml"]
 
 
+def test_the_s3_client_sends_md5_checksums_that_s3_compatible_stores_accept(any_stack: Rendering) -> None:
+    """OpenSearch 3's AWS SDK v2 sends CRC checksums where S3 asks for one (the bulk delete of old
+    snapshots); the client setting (opensearch.yml, not the repository) switches back to Content-MD5."""
+    config = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
+    assert config["s3.client.default.legacy_md5_checksum_calculation"] is True
+    assert "legacy_md5_checksum_calculation" not in json.dumps(body(any_stack, "SnapshotRepository"))
+
+
+def test_the_aws_sdk_does_not_look_for_the_ec2_metadata_service(any_stack: Rendering) -> None:
+    envs = {e["name"]: e for e in values(any_stack)["extraEnvs"]}
+    assert envs["AWS_EC2_METADATA_DISABLED"] == {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}
+
+
+@requires_charts
+def test_the_chart_mounts_our_opensearch_yml_with_the_s3_client_settings(edge: Rendering) -> None:
+    (configmap,) = [o for o in rendered_objects(edge) if o.kind == "ConfigMap" and o.name.endswith("-config")]
+    rendered = yaml.safe_load(configmap.obj["data"]["opensearch.yml"])
+    assert rendered["s3.client.default.legacy_md5_checksum_calculation"] is True
+    assert rendered["s3.client.default.endpoint"] == settings(edge).s3.endpoint
+    assert not [key for key in rendered if key.startswith("plugins.security") or key == "plugins"]
+    mounts = {m["mountPath"]: m for m in rendered_container(edge, "opensearch")["volumeMounts"]}
+    assert mounts["/usr/share/opensearch/config/opensearch.yml"]["subPath"] == "opensearch.yml"
+
+
+@requires_charts
+def test_the_3x_image_gets_its_admin_password_heap_and_plugin_install(edge: Rendering) -> None:
+    """The 3.6 chart still starts the image's entrypoint (which runs the demo security installer)
+    after installing repository-s3, and passes the heap through OPENSEARCH_JAVA_OPTS."""
+    container = rendered_container(edge, "opensearch")
+    script = container["command"][-1]
+    assert "opensearch-plugin install -b repository-s3" in script
+    assert script.rstrip().endswith("bash opensearch-docker-entrypoint.sh")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["OPENSEARCH_INITIAL_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": ADMIN_SECRET,
+        "key": "password",
+    }
+    assert env["OPENSEARCH_JAVA_OPTS"]["value"] == values(edge)["opensearchJavaOpts"]
+    assert container["image"] == versions.OPENSEARCH_IMAGE
+
+
 def test_repository_settings_hold_bucket_prefix_and_client_only(any_stack: Rendering) -> None:
     repository = dynamic(any_stack, "SnapshotRepository")
     assert repository.inputs["object_name"] == "logs-s3"
@@ -194,6 +253,21 @@ def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) ->
     ca = stack.k8s("ConfigMap", "opensearch-s3-ca", "logging")
     assert ca.inputs["data"]["ca.crt"] == FAKE_CA
     assert stack.depends_on(stack.release("opensearch"), ca)
+    assert init["image"] == versions.OPENSEARCH_IMAGE
+    assert init["securityContext"] == v["securityContext"], "the chart copies extra init containers as they are"
+
+
+@requires_charts
+def test_every_opensearch_container_passes_the_restricted_pod_security_level(edge: Rendering) -> None:
+    """Since chart 3.2.1 the config-copy and keystore init containers run with `securityContext`, so
+    with our values the pod needs no more than `restricted`, also with the truststore init container."""
+    with_ca = with_section(edge.stack, "s3", caCertificate=FAKE_CA)
+    for stack in (edge, with_ca):
+        pod = rendered_pod(stack)
+        names = [c["name"] for c in pod.spec.get("initContainers", []) + pod.spec["containers"]]
+        assert {"configfile", "keystore", "opensearch"} <= set(names)
+        assert pod_security.violations(pod.template(), "restricted", "1.36") == [], stack.stack
+    assert "s3-truststore" in [c["name"] for c in rendered_pod(with_ca).spec["initContainers"]]
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -203,10 +277,14 @@ def test_rest_api_is_behind_the_ingress_with_an_https_backend(any_stack: Renderi
     ingress = values(any_stack)["ingress"]
     host = f"opensearch.{settings(any_stack).domain}"
     assert ingress["enabled"] is True
-    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["ingressClassName"] == "traefik"
     assert ingress["hosts"] == [host]
-    assert ingress["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
     assert ingress["tls"] == [{"hosts": [host]}]
+    # Traefik reads the backend's scheme and transport from the Service, not the Ingress.
+    service = values(any_stack)["service"]["annotations"]
+    assert service["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
+    assert service["traefik.ingress.kubernetes.io/service.serverstransport"] == "logging-opensearch@kubernetescrd"
+    assert any_stack.k8s("ServersTransport", "opensearch", "logging")
 
 
 # --- policies through the API (C9, C10) --------------------------------------------------

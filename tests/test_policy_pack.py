@@ -99,16 +99,16 @@ def test_the_real_stacks_pass_every_policy(stack: str) -> None:
 
 
 def test_an_unpinned_chart_is_reported(central: Rendering) -> None:
-    resources = broken(central, "kubernetes:helm.sh/v3:Release", lambda i: i.update(version="^4.9"), "ingress-nginx")
+    resources = broken(central, "kubernetes:helm.sh/v3:Release", lambda i: i.update(version="^41.3"), "traefik")
     assert any("not pinned" in v for v in violations(resources, "helm-charts-are-pinned"))
 
 
 def test_a_load_balancer_is_reported(central: Rendering) -> None:
     def make_lb(inputs: dict[str, Any]) -> None:
-        inputs["values"]["controller"]["service"]["type"] = "LoadBalancer"
+        inputs["values"]["service"] = {"enabled": True, "spec": {"type": "LoadBalancer"}}
 
-    resources = broken(central, "kubernetes:helm.sh/v3:Release", make_lb, "ingress-nginx")
-    assert violations(resources, "no-load-balancers") == ["Helm value controller.service.type = LoadBalancer"]
+    resources = broken(central, "kubernetes:helm.sh/v3:Release", make_lb, "traefik")
+    assert violations(resources, "no-load-balancers") == ["Helm value service.spec.type = LoadBalancer"]
 
 
 def test_a_namespace_without_default_deny_is_reported(central: Rendering) -> None:

@@ -60,7 +60,7 @@ def test_components_follow_the_design_table(central: Rendering, edge: Rendering)
         assert {
             "thanos-multi-cluster:minikube:MinikubeNode",
             "thanos-multi-cluster:namespaces:Namespaces",
-            "thanos-multi-cluster:ingress:IngressNginx",
+            "thanos-multi-cluster:ingress:Traefik",
             "thanos-multi-cluster:storage:Longhorn",
         } <= components
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import ingress_nginx, namespaces, network_policies
+from components import namespaces, network_policies, traefik
 from tests import synthetic
 from tests.conftest import COMMITTED_STACKS, ROOT, committed, requires_charts
 from tools import render
@@ -212,9 +212,9 @@ def test_two_renderings_of_a_stack_are_identical(tmp_path: Path) -> None:
 def test_a_removed_release_does_not_linger(tmp_path: Path) -> None:
     (tmp_path / "helm").mkdir()
     (tmp_path / "helm" / "gone.yaml").write_text("chart: gone\n")
-    render.write(synthetic.rendering(synthetic.release("ingress-nginx", "4.9.0", {})), tmp_path)
+    render.write(synthetic.rendering(synthetic.release("traefik", "41.3.0", {})), tmp_path)
     assert "gone.yaml" not in {p.name for p in (tmp_path / "helm").iterdir()}
-    assert "ingress-nginx.yaml" in {p.name for p in (tmp_path / "helm").iterdir()}
+    assert "traefik.yaml" in {p.name for p in (tmp_path / "helm").iterdir()}
 
 
 def test_urns_become_type_and_name() -> None:
@@ -273,7 +273,7 @@ def test_check_refuses_a_default_provider_the_project_disables(
 def test_check_finds_a_host_network_listener_on_the_api_servers_port(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(ingress_nginx, "WEBHOOK_PORT", 8443)  # the chart's default
+    monkeypatch.setattr(traefik, "HTTPS_PORT", 8443)  # the chart's default for the websecure entrypoint
     code, output = check_edge(capsys)
     assert code == 1
     assert "host port 8443 is the node's kube-apiserver" in output
@@ -283,11 +283,11 @@ def test_check_finds_a_host_network_listener_on_the_api_servers_port(
 def test_check_finds_a_pod_above_its_namespaces_level(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(namespaces.ENFORCED_LEVEL, namespaces.LOGGING, "restricted")
+    monkeypatch.setitem(namespaces.ENFORCED_LEVEL, namespaces.FLUENT_BIT, "baseline")
     code, output = check_edge(capsys)
     assert code == 1
-    assert "pod-security: StatefulSet logging/opensearch-cluster-master (helm release opensearch): " in output
-    assert "namespace logging enforces restricted: allowPrivilegeEscalation != false" in output
+    assert "pod-security: DaemonSet fluent-bit/fluent-bit (helm release fluent-bit): " in output
+    assert "namespace fluent-bit enforces baseline: hostPath volumes" in output
 
 
 @requires_charts

@@ -169,6 +169,12 @@ BROKEN = [
         ["minikube.extraKubeletConfig", "whitespace"],
     ),
     (
+        "hourly data dropped before 5-minute data",
+        EDGE,
+        changed(EDGE, thanos={"retention5m": "180d", "retention1h": "90d"}),
+        ["thanos.retention1h (90d) must be at least thanos.retention5m (180d)"],
+    ),
+    (
         "chart version range",
         EDGE,
         changed(EDGE, versions={"longhorn": "^1.5"}),

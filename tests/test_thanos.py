@@ -1,15 +1,18 @@
-"""Central Thanos: Query sees every cluster (C5, C6), the Compactor keeps the bucket bounded (C7),
-and no component gets Kubernetes API access (C14)."""
+"""Central Thanos v0.42: Query sees every cluster through its endpoint file, the Compactor keeps the
+bucket bounded with one retention story, and no component gets Kubernetes API access."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from components import versions
 from components.settings import PROJECT, SettingsError, parse_settings, quantity_bytes
 from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings
 from tests.test_kube_prometheus_stack import CONTAINERS, at
@@ -76,16 +79,70 @@ def test_every_thanos_flag_exists_for_its_component(central: Rendering, referenc
 def test_all_components_run_the_sidecars_version(central: Rendering) -> None:
     sidecar = kps_values(central)["prometheus"]["prometheusSpec"]["thanos"]["image"]
     assert {item["image"] for item in thanos_containers(central)} == {sidecar}
+    assert sidecar == f"{THANOS_IMAGE}{versions.THANOS}"
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_each_component_keeps_its_go_heap_under_its_memory_limit(central: Rendering, name: str) -> None:
+    assert "--enable-auto-gomemlimit" in args(central, name)
+    assert container(central, name)["resources"]["limits"]["memory"]
+
+
+def endpoints_map(stack: Rendering) -> Resource:
+    return stack.k8s("ConfigMap", "thanos-query-endpoints", "monitoring")
+
+
+def endpoint_file(stack: Rendering) -> dict[str, Any]:
+    """Query's `--endpoint.sd-config-file`, as Query reads it from its ConfigMap."""
+    content = endpoints_map(stack).inputs["data"]["endpoints.yaml"]
+    parsed = yaml.safe_load(content)
+    assert set(parsed) == {"endpoints"}
+    return parsed
+
+
+def addresses(stack: Rendering) -> list[str]:
+    return [entry["address"] for entry in endpoint_file(stack)["endpoints"]]
 
 
 def test_query_reaches_local_sidecar_store_gateway_and_each_edge_nodeport(central: Rendering) -> None:
-    endpoints = flag_values(args(central, "thanos-query"), "--endpoint")
-    assert endpoints == [
+    assert addresses(central) == [
         "dnssrv+_grpc._tcp.kps-thanos-discovery.monitoring.svc.cluster.local",
         "dnssrv+_grpc._tcp.thanos-store.monitoring.svc.cluster.local",
         *(f"{edge.host}:30901" for edge in settings(central).edges),
     ]
-    assert not flag_values(args(central, "thanos-query"), "--store")  # deprecated, removed in v0.38 (C5)
+
+
+def test_query_reads_its_endpoints_from_the_sd_config_file_only(central: Rendering) -> None:
+    arguments = args(central, "thanos-query")
+    # The flags are deprecated since 0.42 (`--store` is gone since 0.38) and carry no per-endpoint TLS.
+    for legacy in ("--store", "--endpoint", "--endpoint-strict", "--endpoint-group", "--store.sd-files"):
+        assert not flag_values(arguments, legacy), legacy
+    assert not flag_values(arguments, "--endpoint.sd-config")  # the file, not its content on the command line
+    (path,) = flag_values(arguments, "--endpoint.sd-config-file")
+    directory, _, key = path.rpartition("/")
+    (mount,) = [m for m in container(central, "thanos-query")["volumeMounts"] if m["mountPath"] == directory]
+    assert mount["readOnly"] is True and "subPath" not in mount  # the kubelet keeps a whole directory current
+    (volume,) = [v for v in pod_spec(central, "thanos-query")["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == "thanos-query-endpoints"
+    assert key in endpoints_map(central).inputs["data"]
+    assert central.depends_on(workload(central, "thanos-query"), endpoints_map(central))
+
+
+def test_every_endpoint_is_fanned_out_to_and_may_drop_out(central: Rendering) -> None:
+    """Not strict (an edge that is down leaves the fan-out instead of holding queries up, and Thanos
+    refuses strict DNS SD entries), not a group (each address is one StoreAPI, not replicas)."""
+    for entry in endpoint_file(central)["endpoints"]:
+        assert entry["strict"] is False and entry["group"] is False, entry
+        assert set(entry) <= {"address", "strict", "group", "client_config"}, entry
+
+
+def test_in_cluster_endpoints_use_dns_srv_and_edges_their_host_nodeport(central: Rendering) -> None:
+    """Per-endpoint TLS (Thanos 0.42 `client_config`) applies to static addresses only: the edges'
+    entries are static `<host>:30901`, the local sidecar and Store Gateway stay on DNS SRV."""
+    in_cluster, edges = addresses(central)[:2], addresses(central)[2:]
+    assert all(address.startswith("dnssrv+_grpc._tcp.") for address in in_cluster)
+    assert edges == [f"{edge.host}:30901" for edge in settings(central).edges]
+    assert not any(address.startswith(("dns+", "dnssrv+")) for address in edges)
 
 
 def test_query_endpoints_follow_the_edges_in_config() -> None:
@@ -94,8 +151,22 @@ def test_query_endpoints_follow_the_edges_in_config() -> None:
         {"name": "cluster-199", "host": "edge-199.example.lab", "address": "10.1.2.4"},
     ]
     stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:edges": json.dumps(edges)})
-    endpoints = flag_values(args(stack, "thanos-query"), "--endpoint")
-    assert endpoints[2:] == ["10.1.2.3:30901", "edge-199.example.lab:30901"]
+    assert addresses(stack)[2:] == ["10.1.2.3:30901", "edge-199.example.lab:30901"]
+
+
+def checksum(stack: Rendering) -> str:
+    return workload(stack, "thanos-query").inputs["spec"]["template"]["metadata"]["annotations"]["checksum/endpoints"]
+
+
+def test_a_changed_endpoint_file_rolls_query(central: Rendering) -> None:
+    """Thanos re-reads the file only every 5 minutes, after the kubelet's own sync delay: a change of
+    the file changes Query's pod template, so the Deployment rolls (one at a time, under its PDB)."""
+    content = endpoints_map(central).inputs["data"]["endpoints.yaml"]
+    assert checksum(central) == hashlib.sha256(content.encode()).hexdigest()
+    more = [*(edge.model_dump() for edge in settings(central).edges), {"name": "cluster-199", "host": "10.1.2.9"}]
+    grown = run_fixture(CENTRAL_STACK, {f"{PROJECT}:edges": json.dumps(more)})
+    assert checksum(grown) != checksum(central)
+    assert pod_spec(grown, "thanos-query") == pod_spec(central, "thanos-query")  # only the file changed
 
 
 def test_dns_srv_targets_are_headless_services_with_a_grpc_port(central: Rendering) -> None:
@@ -190,9 +261,15 @@ def test_query_frontend_is_behind_ingress_with_a_login(central: Rendering) -> No
     frontend_ports = central.k8s("Service", "thanos-query-frontend", "monitoring").inputs["spec"]["ports"]
     assert {"name": "http", "port": 9090, "targetPort": "http"} in frontend_ports
     annotations = ingress["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/auth-type"] == "basic"
-    auth = central.k8s("Secret", annotations["nginx.ingress.kubernetes.io/auth-secret"], "monitoring")
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    # Traefik's basic-auth Middleware, named `<namespace>-<name>@kubernetescrd`, reads the UI's Secret.
+    assert annotations["traefik.ingress.kubernetes.io/router.middlewares"] == (
+        "monitoring-thanos-ui-basic-auth@kubernetescrd"
+    )
+    middleware = central.k8s("Middleware", "thanos-ui-basic-auth", "monitoring")
+    auth = central.k8s("Secret", middleware.inputs["spec"]["basicAuth"]["secret"], "monitoring")
     assert isinstance(auth.inputs["stringData"], Secret)
+    assert set(auth.inputs["stringData"].value) == {"users"}  # the key Traefik's basicAuth reads
     assert isinstance(central.outputs["thanosUiPassword"], Secret)
     assert central.outputs["thanosUrl"] == f"http://thanos.{settings(central).domain}/"
 
@@ -235,11 +312,36 @@ def test_compactor_is_a_waiting_downsampling_singleton_with_explicit_retention(c
     assert "--wait" in arguments
     assert "--downsampling.disable" not in arguments
     assert flag_values(arguments, "--delete-delay") == ["48h"]
-    assert flag_values(arguments, "--retention.resolution-raw") == ["30d"]
-    assert flag_values(arguments, "--retention.resolution-5m") == ["90d"]
-    assert flag_values(arguments, "--retention.resolution-1h") == ["365d"]
+    thanos = settings(central).thanos
+    assert flag_values(arguments, "--retention.resolution-raw") == [thanos.retention_raw]
+    assert flag_values(arguments, "--retention.resolution-5m") == [thanos.retention_5m]
+    assert flag_values(arguments, "--retention.resolution-1h") == [thanos.retention_1h]
     objstore_file(central, "thanos-compactor", "thanos-objstore-compactor")
     assert data_volume(central, "thanos-compactor")["storageClassName"] == "longhorn"
+
+
+def days(duration: str) -> float:
+    """A Thanos retention in days; `0d` (forever) is infinite."""
+    hours = {"d": 24, "h": 1, "w": 168, "y": 8760}
+    value = float(duration[:-1]) * hours[duration[-1]] / 24
+    return value or float("inf")
+
+
+def test_the_bucket_keeps_one_history_zoomed_in_only_recently(central: Rendering) -> None:
+    """One story: the downsampled resolutions cover the same history, raw samples its recent part;
+    a range older than the raw retention is still answered, from the 5m/1h data, by the frontend."""
+    thanos = settings(central).thanos
+    assert days(thanos.retention_raw) <= days(thanos.retention_5m) <= days(thanos.retention_1h)
+    assert "--query-range.request-downsampled" in args(central, "thanos-query-frontend")
+    assert "--query.auto-downsampling" in args(central, "thanos-query")
+
+
+def test_a_180_day_history_with_30_days_of_raw_samples_is_what_the_compactor_runs() -> None:
+    thanos = {"retentionRaw": "30d", "retention5m": "180d", "retention1h": "180d"}
+    arguments = args(run_fixture(CENTRAL_STACK, {f"{PROJECT}:thanos": json.dumps(thanos)}), "thanos-compactor")
+    assert flag_values(arguments, "--retention.resolution-raw") == ["30d"]
+    assert flag_values(arguments, "--retention.resolution-5m") == ["180d"]
+    assert flag_values(arguments, "--retention.resolution-1h") == ["180d"]
 
 
 def test_compactor_retention_comes_from_config() -> None:
@@ -269,9 +371,10 @@ def test_bad_thanos_config_is_rejected_with_the_key(thanos: dict[str, str], word
 
 
 def test_forever_and_the_shortest_useful_raw_retention_are_accepted() -> None:
-    for raw in ("0d", "40h"):
-        settings = parse_settings(raw_config(CENTRAL_STACK, thanos={"retentionRaw": raw}), CENTRAL_STACK)
-        assert settings.thanos.retention_raw == raw
+    forever = {"retentionRaw": "0d", "retention5m": "0d", "retention1h": "0d"}
+    for thanos in (forever, {"retentionRaw": "40h"}):
+        settings = parse_settings(raw_config(CENTRAL_STACK, thanos=thanos), CENTRAL_STACK)
+        assert settings.thanos.retention_raw == thanos["retentionRaw"]
 
 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))

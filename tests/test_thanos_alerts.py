@@ -124,7 +124,7 @@ def test_every_alert_has_a_unit_test_that_makes_it_fire(central: Rendering) -> N
 def test_central_has_a_dashboard_for_the_grafana_sidecar_on_the_thanos_datasource(central: Rendering) -> None:
     configmap = central.k8s("ConfigMap", "thanos-overview-dashboard", "monitoring")
     grafana = kps_values(central)["grafana"]
-    sidecar_label = "grafana_dashboard"  # kube-prometheus-stack 55.5.0 default (sidecar.dashboards.label)
+    sidecar_label = "grafana_dashboard"  # kube-prometheus-stack 88.5.3 default (grafana.sidecar.dashboards.label)
     assert configmap.inputs["metadata"]["labels"][sidecar_label] == "1"
     assert grafana.get("sidecar", {}).get("dashboards", {}).get("enabled", True) is True
     (document,) = configmap.inputs["data"].values()

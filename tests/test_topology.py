@@ -102,9 +102,8 @@ def test_every_stack_of_the_copy_renders_and_passes_check(project: tuple[Path, s
 def test_central_queries_alerts_on_and_issues_users_for_the_new_cluster(project: tuple[Path, str]) -> None:
     central = in_copy(project, central_stack())
     host = project[1]
-    query = central.k8s("Deployment", "thanos-query", "monitoring").inputs
-    args = query["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert f"--endpoint={host}:30901" in args
+    endpoints = central.k8s("ConfigMap", "thanos-query-endpoints", "monitoring").inputs["data"]["endpoints.yaml"]
+    assert f"{host}:30901" in [entry["address"] for entry in yaml.safe_load(endpoints)["endpoints"]]
     rules = central.k8s("PrometheusRule", "thanos-layer", "monitoring").inputs["spec"]["groups"]
     missing = [r["labels"].get("missing_cluster") for group in rules for r in group["rules"]]
     assert NEW in missing

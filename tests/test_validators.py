@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.ingress_nginx import ingress_nginx_values
+from components import versions
+from components.traefik import traefik_values
 from tests import synthetic
 from tests.conftest import EDGE, STACKS, rendered, requires_charts, requires_reference
 from tools.engine import MOCK_PASSWORD, PROJECT, Rendering, Secret, secret_placeholder
@@ -76,7 +77,8 @@ def test_secret_data_is_validated_without_revealing_it() -> None:
 def test_an_object_that_is_neither_a_kubernetes_kind_nor_a_known_crd_is_a_finding() -> None:
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     findings = kubernetes_schema.validate(synthetic.rendering(synthetic.kubernetes(unknown)))
-    assert "neither a Kubernetes 1.28 kind nor a custom resource" in messages(findings)
+    minor = versions.KUBERNETES.removeprefix("v").rsplit(".", 1)[0]
+    assert f"neither a Kubernetes {minor} kind nor a custom resource" in messages(findings)
 
 
 def test_the_kubernetes_version_comes_from_the_stack_config() -> None:
@@ -88,9 +90,9 @@ def test_the_kubernetes_version_comes_from_the_stack_config() -> None:
         "spec": {"priorityLevelConfiguration": {"name": "global-default"}},
     }
     resource = synthetic.kubernetes(flow_schema)
-    assert kubernetes_schema.validate(synthetic.rendering(resource)) != []
-    newer = {"thanos-multi-cluster:minikube": json.dumps({"kubernetesVersion": "v1.29.0"})}
-    assert kubernetes_schema.validate(synthetic.rendering(resource, config=newer)) == []
+    older = {"thanos-multi-cluster:minikube": json.dumps({"kubernetesVersion": "v1.28.0"})}
+    assert kubernetes_schema.validate(synthetic.rendering(resource, config=older)) != []
+    assert kubernetes_schema.validate(synthetic.rendering(resource)) == []  # the pinned version serves it
 
 
 # --- CRDs ---------------------------------------------------------------------------------
@@ -167,8 +169,12 @@ def test_a_real_custom_resource_with_a_typo_is_a_finding() -> None:
 # --- Helm values --------------------------------------------------------------------------
 
 
-def nginx(values: dict[str, Any]) -> Rendering:
-    return synthetic.rendering(synthetic.release("ingress-nginx", "4.9.0", values))
+def traefik(values: dict[str, Any]) -> Rendering:
+    return synthetic.rendering(synthetic.release("traefik", "41.3.0", values))
+
+
+def real_traefik_values() -> dict[str, Any]:
+    return traefik_values("10.20.0.10", {"release": "kube-prometheus-stack"})
 
 
 def kps(values: dict[str, Any]) -> Rendering:
@@ -177,37 +183,39 @@ def kps(values: dict[str, Any]) -> Rendering:
 
 @requires_reference
 def test_real_ingress_values_exist_in_the_chart() -> None:
-    assert helm_values.validate(nginx(ingress_nginx_values(service_monitor=True))) == []
+    assert helm_values.validate(traefik(real_traefik_values())) == []
 
 
 @requires_reference
 def test_a_misspelt_values_key_is_a_finding() -> None:
-    values = ingress_nginx_values(service_monitor=True)
-    values["controller"]["hostNetwrok"] = True
-    findings = helm_values.validate(nginx(values))
+    values = real_traefik_values()
+    values["deployment"]["hostNetwrok"] = True
+    findings = helm_values.validate(traefik(values))
     assert len(findings) == 1
-    assert findings[0].resource == "helm release ingress-nginx"
-    assert findings[0].message.startswith("controller.hostNetwrok: not a value of chart ingress-nginx 4.9.0")
+    assert findings[0].resource == "helm release traefik"
+    assert findings[0].message.startswith("deployment.hostNetwrok: not a value of chart traefik 41.3.0")
 
 
 @requires_reference
 def test_free_form_maps_accept_any_key() -> None:
-    values = {"controller": {"config": {"any-nginx-option": "1"}, "podAnnotations": {"example.com/x": "y"}}}
-    assert helm_values.validate(nginx(values)) == []
+    by_path = {"prometheus": {"prometheusSpec": {"externalLabels": {"any-label": "1"}}}}
+    assert helm_values.validate(kps(by_path)) == []
+    by_name = {"deployment": {"podAnnotations": {"example.com/x": "y"}, "podLabels": {"example.com/y": "z"}}}
+    assert helm_values.validate(traefik(by_name)) == []
 
 
 @requires_reference
 def test_an_empty_chart_map_that_is_not_allow_listed_is_a_finding() -> None:
-    findings = helm_values.validate(nginx({"controller": {"updateStrategy": {"type": "RollingUpdate"}}}))
-    assert "controller.updateStrategy: the chart default is an empty map" in messages(findings)
+    findings = helm_values.validate(traefik({"tlsOptions": {"default": {"minVersion": "VersionTLS12"}}}))
+    assert "tlsOptions: the chart default is an empty map" in messages(findings)
 
 
 @requires_reference
 def test_kubernetes_typed_values_are_checked_against_the_schema() -> None:
-    sized = {"controller": {"resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}}
-    assert helm_values.validate(nginx(sized)) == []
-    typo = {"controller": {"resources": {"requets": {"cpu": "1"}}}}
-    assert "controller.resources: Additional properties" in messages(helm_values.validate(nginx(typo)))
+    sized = {"resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}
+    assert helm_values.validate(traefik(sized)) == []
+    typo = {"resources": {"requets": {"cpu": "1"}}}
+    assert "resources: Additional properties" in messages(helm_values.validate(traefik(typo)))
 
 
 @requires_reference
@@ -220,10 +228,10 @@ def test_subchart_keys_are_checked_against_the_subchart() -> None:
 @requires_reference
 def test_keys_documented_as_commented_examples_exist() -> None:
     # grafana 7.0.22 documents `ingressClassName` and `persistence.storageClassName` only in comments.
-    documented = {"grafana": {"ingress": {"ingressClassName": "nginx"}, "persistence": {"storageClassName": "x"}}}
+    documented = {"grafana": {"ingress": {"ingressClassName": "traefik"}, "persistence": {"storageClassName": "x"}}}
     assert helm_values.validate(kps(documented)) == []
     assert "grafana.ingress.ingresClassName" in messages(
-        helm_values.validate(kps({"grafana": {"ingress": {"ingresClassName": "nginx"}}}))
+        helm_values.validate(kps({"grafana": {"ingress": {"ingresClassName": "traefik"}}}))
     )
 
 
@@ -252,8 +260,8 @@ def test_longhorn_default_settings_are_checked_like_other_keys() -> None:
 
 
 def test_a_chart_version_without_reference_defaults_is_a_finding() -> None:
-    findings = helm_values.validate(synthetic.rendering(synthetic.release("ingress-nginx", "9.9.9", {})))
-    assert "no reference defaults for chart ingress-nginx 9.9.9" in messages(findings)
+    findings = helm_values.validate(synthetic.rendering(synthetic.release("traefik", "9.9.9", {})))
+    assert "no reference defaults for chart traefik 9.9.9" in messages(findings)
 
 
 @requires_reference
@@ -263,7 +271,7 @@ def test_a_real_release_with_a_misspelt_key_is_a_finding() -> None:
     real.release("longhorn").inputs["values"]["persistence"]["defaultClassReplicaCont"] = 1
     new = sorted(set(helm_values.validate(real)) - before)
     assert [f.resource for f in new] == ["helm release longhorn"]
-    assert new[0].message.startswith("persistence.defaultClassReplicaCont: not a value of chart longhorn 1.5.3")
+    assert new[0].message.startswith("persistence.defaultClassReplicaCont: not a value of chart longhorn 1.12.1")
 
 
 # --- Thanos flags -------------------------------------------------------------------------
@@ -449,14 +457,11 @@ def test_a_daemonset_counts_once_and_replicas_multiply() -> None:
 
 @requires_reference
 def test_a_chart_container_without_resources_is_a_finding() -> None:
-    sized = {"controller": {"kind": "DaemonSet", "resources": synthetic.SIZED}}
-    findings = capacity.validate(nginx(sized))
-    # The chart's webhook jobs run with our values too: they need sizing as well.
-    assert {f.resource for f in findings} == {
-        "helm release ingress-nginx controller.admissionWebhooks.createSecretJob.resources",
-        "helm release ingress-nginx controller.admissionWebhooks.patchWebhookJob.resources",
-    }
-    assert capacity.validate(nginx(ingress_nginx_values(service_monitor=False))) == []
+    findings = capacity.validate(traefik({"deployment": {"kind": "DaemonSet"}}))
+    assert [(f.resource, f.message) for f in findings] == [
+        ("helm release traefik resources", "no CPU request, no memory request, no memory limit")
+    ]
+    assert capacity.validate(traefik(real_traefik_values())) == []
 
 
 def test_chart_replicas_come_from_the_values() -> None:
@@ -466,8 +471,15 @@ def test_chart_replicas_come_from_the_values() -> None:
     assert report.total("cpu_request") == pytest.approx(0.3)
 
 
-def test_longhorn_is_sized_by_a_limit_range() -> None:
-    longhorn = synthetic.release("longhorn", "1.5.3", {}, namespace="longhorn-system")
+def test_longhorn_is_sized_by_its_manager_values_and_a_limit_range() -> None:
+    """Longhorn 1.12 sizes only longhorn-manager through values; the LimitRange covers the rest."""
+    unsized = synthetic.release("longhorn", "1.12.1", {}, namespace="longhorn-system")
+    assert "helm release longhorn longhornManager.resources" in {
+        f.resource for f in capacity.validate(synthetic.rendering(unsized))
+    }
+    longhorn = synthetic.release(
+        "longhorn", "1.12.1", {"longhornManager": {"resources": synthetic.SIZED}}, namespace="longhorn-system"
+    )
     assert "no LimitRange with default CPU and memory requests" in messages(
         capacity.validate(synthetic.rendering(longhorn))
     )
@@ -488,7 +500,7 @@ def test_a_chart_missing_from_the_capacity_table_is_a_finding() -> None:
 def test_the_capacity_report_names_every_sized_container() -> None:
     text = capacity.capacity(rendered(EDGE)).report()
     assert text.startswith(f"capacity of {EDGE}: node 6 CPU / 24 GiB, system reserve 1.2 CPU / 1 GiB")
-    assert "helm release ingress-nginx controller.resources" in text
+    assert "helm release traefik resources" in text
     assert "sized elsewhere: helm release longhorn" in text
 
 

@@ -347,7 +347,9 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ == "kubernetes:helm.sh/v3:Release":
             state["status"] = {"name": state.get("name", args.name), "namespace": state.get("namespace", "default")}
         elif args.typ == "tls:index/privateKey:PrivateKey":
-            state.update(privateKeyPem=f"{MOCK_PRIVATE_KEY}-{args.name}", publicKeyPem=f"offline-public-key-{args.name}")
+            state.update(
+                privateKeyPem=f"{MOCK_PRIVATE_KEY}-{args.name}", publicKeyPem=f"offline-public-key-{args.name}"
+            )
         elif args.typ == "tls:index/certRequest:CertRequest":
             state.update(certRequestPem=f"offline-engine-certificate-request-{args.name}")
         elif args.typ in TLS_CERTIFICATES:

@@ -62,7 +62,15 @@ _OPERATOR_WEBHOOK = ("prometheusOperator.enabled", "prometheusOperator.admission
 _GRAFANA_SIDECARS = tuple(
     f"grafana.sidecar.{kind}.enabled" for kind in ("dashboards", "datasources", "notifiers", "alerts", "plugins")
 )
-_NGINX_WEBHOOK_JOBS = ("controller.admissionWebhooks.enabled", "controller.admissionWebhooks.patch.enabled")
+# Grafana 12's one-shot init copies of its sidecars (`initDatasources`, ...), sized by the sidecars' block.
+_GRAFANA_INIT_SIDECARS = tuple(
+    HelmContainer(
+        "grafana.sidecar.resources",
+        when=("grafana.enabled", f"grafana.sidecar.{kind}.enabled", f"grafana.sidecar.{kind}.init{kind.title()}"),
+        transient=True,
+    )
+    for kind in ("dashboards", "datasources", "notifiers", "alerts")
+)
 
 HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
     "kube-prometheus-stack": (
@@ -106,6 +114,15 @@ HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
             when=("grafana.enabled", "grafana.persistence.enabled", "grafana.initChownData.enabled"),
             transient=True,
         ),
+        HelmContainer(
+            "grafana.downloadDashboards.resources", when=("grafana.enabled", "grafana.dashboards"), transient=True
+        ),
+        *_GRAFANA_INIT_SIDECARS,
+        HelmContainer(
+            "grafana.imageRenderer.resources",
+            "grafana.imageRenderer.replicas",
+            ("grafana.enabled", "grafana.imageRenderer.enabled"),
+        ),
         HelmContainer("kube-state-metrics.resources", "kube-state-metrics.replicas", ("kubeStateMetrics.enabled",)),
         HelmContainer(
             "kube-state-metrics.kubeRBACProxy.resources",
@@ -125,11 +142,17 @@ HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
         HelmContainer(
             "thanosRuler.thanosRulerSpec.resources", "thanosRuler.thanosRulerSpec.replicas", ("thanosRuler.enabled",)
         ),
+        # 88.x: the CRD upgrade hook Job; its busybox init container and kubectl share the block.
+        HelmContainer("crds.upgradeJob.resources", when=("crds.enabled", "crds.upgradeJob.enabled"), transient=True),
+        # Not listed: prometheus-windows-exporter (`windowsMonitoring.enabled`), a DaemonSet for
+        # Windows nodes only, so it never runs on the Linux node.
     ),
     "opensearch": (
         HelmContainer("resources", "replicas"),
-        # Both init containers (fsgroup-volume, keystore) share `initResources`.
+        # Every init container the chart runs (fsgroup-volume, sysctl, configfile, keystore) shares `initResources`.
         HelmContainer("initResources", when=("persistence.enabled", "persistence.enableInitChown"), transient=True),
+        HelmContainer("initResources", when=("sysctlInit.enabled",), transient=True),
+        HelmContainer("initResources", when=("config",), transient=True),
         HelmContainer("initResources", when=("keystore",), transient=True),
         HelmContainer("sidecarResources", "replicas", when=("masterTerminationFix",)),
     ),
@@ -139,24 +162,29 @@ HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
             "hotReload.resources", "replicaCount", ("hotReload.enabled",), daemonset_if=("kind", "DaemonSet")
         ),
     ),
-    "ingress-nginx": (
-        HelmContainer("controller.resources", "controller.replicaCount", daemonset_if=("controller.kind", "DaemonSet")),
+    # longhorn-manager, a DaemonSet; Longhorn's other containers are sized by SIZED_BY_LIMIT_RANGE.
+    "longhorn": (HelmContainer("longhornManager.resources", daemonset_if=("longhornManager.resources", "*")),),
+    # Traefik's one container; the chart runs no hook Job, and no other container unless values add
+    # one (`deployment.initContainers`, `deployment.additionalContainers`: we add none).
+    "traefik": (
         HelmContainer(
-            "controller.admissionWebhooks.createSecretJob.resources", when=_NGINX_WEBHOOK_JOBS, transient=True
+            "resources",
+            "deployment.replicas",
+            ("deployment.enabled",),
+            daemonset_if=("deployment.kind", "DaemonSet"),
         ),
-        HelmContainer(
-            "controller.admissionWebhooks.patchWebhookJob.resources", when=_NGINX_WEBHOOK_JOBS, transient=True
-        ),
-        HelmContainer("controller.opentelemetry.resources", when=("controller.opentelemetry.enabled",), transient=True),
-        HelmContainer("defaultBackend.resources", "defaultBackend.replicaCount", ("defaultBackend.enabled",)),
     ),
 }
 
-# Charts whose containers are sized outside their values (documented exceptions).
+# Charts whose containers are sized outside their values (documented exceptions); a chart also in
+# HELM_CONTAINERS has the containers listed there sized through values.
 SIZED_BY_LIMIT_RANGE: dict[str, str] = {
-    # Longhorn 1.5.3 has no resources values: components/longhorn.py gives its namespace a LimitRange
-    # with default requests; the instance managers' guaranteed CPU is part of the node's system reserve.
-    "longhorn": "Longhorn 1.5.3 has no resources values; a LimitRange in its namespace gives default requests",
+    # Longhorn 1.12 sizes only longhorn-manager through values: components/longhorn.py gives its
+    # namespace a LimitRange with default requests for the UI, the driver deployer, the manager's
+    # image pre-pull container and the pods the manager creates (CSI, engine image, instance
+    # managers); the instance managers' guaranteed CPU is part of the node's system reserve.
+    "longhorn": "Longhorn sizes only longhorn-manager through values; a LimitRange in its namespace gives the "
+    "UI, driver deployer, CSI, engine-image and instance-manager containers default requests",
 }
 
 
@@ -270,7 +298,8 @@ def _helm_release(result: Capacity, rendering: Rendering, release: Resource) -> 
             result.findings.append(
                 Finding(NAME, where, f"no LimitRange with default CPU and memory requests in namespace {namespace}")
             )
-        return
+        if chart not in HELM_CONTAINERS:
+            return
     table = HELM_CONTAINERS.get(chart)
     if table is None:
         result.findings.append(

@@ -44,6 +44,15 @@ SUBCHARTS: dict[tuple[str, str], dict[str, str]] = {
         "kube-state-metrics": "kube-state-metrics-5.15.3",
         "prometheus-node-exporter": "prometheus-node-exporter-4.24.0",
     },
+    # Chart.yaml `dependencies` of kube-prometheus-stack 88.5.3 (the package has no Chart.lock); Grafana
+    # now comes from grafana-community/helm-charts. Not listed: `crds` (the chart's own CRD subchart,
+    # whose values the parent's `crds` block documents in full) and `prometheus-windows-exporter`
+    # (0.12.*, disabled with `windowsMonitoring.enabled: false`; we set none of its values).
+    ("kube-prometheus-stack", "88.5.3"): {
+        "grafana": "grafana-12.11.1",
+        "kube-state-metrics": "kube-state-metrics-8.4.0",
+        "prometheus-node-exporter": "prometheus-node-exporter-4.56.1",
+    },
 }
 
 # Free-form maps by key name, in any chart: their keys are ours, not the chart's.
@@ -65,13 +74,8 @@ FREE_FORM_KEYS: dict[str, str] = {
 
 # Free-form maps at one path of one chart (subchart paths start with the subchart key).
 FREE_FORM_PATHS: dict[str, dict[str, str]] = {
-    "ingress-nginx": {
-        "controller.config": "the NGINX ConfigMap: any ingress-nginx configuration option",
-        "controller.proxySetHeaders": "header name -> value",
-        "controller.addHeaders": "header name -> value",
-        "tcp": "port -> service",
-        "udp": "port -> service",
-    },
+    # traefik: none. Every map we set has keys in the chart's defaults (`ports.*`, `providers.*`, ...)
+    # or is a Kubernetes type; labels (`serviceMonitor.additionalLabels`) are free-form by key name.
     "kube-prometheus-stack": {
         "prometheus.prometheusSpec.externalLabels": "Prometheus external labels (the per-cluster `cluster` label)",
         "alertmanager.config": "the Alertmanager configuration file",
@@ -89,12 +93,11 @@ FREE_FORM_PATHS: dict[str, dict[str, str]] = {
     "fluent-bit": {
         "config": "Fluent Bit configuration sections (service, inputs, filters, outputs, parsers)",
         "luaScripts": "file name -> Lua script",
-        "serviceMonitor.selector": "labels put on the ServiceMonitor (0.42.0 names them `selector`)",
+        "serviceMonitor.selector": "labels put on the ServiceMonitor (the chart names them `selector`)",
     },
-    # Longhorn: `defaultSettings` is NOT free-form. The 1.5.3 reference file lists 57 settings, one
-    # per setting the chart's default-setting.yaml renders; against Longhorn's 1.5.3 settings
-    # reference the only settable one missing is the usage-metrics opt-out (we do not set it), the
-    # rest are read-only or manager flags. So its keys are checked like any other key.
+    # Longhorn: `defaultSettings` is NOT free-form. The 1.12.1 reference file lists 102 settings,
+    # exactly those the chart's default-setting.yaml renders, so its keys are checked like any other
+    # key; the per-data-engine ones have their shape in CHART_SHAPES.
 }
 
 # Kubernetes types a chart copies into a pod spec: checked against the strict schema.
@@ -127,8 +130,25 @@ CRD_BACKED: dict[tuple[str, str], tuple[str, str, str, dict[str, str]]] = {
 }
 
 
+# Longhorn (1.10+) settings with one value per data engine: one value for every engine, or a map
+# engine -> value that the chart renders as the JSON string of the Setting (`{"v1":"1","v2":"1"}`,
+# values are strings).
+LONGHORN_PER_ENGINE_SETTING: dict[str, Any] = {
+    "anyOf": [
+        {"type": ["string", "integer", "boolean"]},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {"v1": {"type": "string"}, "v2": {"type": "string"}},
+        },
+    ]
+}
+
 # Values a chart reshapes before copying them into a custom resource: the chart's own shape.
 CHART_SHAPES: dict[tuple[str, str], dict[str, Any]] = {
+    ("longhorn", "defaultSettings.defaultReplicaCount"): LONGHORN_PER_ENGINE_SETTING,
+    ("longhorn", "defaultSettings.guaranteedInstanceManagerCPU"): LONGHORN_PER_ENGINE_SETTING,
     # kube-prometheus-stack turns `existingSecret` ({name, key}) or `secret` (the objstore config
     # it renders into a Secret) into the Prometheus CR's spec.thanos.objectStorageConfig.
     ("kube-prometheus-stack", "prometheus.prometheusSpec.thanos.objectStorageConfig"): {

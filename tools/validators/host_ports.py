@@ -3,8 +3,9 @@
 Every host-network pod (the ingress controller, node-exporter) listens on the node's addresses,
 and so does every `hostPort`. With Minikube's `none` driver the control plane runs there too: a
 listener that takes the API server's port does not fail loudly, it answers in its place (the
-ingress-nginx admission webhook on 8443 answered with the API server's certificate, and every
-Ingress was rejected). Checked on the cluster as Helm really renders it (`tools.cluster`).
+former ingress-nginx admission webhook on 8443 answered with the API server's certificate, and
+every Ingress was rejected; Traefik's chart puts its HTTPS entrypoint on 8443 by default).
+Checked on the cluster as Helm really renders it (`tools.cluster`).
 
 `NODE_PORTS` is what a Minikube node (none driver, containerd) already listens on, by CNI;
 `IMPLICIT_LISTENERS` the ports a program opens without declaring a containerPort. Both are
@@ -54,13 +55,9 @@ NODE_PORT_RANGE = range(30000, 32768)
 """kube-proxy forwards Service NodePorts from every node address."""
 
 IMPLICIT_LISTENERS: dict[str, dict[int, str]] = {
-    # ingress-nginx's controller: its default server, profiler, NGINX status and stream ports.
-    "registry.k8s.io/ingress-nginx/controller": {
-        8181: "default server",
-        10245: "profiler",
-        10246: "status",
-        10247: "stream",
-    },
+    # Image (without tag) -> port -> purpose. Empty: Traefik listens on its entrypoints only, each
+    # a declared containerPort (its pprof endpoints exist only with `api.debug`, which is off), and
+    # node-exporter on its declared port.
 }
 
 

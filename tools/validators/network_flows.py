@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components import fluent_bit, kube_prometheus_stack, longhorn, network_policies, opensearch, thanos
+from components import fluent_bit, kube_prometheus_stack, longhorn, network_policies, opensearch, thanos, traefik
 from components import namespaces as ns
 from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 from components.settings import Settings, settings_of
@@ -103,13 +103,14 @@ def required_flows(t: Topology) -> list[Flow]:
     flows += [Flow(pod.endpoint, COREDNS.endpoint, 53, "TCP", "DNS over TCP") for pod in t.pods]
     prometheus = t.pod(PROMETHEUS)
     flows += [
-        # the ingress controller (host network) to the UIs and APIs behind it
+        # Traefik (host network) to the UIs and APIs behind it
         Flow(node, t.pod(GRAFANA), kps.GRAFANA_PORT, "TCP", "ingress to Grafana"),
         Flow(node, t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "ingress to OpenSearch"),
         Flow(node, t.pod(LONGHORN_UI), longhorn.UI_PORT, "TCP", "ingress to the Longhorn UI"),
         # Prometheus scrapes
         Flow(prometheus, node, KUBELET_PORT, "TCP", "scrape kubelet"),
         Flow(prometheus, node, kps.NODE_EXPORTER_PORT, "TCP", "scrape node-exporter (host network)"),
+        Flow(prometheus, node, traefik.METRICS_PORT, "TCP", "scrape Traefik (host network)"),
         Flow(prometheus, node, APISERVER_PORT, "TCP", "scrape the API server"),
         Flow(prometheus, t.pod(KUBE_STATE_METRICS), kps.KUBE_STATE_METRICS_PORT, "TCP", "scrape kube-state-metrics"),
         Flow(prometheus, t.pod(OPERATOR), kps.OPERATOR_PORT, "TCP", "scrape the operator"),

@@ -1,8 +1,8 @@
 """thanos-multi-cluster: one stack per cluster; the stack config's `role` decides what it gets.
 
 In the order a cluster is built: the Minikube node and a Kubernetes provider built from its
-kubeconfig; namespaces and their NetworkPolicies; object storage (owned by central, read by
-edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; the ingress controller; central
+kubeconfig; namespaces and their NetworkPolicies; object storage and certificates (issued by
+central, read by edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; the ingress controller; central
 Thanos; alerts; OpenSearch and Fluent-bit. Every component is in `components/`, one per file.
 Components take configuration in their args and the provider, what to wait for and `protect` in
 their options.
@@ -12,6 +12,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import longhorn, namespaces, settings
+from components.central_stack import CentralStack
+from components.cluster_tls import INGRESS_TLS_SECRET, ClusterTls
 from components.fluent_bit import FluentBit
 from components.kube_prometheus_stack import SELECTOR_LABELS, KubePrometheusStack
 from components.longhorn import STORAGE_CLASS, Longhorn
@@ -22,6 +24,7 @@ from components.object_storage import CREDENTIALS_OUTPUT, ObjectStorage
 from components.opensearch import HTTP_PORT as OPENSEARCH_PORT
 from components.opensearch import WRITER_SECRET, OpenSearch
 from components.opensearch import ingress_backend as opensearch_backend
+from components.platform_ca import CA_NOT_AFTER_OUTPUT, CA_OUTPUT, CERTIFICATES_OUTPUT, PlatformCa
 from components.s3_credentials import S3Credentials
 from components.thanos import QUERY_FRONTEND_URL, ThanosCentral
 from components.thanos import ui_login as thanos_login
@@ -73,7 +76,9 @@ NetworkPolicies(
     opts=on_cluster(owned),
 )
 
-# Central owns the buckets and every cluster's MinIO users; edges read theirs from central's output.
+# Central owns the buckets, every cluster's MinIO users and the platform CA; edges read what is
+# theirs from central's outputs.
+central_stack = None if config.is_central else CentralStack(f"{cluster}-central", cluster, config.central_stack)
 object_storage = (
     ObjectStorage(
         f"{cluster}-object-storage",
@@ -89,16 +94,56 @@ object_storage = (
     if config.is_central
     else None
 )
+platform_ca = (
+    PlatformCa(
+        f"{cluster}-platform-ca",
+        {
+            "cluster_name": cluster,
+            "domain": config.domain,
+            "host": config.host,
+            "address": config.ip,
+            "edges": config.edges,
+            "tls": config.tls,
+            "ca_private_key": secrets.platform_ca_key,
+        },
+        opts=protected,
+    )
+    if config.is_central
+    else None
+)
+if object_storage and platform_ca:
+    own_credentials = object_storage.credentials.apply(lambda issued: issued[cluster])
+    own_certificates = platform_ca.issued.apply(lambda issued: issued[cluster])
+    ca_certificate, ca_not_after = platform_ca.certificate, platform_ca.not_after
+else:
+    assert central_stack is not None
+    own_credentials = central_stack.own(CREDENTIALS_OUTPUT)
+    own_certificates = central_stack.own(CERTIFICATES_OUTPUT)
+    ca_certificate, ca_not_after = central_stack.value(CA_OUTPUT), central_stack.value(CA_NOT_AFTER_OUTPUT)
 s3_credentials = S3Credentials(
     f"{cluster}-s3-credentials",
     {
         "monitoring_namespace": namespaces.MONITORING,
         "logging_namespace": namespaces.LOGGING,
-        "cluster_name": cluster,
         "central": config.is_central,
         "s3": config.s3,
-        "issued": object_storage.credentials if object_storage else None,
-        "central_stack": config.central_stack,
+        "credentials": own_credentials,
+    },
+    opts=on_cluster(owned),
+)
+tls = ClusterTls(
+    f"{cluster}-tls",
+    {
+        "cluster_name": cluster,
+        "domain": config.domain,
+        "central": config.is_central,
+        "certificates": own_certificates,
+        "ca_certificate": ca_certificate,
+        "ca_not_after": ca_not_after,
+        "ingress_namespace": namespaces.INGRESS,
+        "monitoring_namespace": namespaces.MONITORING,
+        "logging_namespace": namespaces.LOGGING,
+        "fluent_bit_namespace": namespaces.FLUENT_BIT,
     },
     opts=on_cluster(owned),
 )
@@ -128,9 +173,10 @@ monitoring = KubePrometheusStack(
         "monitoring": config.monitoring,
         "thanos_datasource_url": QUERY_FRONTEND_URL if config.is_central else None,
         "objstore_ca": config.s3.ca_certificate is not None,
+        "grpc_tls_checksum": None if config.is_central else tls.grpc_checksum,
         "service_monitors": [longhorn.service_monitor(namespaces.LONGHORN)],
     },
-    opts=on_cluster(owned, storage.release, s3_credentials, protect=config.protect),
+    opts=on_cluster(owned, storage.release, s3_credentials, tls, protect=config.protect),
 )
 # After kube-prometheus-stack: its ServiceMonitor needs the CRD. Ingress objects of other
 # components may exist before the controller does; the Middlewares and ServersTransports they
@@ -147,8 +193,9 @@ ingress = Traefik(
             *([thanos_login(namespaces.MONITORING)] if config.is_central else []),
         ],
         "https_backends": [opensearch_backend(namespaces.LOGGING)],
+        "default_certificate_secret": INGRESS_TLS_SECRET,
     },
-    opts=on_cluster(owned, monitoring.release),
+    opts=on_cluster(owned, monitoring.release, tls),
 )
 thanos = (
     ThanosCentral(
@@ -159,8 +206,9 @@ thanos = (
             "hostname": config.hostname("thanos"),
             "edges": config.edges,
             "thanos": config.thanos,
+            "grpc_tls_checksum": tls.grpc_checksum,
         },
-        opts=on_cluster(owned, storage.release, s3_credentials, monitoring.release),
+        opts=on_cluster(owned, storage.release, s3_credentials, tls, monitoring.release),
     )
     if config.is_central
     else None
@@ -186,9 +234,11 @@ logs = OpenSearch(
         "logging": config.logging,
         "s3": config.s3,
         "admin_password": secrets.opensearch_admin_password,
+        "ca_certificate": ca_certificate,
+        "tls_checksum": tls.opensearch_checksum,
     },
     # Pulumi manages the policies through the ingress, so the controller comes first.
-    opts=on_cluster(owned, storage.release, s3_credentials, ingress, protect=config.protect),
+    opts=on_cluster(owned, storage.release, s3_credentials, tls, ingress, protect=config.protect),
 )
 FluentBit(
     f"{cluster}-fluent-bit",
@@ -205,14 +255,19 @@ FluentBit(
 
 pulumi.export("role", config.role.value)
 pulumi.export("kubeconfig", node.kubeconfig)
-pulumi.export("longhornUrl", f"http://{config.hostname('longhorn')}/")
+pulumi.export("clusterName", cluster)
+pulumi.export("longhornUrl", f"https://{config.hostname('longhorn')}/")
 pulumi.export("longhornUiPassword", storage.ui_password)
-pulumi.export("grafanaUrl", f"http://{config.hostname('grafana')}/")
+pulumi.export("grafanaUrl", f"https://{config.hostname('grafana')}/")
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("opensearchUrl", logs.url)
 pulumi.export("opensearchAdminPassword", logs.admin_password)
 if thanos:
-    pulumi.export("thanosUrl", f"http://{config.hostname('thanos')}/")
+    pulumi.export("thanosUrl", f"https://{config.hostname('thanos')}/")
     pulumi.export("thanosUiPassword", thanos.ui_password)
-if object_storage:
+pulumi.export(CA_OUTPUT, ca_certificate)
+pulumi.export("certificates", tls.certificates)
+if object_storage and platform_ca:
     pulumi.export(CREDENTIALS_OUTPUT, object_storage.credentials)
+    pulumi.export(CERTIFICATES_OUTPUT, platform_ca.issued)
+    pulumi.export(CA_NOT_AFTER_OUTPUT, platform_ca.not_after)

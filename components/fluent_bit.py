@@ -1,9 +1,10 @@
 """Fluent-bit: every container's log lines into the local OpenSearch, one index per day.
 
 A DaemonSet tails `/var/log/containers/*.log` with the CRI parser (containerd writes CRI lines),
-adds Kubernetes metadata and a `cluster` field, and ships to `logs-YYYY.MM.DD` over TLS as the
-`fluent-bit` user. The password comes from a Secret into an environment variable that the config
-references (`${OPENSEARCH_PASSWORD}`); it never appears in the ConfigMap.
+adds Kubernetes metadata and a `cluster` field, and ships to `logs-YYYY.MM.DD` over TLS, verified
+against the platform CA, as the `fluent-bit` user. The password comes from a Secret into an
+environment variable that the config references (`${OPENSEARCH_PASSWORD}`); it never appears in
+the ConfigMap.
 
 Nothing is lost when OpenSearch restarts or is down for a while: chunks are buffered on the
 node's disk (`storage.type filesystem`, up to `fluentBitBufferLimit`) and retried with backoff,
@@ -23,6 +24,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
+from components.cluster_tls import CA_KEY, PLATFORM_CA_CONFIGMAP
 from components.kube import Component, helm_release, resources
 from components.kube_prometheus_stack import SELECTOR_LABELS
 from components.opensearch_policies import LOG_INDEX_PREFIX
@@ -35,6 +37,8 @@ METRICS_PORT = 2020
 STATE_DIR = "/var/fluent-bit/state"
 """Inside the pod: the hostPath with the tail database and the filesystem buffer."""
 HOST_STATE_DIR = "/var/lib/fluent-bit"
+CA_DIR = "/fluent-bit/tls"
+"""Where the platform CA (ConfigMap `platform-ca`) is mounted."""
 USER_ENV = "OPENSEARCH_USER"
 PASSWORD_ENV = "OPENSEARCH_PASSWORD"
 
@@ -118,7 +122,8 @@ def filters_section(cluster_name: str) -> str:
 
 
 def outputs_section(target: OpenSearchTarget, logging: LoggingSettings) -> str:
-    """TLS without verification: the chart's demo certificate is self-signed and names no Service.
+    """TLS verified against the platform CA, for the Service name Fluent-bit dials (OpenSearch's
+    certificate names it): Fluent-bit sends its credentials only to the real OpenSearch.
     `Suppress_Type_Name`: OpenSearch 2 and 3 reject the `_type` Fluent Bit sends otherwise.
     `Generate_ID`: a retried bulk request finds the documents it already wrote (OpenSearch answers
     409 to the `create`, which Fluent Bit counts as delivered) instead of writing them twice."""
@@ -131,7 +136,9 @@ def outputs_section(target: OpenSearchTarget, logging: LoggingSettings) -> str:
     HTTP_User ${{{USER_ENV}}}
     HTTP_Passwd ${{{PASSWORD_ENV}}}
     tls On
-    tls.verify Off
+    tls.verify On
+    tls.verify_hostname On
+    tls.ca_file {CA_DIR}/{CA_KEY}
     Logstash_Format On
     Logstash_Prefix {LOG_INDEX_PREFIX}
     Logstash_DateFormat %Y.%m.%d
@@ -168,10 +175,12 @@ def fluent_bit_values(args: FluentBitArgs) -> dict[str, Any]:
         "daemonSetVolumes": [
             {"name": "varlog", "hostPath": {"path": "/var/log"}},
             {"name": "state", "hostPath": {"path": HOST_STATE_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "platform-ca", "configMap": {"name": PLATFORM_CA_CONFIGMAP}},
         ],
         "daemonSetVolumeMounts": [
             {"name": "varlog", "mountPath": "/var/log", "readOnly": True},
             {"name": "state", "mountPath": STATE_DIR},
+            {"name": "platform-ca", "mountPath": CA_DIR, "readOnly": True},
         ],
         # Root (the node's log files are root's) without capabilities or a writable image.
         "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},

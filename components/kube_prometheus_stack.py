@@ -18,11 +18,19 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import versions
+from components.cluster_tls import (
+    CA_KEY,
+    CERTIFICATE_KEY,
+    GRPC_TLS_DIR,
+    PRIVATE_KEY_KEY,
+    THANOS_GRPC_TLS_SECRET,
+    TLS_CHECKSUM,
+)
 from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import MonitoringSettings, quantity_bytes
-from components.traefik import INGRESS_CLASS
+from components.traefik import INGRESS_CLASS, https_only, ingress_tls
 
 RELEASE = "kube-prometheus-stack"
 FULLNAME = "kps"
@@ -62,6 +70,7 @@ SELECTOR_LABELS = {"release": RELEASE}
 """Labels a ServiceMonitor or PrometheusRule needs to be picked up (the chart's default selectors)."""
 THANOS_DATASOURCE_UID = "thanos"
 OBJSTORE_VOLUME = "thanos-objstore"
+GRPC_TLS_VOLUME = "thanos-grpc-tls"
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": PROMETHEUS}
 """Labels the operator puts on the Prometheus pods (Prometheus and its Thanos sidecar container)."""
 CRD_UPGRADE_POD_LABELS = {"app": f"{RELEASE}-crds-upgrade"}
@@ -93,6 +102,9 @@ class KubePrometheusStackArgs(TypedDict):
     """Central only: URL of the Thanos Query Frontend, Grafana's default datasource."""
     objstore_ca: bool
     """The object-store config references `ca.crt` (a CA is configured): mount the Secret for the sidecar."""
+    grpc_tls_checksum: pulumi.Input[str] | None
+    """Edges: hash of the sidecar's gRPC certificate (`ClusterTls.grpc_checksum`); the sidecar serves its
+    StoreAPI with mutual TLS from `thanos-grpc-tls`, and a renewal rolls Prometheus. Central: None."""
     service_monitors: list[dict[str, Any]]
     """Scrape targets of components installed before this chart's CRDs exist (Longhorn), in the
     chart's `additionalServiceMonitors` form: the chart creates them once the CRDs are there."""
@@ -123,9 +135,29 @@ def thanos_sidecar(args: KubePrometheusStackArgs) -> dict[str, Any]:
         },
         "resources": resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
     }
+    mounts = []
     if args["objstore_ca"]:
-        sidecar["volumeMounts"] = [{"name": OBJSTORE_VOLUME, "mountPath": OBJSTORE_MOUNT_DIR, "readOnly": True}]
+        mounts.append({"name": OBJSTORE_VOLUME, "mountPath": OBJSTORE_MOUNT_DIR, "readOnly": True})
+    if args["grpc_tls_checksum"] is not None:
+        mounts.append({"name": GRPC_TLS_VOLUME, "mountPath": GRPC_TLS_DIR, "readOnly": True})
+        sidecar["grpcServerTlsConfig"] = grpc_server_tls()
+    if mounts:
+        sidecar["volumeMounts"] = mounts
     return sidecar
+
+
+def grpc_server_tls() -> dict[str, str]:
+    """The edge sidecar's StoreAPI: its certificate, and the CA every client certificate must chain to.
+
+    With a client CA, Thanos requires and verifies a client certificate on every connection, so only
+    central Query (whose certificate the platform CA signed) gets past the handshake on 30901; the
+    NetworkPolicy's source-address rule stays as a second fence."""
+    return {
+        "certFile": f"{GRPC_TLS_DIR}/{CERTIFICATE_KEY}",
+        "keyFile": f"{GRPC_TLS_DIR}/{PRIVATE_KEY_KEY}",
+        "caFile": f"{GRPC_TLS_DIR}/{CA_KEY}",
+        "minVersion": "TLS13",
+    }
 
 
 def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
@@ -146,8 +178,15 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "storageSpec": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, monitoring.prometheus_storage_size)},
         "thanos": thanos_sidecar(args),
     }
+    volumes = []
     if args["objstore_ca"]:
-        spec["volumes"] = [{"name": OBJSTORE_VOLUME, "secret": {"secretName": thanos_objstore_secret("sidecar")}}]
+        volumes.append({"name": OBJSTORE_VOLUME, "secret": {"secretName": thanos_objstore_secret("sidecar")}})
+    if args["grpc_tls_checksum"] is not None:
+        volumes.append({"name": GRPC_TLS_VOLUME, "secret": {"secretName": THANOS_GRPC_TLS_SECRET}})
+        # The sidecar reads its certificate at start only: a renewed one rolls the pod.
+        spec["podMetadata"] = {"annotations": {TLS_CHECKSUM: args["grpc_tls_checksum"]}}
+    if volumes:
+        spec["volumes"] = volumes
     values: dict[str, Any] = {
         "prometheusSpec": spec,
         # Headless Service for Query's DNS SRV discovery on central; the ServiceMonitor for the
@@ -187,10 +226,16 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "ingress": {
             "enabled": True,
             "ingressClassName": INGRESS_CLASS,
+            "annotations": https_only(),
             "hosts": [args["grafana_hostname"]],
             "path": "/",
+            "tls": ingress_tls(args["grafana_hostname"]),
         },
-        "grafana.ini": {"server": {"root_url": f"http://{args['grafana_hostname']}/"}},
+        # Grafana builds its links and login redirects from root_url; the cookie never travels over HTTP.
+        "grafana.ini": {
+            "server": {"root_url": f"https://{args['grafana_hostname']}/"},
+            "security": {"cookie_secure": True},
+        },
         "persistence": {
             "enabled": True,
             "type": "pvc",

@@ -23,13 +23,18 @@ import pulumi_kubernetes as k8s
 from components import versions
 from components.kube import MANAGED_BY, Component, basic_auth, helm_release, resources
 from components.settings import LonghornSettings, S3Settings
-from components.traefik import INGRESS_CLASS, LoginMiddleware
+from components.traefik import LoginMiddleware, https_ingress
 
 RELEASE = "longhorn"
 STORAGE_CLASS = "longhorn"
 BACKUP_SECRET = "longhorn-backup-credentials"
 UI_AUTH_SECRET = "longhorn-ui-basic-auth"
 UI_PORT = 8000
+"""The UI pods' port (what the NetworkPolicy opens to the ingress controller)."""
+UI_SERVICE = "longhorn-frontend"
+UI_SERVICE_PORT = 80
+"""The chart's Service in front of the UI pods, and its port."""
+UI_INGRESS = "longhorn-ui"
 MANAGER_PORT = 9500
 """longhorn-manager's API and metrics (`longhorn-backend`, port `manager`)."""
 WEBHOOK_PORTS = (9502, 9503)
@@ -136,12 +141,10 @@ def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
             "snapshotterReplicaCount": 1,
         },
         "longhornUI": {"replicas": 1},
+        # Our own Ingress (below) instead: the chart's names a TLS Secret in this namespace, and the
+        # UI is served with the ingress controller's default certificate, whose key stays with it.
         "ingress": {
-            "enabled": True,
-            "ingressClassName": INGRESS_CLASS,
-            "host": args["hostname"],
-            # The Longhorn UI has no login of its own.
-            "annotations": ui_login(args["namespace"]).ingress_annotations(),
+            "enabled": False,
         },
     }
 
@@ -221,6 +224,17 @@ class Longhorn(Component):
                 "labels": {"recurring-job": "backup-daily"},
             },
             opts=self.child(self.release),
+        )
+        # The Longhorn UI has no login of its own: basic auth in front of it.
+        https_ingress(
+            UI_INGRESS,
+            ns,
+            args["hostname"],
+            UI_SERVICE,
+            UI_SERVICE_PORT,
+            MANAGED_BY,
+            ui_login(ns).ingress_annotations(),
+            self.child(self.release, ui_auth.secret),
         )
         self.ui_password = ui_auth.password
         self.register_outputs({"release": self.release.name, "uiPassword": self.ui_password})

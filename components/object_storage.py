@@ -8,9 +8,7 @@ the names below are the contract between those Secrets and the components that m
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -18,8 +16,9 @@ import pulumi
 import pulumi_minio as minio
 import pulumi_random as random
 
+from components.ca_file import ca_file
 from components.kube import Component
-from components.settings import PROJECT, S3Settings
+from components.settings import S3Settings
 
 OBJSTORE_KEY = "objstore.yml"
 """Key of the Thanos object-store config inside each Thanos Secret."""
@@ -122,25 +121,9 @@ def noncurrent_expiry_rule(days: int) -> minio.IlmPolicyRuleArgs:
 # --- provider ----------------------------------------------------------------------------
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / PROJECT
-
-
 def minio_ca_file(pem: str, cache_dir: Path | None = None) -> str:
-    """A file holding `pem`: the MinIO provider only takes its CA as a path (`minio_cacert_file`).
-
-    Content-addressed and kept in the user's cache directory (not /tmp), so the path stays the
-    same between runs and still exists when `pulumi destroy` or `refresh` reuse the provider.
-    """
-    directory = cache_dir or _cache_dir()
-    path = directory / f"minio-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
-    if not path.exists() or path.read_text() != pem:
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(pem)
-        partial.replace(path)
-    return str(path)
+    """A file holding `pem`: the MinIO provider only takes its CA as a path (`minio_cacert_file`)."""
+    return ca_file(pem, "minio-ca", cache_dir)
 
 
 # --- component ---------------------------------------------------------------------------

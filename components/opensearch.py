@@ -1,11 +1,12 @@
 """OpenSearch: the cluster's log store, snapshotted daily to S3.
 
-The chart runs OpenSearch with its security plugin: on first start the image's demo installer
-sets the `admin` password from `OPENSEARCH_INITIAL_ADMIN_PASSWORD` (generated here, or the secret
-config `opensearchAdminPassword` after a rotation; exported as a secret) and appends the security
-section (demo TLS certificates) to `opensearch.yml`. That is why our `opensearch.yml` holds no
-`plugins.security` key: the installer skips everything when it sees one. What we add is the S3
-client: endpoint, protocol, path-style access and MD5 request checksums in `opensearch.yml`, the
+The chart runs OpenSearch with its security plugin configured by us, not by the image's demo
+installer (whose certificates and CA key ship in every image): the HTTP and transport layers serve
+a node certificate from the platform CA (`components/cluster_tls.py`, Secret `opensearch-tls`), so
+Traefik and Fluent-bit verify OpenSearch, and the security index is initialised on first start from
+our `internal_users.yml`, which holds only `admin` with the bcrypt hash of its password (generated
+here, or the secret config `opensearchAdminPassword` after a rotation; exported as a secret). We add
+the S3 client too: endpoint, protocol, path-style access and MD5 request checksums in `opensearch.yml`, the
 keys in the keystore from the object-storage Secret (OpenSearch rejects keys in repository settings
 as insecure), `repository-s3` in the plugin list (OpenSearch 3 still does not bundle it). A
 self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM truststore by an init
@@ -21,8 +22,11 @@ only reads that password on its first start, so a changed one is refused before 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any, TypedDict
 
+import bcrypt
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
@@ -31,11 +35,19 @@ import yaml
 from components import opensearch_api as api
 from components import opensearch_policies as policies
 from components import versions
+from components.cluster_tls import (
+    CA_KEY,
+    CERTIFICATE_KEY,
+    OPENSEARCH_TLS_SECRET,
+    PLATFORM_CA_CONFIGMAP,
+    PRIVATE_KEY_KEY,
+    TLS_CHECKSUM,
+)
 from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
-from components.settings import LoggingSettings, S3Settings, quantity_bytes
-from components.traefik import INGRESS_CLASS, HttpsBackend
+from components.settings import PROJECT, LoggingSettings, S3Settings, quantity_bytes
+from components.traefik import INGRESS_CLASS, HttpsBackend, https_only, ingress_tls
 
 RELEASE = "opensearch"
 SERVICE = "opensearch-cluster-master"
@@ -46,7 +58,14 @@ METRICS_PORT = 9600
 POD_LABELS = {"app.kubernetes.io/name": "opensearch", "app.kubernetes.io/instance": RELEASE}
 """The chart's selector labels of the OpenSearch pods."""
 ADMIN_USER = "admin"
-ADMIN_SECRET = "opensearch-admin-credentials"
+INTERNAL_USERS_SECRET = "opensearch-internal-users"
+"""`internal_users.yml` of the security plugin: `admin` and its password hash (read on first start only)."""
+CONFIG_DIR = "/usr/share/opensearch/config"
+CERTS_DIR = "certs"
+"""Where `opensearch-tls` is mounted, relative to the config directory (the plugin reads PEM files there only)."""
+NODE_NAME = "opensearch-node"
+NODE_DN = f"CN={NODE_NAME},O={PROJECT}"
+"""The node certificate's subject as the security plugin reads it (RFC 2253): the one DN trusted as a node."""
 WRITER_SECRET = "opensearch-fluent-bit-credentials"
 """Secret in `logging` with `username` and `password` of the user Fluent-bit writes as."""
 S3_CA_CONFIGMAP = "opensearch-s3-ca"
@@ -74,6 +93,10 @@ class OpenSearchArgs(TypedDict):
     """Endpoint, TLS, region and bucket of the object store."""
     admin_password: pulumi.Input[str] | None
     """The secret config `opensearchAdminPassword`: replaces the generated password (after a rotation)."""
+    ca_certificate: pulumi.Input[str]
+    """The platform CA: Pulumi verifies `https://<hostname>` (served by Traefik) against it."""
+    tls_checksum: pulumi.Input[str]
+    """Hash of OpenSearch's certificate (`ClusterTls.opensearch_checksum`): a renewal rolls the pod."""
 
 
 def heap_mib(memory: str) -> int:
@@ -81,8 +104,80 @@ def heap_mib(memory: str) -> int:
     return quantity_bytes(memory) // 2 // 2**20
 
 
+def service_names() -> list[str]:
+    """Every name OpenSearch is reached by in its cluster: the node certificate's DNS names."""
+    headless = f"{SERVICE}-headless"
+    return [
+        SERVICE,
+        f"{SERVICE}.{LOGGING}",
+        f"{SERVICE}.{LOGGING}.svc",
+        f"{SERVICE}.{LOGGING}.svc.cluster.local",
+        f"*.{headless}.{LOGGING}.svc",
+        f"*.{headless}.{LOGGING}.svc.cluster.local",
+        "localhost",
+    ]
+
+
+def security_settings() -> dict[str, Any]:
+    """The security plugin's settings: our node certificate on both layers, no demo configuration."""
+    pem = {
+        "pemcert_filepath": f"{CERTS_DIR}/{CERTIFICATE_KEY}",
+        "pemkey_filepath": f"{CERTS_DIR}/{PRIVATE_KEY_KEY}",
+        "pemtrustedcas_filepath": f"{CERTS_DIR}/{CA_KEY}",
+    }
+    settings: dict[str, Any] = {
+        f"plugins.security.ssl.{layer}.{key}": path for layer in ("transport", "http") for key, path in pem.items()
+    }
+    settings |= {
+        "plugins.security.ssl.http.enabled": True,
+        # Nodes dial each other by pod IP, which no certificate names; they are told apart by `nodes_dn`.
+        "plugins.security.ssl.transport.enforce_hostname_verification": False,
+        "plugins.security.nodes_dn": [NODE_DN],
+        # Initialise the security index from the mounted files on first start (what the demo installer did).
+        "plugins.security.allow_default_init_securityindex": True,
+        # `admin` (all_access) manages the Fluent-bit user and role through the REST API.
+        "plugins.security.restapi.roles_enabled": ["all_access", "security_rest_api_access"],
+        "plugins.security.enable_snapshot_restore_privilege": True,
+        "plugins.security.check_snapshot_restore_write_privileges": True,
+        "plugins.security.audit.type": "internal_opensearch",
+    }
+    return settings
+
+
+def password_hash(password: str) -> str:
+    """bcrypt hash for `internal_users.yml`, as the plugin's `hash.sh` writes it (`$2y$`, cost 12).
+
+    The salt is derived from the password, so an unchanged password gives an unchanged Secret
+    (no diff on every `pulumi up`); a password is never reused across users here, so nothing is lost.
+    """
+    digest = hashlib.sha256(f"{PROJECT}:{ADMIN_USER}:{password}".encode()).digest()[:16]
+    salt_text = base64.b64encode(digest).decode()[:22].translate(_BCRYPT_ALPHABET)
+    hashed = bcrypt.hashpw(password.encode(), f"$2b$12${salt_text}".encode()).decode()
+    return "$2y$" + hashed.removeprefix("$2b$")
+
+
+_BCRYPT_ALPHABET = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+)
+
+
+def internal_users(password: str) -> str:
+    """The security plugin's user database: `admin` only (the image's demo users are gone)."""
+    users = {
+        "_meta": {"type": "internalusers", "config_version": 2},
+        ADMIN_USER: {
+            "hash": password_hash(password),
+            "reserved": True,
+            "backend_roles": ["admin"],
+            "description": f"{PROJECT} administrator (Pulumi manages policies and users as this user)",
+        },
+    }
+    return yaml.safe_dump(users, sort_keys=False)
+
+
 def opensearch_yml(s3: S3Settings) -> str:
-    """`opensearch.yml` without any `plugins.security` key (the demo installer writes that section)."""
+    """`opensearch.yml`: the security plugin with our certificates, and the S3 client."""
     settings = {
         "cluster.name": "opensearch-cluster",
         "network.host": "0.0.0.0",
@@ -97,14 +192,14 @@ def opensearch_yml(s3: S3Settings) -> str:
         # that SDK change (MinIO releases before 2025-01-20, for one) reject it. The legacy MD5
         # header is what every S3-compatible store accepts.
         "s3.client.default.legacy_md5_checksum_calculation": True,
+        **security_settings(),
     }
     return yaml.safe_dump(settings, sort_keys=False)
 
 
 def container_security() -> dict[str, Any]:
     """The chart's user and no capabilities: what the `restricted` profile asks of every container
-    (the pod sets the seccomp profile). Not read-only: the image writes its demo certificates and
-    installs repository-s3 at start."""
+    (the pod sets the seccomp profile). Not read-only: the image installs repository-s3 at start."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -154,9 +249,11 @@ def truststore_values() -> dict[str, Any]:
 
 
 def ingress_backend(namespace: str) -> HttpsBackend:
-    """How Traefik reaches the REST API: HTTPS, through a ServersTransport Traefik's component creates
-    (its CRD comes with Traefik). The demo certificate is not verified yet (see `HttpsBackend`)."""
-    return HttpsBackend(namespace, RELEASE)
+    """How Traefik reaches the REST API: HTTPS verified against the platform CA (ConfigMap
+    `platform-ca` beside OpenSearch) for the Service's name, through a ServersTransport Traefik's
+    component creates (its CRD comes with Traefik)."""
+    server_name = f"{SERVICE}.{namespace}.svc"
+    return HttpsBackend(namespace, RELEASE, server_name=server_name, ca_config_map=PLATFORM_CA_CONFIGMAP)
 
 
 def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
@@ -171,10 +268,9 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
         "initResources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
         "config": {"opensearch.yml": opensearch_yml(s3)},
         "extraEnvs": [
-            {
-                "name": "OPENSEARCH_INITIAL_ADMIN_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": "password"}},
-            },
+            # The security plugin is configured in opensearch.yml; the demo installer would skip
+            # anyway (it sees `plugins.security` keys), this says so.
+            {"name": "DISABLE_INSTALL_DEMO_CONFIG", "value": "true"},
             # Credentials and region are configured: the AWS SDK has nothing to ask the EC2 metadata
             # service, which does not exist here (and the NetworkPolicies would hold its calls until
             # they time out).
@@ -184,6 +280,18 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
         # Each key of the Secret becomes a keystore entry, s3.client.default.access_key/secret_key: the one
         # place OpenSearch accepts S3 credentials.
         "keystore": [{"secretName": OPENSEARCH_KEYSTORE_SECRET}],
+        "securityConfig": {"enabled": True, "internalUsersSecret": INTERNAL_USERS_SECRET},
+        # Group-readable for fsGroup 1000, the user OpenSearch runs as.
+        "secretMounts": [
+            {
+                "name": OPENSEARCH_TLS_SECRET,
+                "secretName": OPENSEARCH_TLS_SECRET,
+                "path": f"{CONFIG_DIR}/{CERTS_DIR}",
+                "defaultMode": 0o440,
+            }
+        ],
+        # OpenSearch reads its certificates at start only: a renewed one rolls the pod.
+        "podAnnotations": {TLS_CHECKSUM: args["tls_checksum"]},
         "persistence": {
             "enabled": True,
             # Explicit: Minikube's `standard` StorageClass is a default class too.
@@ -202,16 +310,15 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "securityContext": container_security(),
-        # The REST API speaks HTTPS only (the security plugin's demo certificates): Traefik reads
-        # the backend's scheme and transport from the Service.
+        # The REST API speaks HTTPS only: Traefik reads the backend's scheme and transport from the Service.
         "service": {"annotations": ingress_backend(args["namespace"]).service_annotations()},
         "ingress": {
             "enabled": True,
             "ingressClassName": INGRESS_CLASS,
+            "annotations": https_only(),
             "hosts": [args["hostname"]],
             "path": "/",
-            # No secretName: Traefik serves its default certificate, on 443 only (a TLS router).
-            "tls": [{"hosts": [args["hostname"]]}],
+            "tls": ingress_tls(args["hostname"]),
         },
     }
     if s3.ca_certificate:
@@ -270,8 +377,14 @@ class OpenSearch(Component):
         generated = generated_password(f"{name}-admin-password", self)
         chosen = args["admin_password"]
         self.admin_password = pulumi.Output.secret(generated.result if chosen is None else chosen)
-        admin_secret = self._credentials(ADMIN_SECRET, ADMIN_USER, self.admin_password, ns)
-        before_release: list[pulumi.Resource] = [admin_secret]
+        users = k8s.core.v1.Secret(
+            INTERNAL_USERS_SECRET,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=INTERNAL_USERS_SECRET, namespace=ns, labels=MANAGED_BY),
+            type="Opaque",
+            string_data=pulumi.Output.secret({"internal_users.yml": self.admin_password.apply(internal_users)}),
+            opts=self.child(),
+        )
+        before_release: list[pulumi.Resource] = [users]
         if args["s3"].ca_certificate:
             before_release.append(
                 k8s.core.v1.ConfigMap(
@@ -316,7 +429,7 @@ class OpenSearch(Component):
             "url": self.url,
             "username": ADMIN_USER,
             "password": self.admin_password,
-            "verify_tls": logging.api_verify_tls,
+            "ca_certificate": args["ca_certificate"],
             "timeout_seconds": logging.api_timeout_seconds,
             "retries": logging.api_retries,
         }

@@ -34,10 +34,11 @@ from typing import Any, ClassVar, TypedDict
 import pulumi
 import pulumi.dynamic as dynamic
 import requests
-import urllib3
 from pulumi.runtime import rpc
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from components.ca_file import ca_file
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -47,7 +48,7 @@ RETRY_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
 DRIFT_CHECK_RETRIES = 1
 DRIFT_CHECK_TIMEOUT_SECONDS = 5.0
 DRIFT_CHECK_CONNECT_TIMEOUT_SECONDS = 3.0
-CONNECTION_INPUTS = ("url", "username", "password", "verify_tls", "timeout_seconds", "retries", "backoff_factor")
+CONNECTION_INPUTS = ("url", "username", "password", "ca_certificate", "timeout_seconds", "retries", "backoff_factor")
 
 
 class OpenSearchError(Exception):
@@ -68,7 +69,9 @@ class Connection:
     url: str
     username: str
     password: str
-    verify_tls: bool = True
+    ca_certificate: str | None = None
+    """PEM of the only CA the server's certificate may chain to (the platform CA); None: the system's CAs.
+    Verification is never off."""
     timeout_seconds: float = 30.0
     retries: int = 6
     backoff_factor: float = 1.0
@@ -80,7 +83,7 @@ class Connection:
             url=str(props["url"]).rstrip("/"),
             username=str(props["username"]),
             password=str(props["password"]),
-            verify_tls=bool(props.get("verify_tls", True)),
+            ca_certificate=str(props["ca_certificate"]) if props.get("ca_certificate") else None,
             timeout_seconds=float(props.get("timeout_seconds", 30.0)),
             retries=int(props.get("retries", 6)),
             backoff_factor=float(props.get("backoff_factor", 1.0)),
@@ -92,7 +95,7 @@ class Connection:
             self.url,
             self.username,
             self.password,
-            self.verify_tls,
+            self.ca_certificate,
             min(self.timeout_seconds, DRIFT_CHECK_TIMEOUT_SECONDS),
             min(self.retries, DRIFT_CHECK_RETRIES),
             self.backoff_factor,
@@ -124,10 +127,7 @@ class Client:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.auth = (connection.username, connection.password)
-        self.session.verify = connection.verify_tls
-        if not connection.verify_tls:
-            # A documented choice (`logging.apiVerifyTls`), not news worth a warning per request.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.session.verify = ca_file(connection.ca_certificate, "platform-ca") if connection.ca_certificate else True
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
 
     def call(
@@ -572,8 +572,8 @@ class ApiConnection(TypedDict):
     username: pulumi.Input[str]
     password: pulumi.Input[str]
     """Made secret before it becomes an input."""
-    verify_tls: bool
-    """Verify the ingress certificate (off while it is Traefik's self-signed default)."""
+    ca_certificate: pulumi.Input[str]
+    """The platform CA: the ingress certificate must chain to it."""
     timeout_seconds: float
     """Read timeout of each request."""
     retries: int
@@ -585,7 +585,7 @@ def _connection_props(connection: ApiConnection) -> dict[str, Any]:
         "url": connection["url"],
         "username": connection["username"],
         "password": pulumi.Output.secret(connection["password"]),
-        "verify_tls": connection["verify_tls"],
+        "ca_certificate": connection["ca_certificate"],
         "timeout_seconds": connection["timeout_seconds"],
         "retries": connection["retries"],
         "backoff_factor": 1.0,

@@ -1,8 +1,8 @@
 """In-cluster S3 credentials: this cluster's MinIO users as Kubernetes Secrets.
 
-Central takes its credentials straight from its `ObjectStorage`; an edge reads them from the
-central stack's `objectStoreCredentials` output through a StackReference and keeps only its own
-cluster's entry. Edges never see MinIO admin credentials. Longhorn's Secret is created by
+Central takes its credentials straight from its `ObjectStorage`; an edge reads its own entry of
+the central stack's `objectStoreCredentials` output (`components/central_stack.py`). Edges never see
+MinIO admin credentials. Longhorn's Secret is created by
 `components/longhorn.py` from `S3Credentials.longhorn`.
 """
 
@@ -19,7 +19,6 @@ from components.longhorn import BackupCredentials
 from components.object_storage import (
     CA_FILE,
     CA_KEY,
-    CREDENTIALS_OUTPUT,
     LONGHORN,
     OBJSTORE_KEY,
     OPENSEARCH,
@@ -27,7 +26,6 @@ from components.object_storage import (
     THANOS_COMPACTOR,
     THANOS_SIDECAR,
     THANOS_STORE,
-    Credentials,
     thanos_objstore_secret,
 )
 from components.settings import PROJECT, S3Settings, is_ip
@@ -40,42 +38,17 @@ THANOS_USERS = {"sidecar": THANOS_SIDECAR, "store": THANOS_STORE, "compactor": T
 CENTRAL_THANOS = ("store", "compactor")
 
 
-class CentralStackNotReady(pulumi.RunError):
-    """The central stack has not published this cluster's credentials (yet)."""
-
-
 class S3CredentialsArgs(TypedDict):
     monitoring_namespace: str
     """Namespace of the Thanos Secrets."""
     logging_namespace: str
     """Namespace of the OpenSearch keystore Secret."""
-    cluster_name: str
-    """This cluster: the only entry of the credentials it keeps."""
     central: bool
     """Central also gets the Store Gateway and Compactor Secrets."""
     s3: S3Settings
     """Endpoint, TLS, CA and bucket names written into the Secrets."""
-    issued: pulumi.Input[Credentials] | None
-    """Central: `ObjectStorage.credentials`. Edges: None, they read `central_stack` instead."""
-    central_stack: str
-    """Fully qualified central stack an edge reads `objectStoreCredentials` from."""
-
-
-def own_credentials(published: Any, cluster: str, central_stack: str) -> ClusterCredentials:
-    """This cluster's entry of the central stack's credentials, or a message saying what to deploy."""
-    short = central_stack.rsplit("/", 1)[-1]
-    if not isinstance(published, dict) or not published:
-        raise CentralStackNotReady(
-            f"the central stack {central_stack} has no `{CREDENTIALS_OUTPUT}` output: deploy the central "
-            f"stack first (`pulumi up -s {short}`), then this one"
-        )
-    entry = published.get(cluster)
-    if not isinstance(entry, dict) or not entry:
-        raise CentralStackNotReady(
-            f"the central stack {central_stack} has no object-store credentials for {cluster}: list it under "
-            f"`edges` in the central stack config and deploy the central stack first (`pulumi up -s {short}`)"
-        )
-    return entry
+    credentials: pulumi.Input[ClusterCredentials]
+    """This cluster's MinIO users: central's own from `ObjectStorage`, an edge's from the central stack."""
 
 
 def objstore_config(s3: S3Settings, access_key: str, secret_key: str) -> dict[str, Any]:
@@ -125,17 +98,8 @@ class S3Credentials(Component):
 
     def __init__(self, name: str, args: S3CredentialsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("objectstore:S3Credentials", name, opts)
-        s3, cluster = args["s3"], args["cluster_name"]
-        published: pulumi.Output[Any]
-        if args["issued"] is None:
-            central = pulumi.StackReference(f"{name}-central", stack_name=args["central_stack"], opts=self.child())
-            published = central.get_output(CREDENTIALS_OUTPUT)
-        else:
-            published = pulumi.Output.from_input(args["issued"])
-        # Secret even when the StackReference does not say so; only this cluster's entry is kept.
-        own: pulumi.Output[ClusterCredentials] = pulumi.Output.secret(
-            published.apply(lambda all_: own_credentials(all_, cluster, args["central_stack"]))
-        )
+        s3 = args["s3"]
+        own: pulumi.Output[ClusterCredentials] = pulumi.Output.secret(args["credentials"])
 
         def key(component: str, field: str) -> pulumi.Output[str]:
             return own.apply(lambda entry: entry[component][field])

@@ -232,10 +232,12 @@ def is_ip(value: str) -> bool:
 
 
 class EdgeCluster(_Model):
-    """An edge cluster as central sees it: its stack name and host address."""
+    """An edge cluster as central sees it: its stack name, host address and wildcard DNS domain."""
 
     name: DnsLabel
     host: Host
+    domain: Domain
+    """The edge's own `domain`: central's CA issues the edge's `*.<domain>` ingress certificate."""
     address: IpAddress | None = None
     """The host's IP when `host` is a DNS name: Thanos Query's NetworkPolicy allows it by address."""
 
@@ -506,10 +508,6 @@ class LoggingSettings(_Model):
     """Time zone of both snapshot schedules and of the snapshot names' dates."""
     repository_name: DnsLabel = "logs-s3"
     """Name of the S3 snapshot repository registered in OpenSearch (bucket `s3.buckets.opensearch`)."""
-    api_verify_tls: bool = False
-    """Verify the certificate of `https://opensearch.<domain>` when Pulumi manages policies through it.
-    Off by default because the ingress serves Traefik's self-signed default certificate;
-    turn it on once the ingress has a certificate the operator's machine trusts."""
     api_timeout_seconds: int = Field(30, ge=1, le=300)
     """Read timeout of each OpenSearch API request Pulumi makes (connecting times out after 10s)."""
     api_retries: int = Field(6, ge=0, le=20)
@@ -526,6 +524,36 @@ class LoggingSettings(_Model):
             raise ValueError(
                 f"logging.snapshotRetention ({self.snapshot_retention}) must be longer than "
                 f"logging.retentionDays ({self.retention_days}d): snapshots are the only copy of older logs"
+            )
+        return self
+
+
+def _pem_certificate(value: str) -> str:
+    text = value.strip()
+    if not (text.startswith("-----BEGIN CERTIFICATE-----") and text.endswith("-----END CERTIFICATE-----")):
+        raise ValueError("must be one PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    return text + "\n"
+
+
+class TlsSettings(_Model):
+    """The platform CA and the certificates it issues (read by the central stack, which holds the CA)."""
+
+    validity_days: int = Field(365, ge=30, le=825)
+    """How long an issued certificate is valid; browsers refuse private-CA server certificates over 825 days."""
+    renew_before_days: int = Field(30, ge=7)
+    """A `pulumi up` of central this close to a certificate's end issues a new one (then each edge's `up`
+    installs it): run central's `pulumi up` at least this often."""
+    ca_validity_days: int = Field(3650, ge=365)
+    """Validity of a generated CA; replacing it means every browser and client must trust the new one."""
+    ca_certificate: Annotated[str, AfterValidator(_pem_certificate)] | None = None
+    """The operator's own CA (PEM, public) instead of a generated one; its key is the secret `platformCaKey`."""
+
+    @model_validator(mode="after")
+    def _renewal_inside_validity(self) -> TlsSettings:
+        if self.renew_before_days * 2 > self.validity_days:
+            raise ValueError(
+                f"tls.renewBeforeDays ({self.renew_before_days}) must be at most half of tls.validityDays "
+                f"({self.validity_days}): otherwise every `pulumi up` reissues every certificate"
             )
         return self
 
@@ -566,6 +594,8 @@ class Settings(_Model):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     thanos: ThanosSettings = Field(default_factory=ThanosSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    """Central only: the platform CA and certificate lifetimes (edges receive their certificates from central)."""
     versions: VersionSettings = Field(default_factory=VersionSettings)
     protect: bool = True
     """Protect stateful resources (node, buckets, PVC-backed releases) against `pulumi destroy`."""
@@ -595,6 +625,11 @@ class Settings(_Model):
             )
         if self.role is Role.CENTRAL and self.central_address is not None:
             raise ValueError("centralAddress: only edge stacks name the central host; remove it from the central stack")
+        if self.role is Role.EDGE and self.tls != TlsSettings():
+            raise ValueError("tls: only the central stack, which holds the platform CA, reads tls settings")
+        domains = [edge.domain for edge in self.edges] + [self.domain]
+        if len(set(domains)) != len(domains):
+            raise ValueError("edges: every cluster needs its own domain (each gets its own *.<domain> certificate)")
         return self
 
     @property
@@ -636,6 +671,12 @@ SECRET_KEYS: tuple[SecretKey, ...] = (
     SecretKey("minioAdminUser", "MinIO admin access key", roles=(Role.CENTRAL,)),
     SecretKey("minioAdminPassword", "MinIO admin secret key", roles=(Role.CENTRAL,)),
     SecretKey(
+        "platformCaKey",
+        "private key (PEM) of the operator's own platform CA, with tls.caCertificate",
+        roles=(Role.CENTRAL,),
+        required=False,
+    ),
+    SecretKey(
         "opensearchAdminPassword",
         "OpenSearch admin password after a rotation (generated otherwise)",
         required=False,
@@ -652,6 +693,8 @@ class Secrets:
     minio_admin_password: pulumi.Output[str] | None
     opensearch_admin_password: pulumi.Output[str] | None
     """Set only after a rotation of the OpenSearch admin password; unset, the generated one is used."""
+    platform_ca_key: pulumi.Output[str] | None = None
+    """Central, with `tls.caCertificate`: the key of the operator's own CA."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -729,15 +772,32 @@ def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
     if settings.is_central:
         admin_user = require("minioAdminUser", "on the central stack")
         admin_password = require("minioAdminPassword", "on the central stack")
-        return Secrets(ssh_key, admin_user, admin_password, opensearch_password)
-    for key in ("minioAdminUser", "minioAdminPassword"):
+        ca_key = _platform_ca_key(config, settings.tls)
+        return Secrets(ssh_key, admin_user, admin_password, opensearch_password, ca_key)
+    for key in ("minioAdminUser", "minioAdminPassword", "platformCaKey"):
         if config.get(key) is not None:
             raise SettingsError(
                 f"invalid stack config: {PROJECT}:{key} is set on an edge stack; edges never hold "
-                "MinIO admin credentials (they read their own from the central stack). "
-                f"Remove it with `pulumi config rm {key}`"
+                "MinIO admin credentials or the CA key (they read their own credentials and certificates "
+                f"from the central stack). Remove it with `pulumi config rm {key}`"
             )
     return Secrets(ssh_key, None, None, opensearch_password)
+
+
+def _platform_ca_key(config: pulumi.Config, tls: TlsSettings) -> pulumi.Output[str] | None:
+    """The operator's CA key: required with `tls.caCertificate`, refused without it."""
+    has_key = config.get("platformCaKey") is not None
+    if tls.ca_certificate is not None and not has_key:
+        raise SettingsError(
+            f"invalid stack config: {PROJECT}:tls.caCertificate is set, so its private key is required: "
+            "`pulumi config set --secret platformCaKey < ca-key.pem`"
+        )
+    if tls.ca_certificate is None and has_key:
+        raise SettingsError(
+            f"invalid stack config: {PROJECT}:platformCaKey is set without tls.caCertificate; set the CA "
+            "certificate too, or remove the key with `pulumi config rm platformCaKey` to use the generated CA"
+        )
+    return config.require_secret("platformCaKey") if has_key else None
 
 
 def load() -> tuple[Settings, Secrets]:

@@ -26,6 +26,14 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import versions
+from components.cluster_tls import (
+    CA_KEY,
+    CERTIFICATE_KEY,
+    GRPC_TLS_DIR,
+    PRIVATE_KEY_KEY,
+    THANOS_GRPC_TLS_SECRET,
+    TLS_CHECKSUM,
+)
 from components.kube import (
     MANAGED_BY,
     Component,
@@ -44,7 +52,7 @@ from components.longhorn import STORAGE_CLASS
 from components.namespaces import MONITORING
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import EdgeCluster, ThanosSettings, quantity_bytes
-from components.traefik import INGRESS_CLASS, LoginMiddleware
+from components.traefik import LoginMiddleware, https_ingress
 
 QUERY = "thanos-query"
 QUERY_FRONTEND = "thanos-query-frontend"
@@ -78,6 +86,8 @@ class ThanosCentralArgs(TypedDict):
     """Edge clusters whose sidecars Query reaches on `<host>:30901`."""
     thanos: ThanosSettings
     """Replicas, retention and sizes."""
+    grpc_tls_checksum: pulumi.Input[str]
+    """Hash of Query's client certificate (`ClusterTls.grpc_checksum`): a renewal rolls Query."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class Workload:
     resources: dict[str, Any]
     volume_mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
     volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
-    pod_annotations: dict[str, str] = field(default_factory=dict)
+    pod_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
     @property
     def selector(self) -> dict[str, str]:
@@ -122,7 +132,22 @@ def common_args() -> list[str]:
     return ["--log.level=info", "--enable-auto-gomemlimit"]
 
 
-def endpoint(address: str) -> dict[str, Any]:
+def edge_client_config(host: str) -> dict[str, Any]:
+    """gRPC client settings for one edge: mutual TLS with Query's certificate, verifying the edge
+    sidecar's certificate against the platform CA for the address dialled (its IP SAN)."""
+    return {
+        "server_name": host,
+        "tls_config": {
+            "enabled": True,
+            "cert_file": f"{GRPC_TLS_DIR}/{CERTIFICATE_KEY}",
+            "key_file": f"{GRPC_TLS_DIR}/{PRIVATE_KEY_KEY}",
+            "ca_file": f"{GRPC_TLS_DIR}/{CA_KEY}",
+            "min_version": "1.3",
+        },
+    }
+
+
+def endpoint(address: str, client_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """One entry of Query's endpoint file.
 
     Not `strict`: a strict endpoint stays in the fan-out while it fails its health checks, so an
@@ -132,17 +157,22 @@ def endpoint(address: str) -> dict[str, Any]:
     client settings such as `tls_config` for this endpoint only), but applies it to static addresses
     only, not to DNS SD ones: TLS to an edge goes on that edge's entry.
     """
-    return {"address": address, "strict": False, "group": False}
+    entry: dict[str, Any] = {"address": address, "strict": False, "group": False}
+    if client_config is not None:
+        entry["client_config"] = client_config
+    return entry
 
 
 def query_endpoints(edges: Sequence[EdgeCluster]) -> list[dict[str, Any]]:
     """The StoreAPIs Query fans out to: the local sidecar and the Store Gateway through DNS SRV of
-    their headless Services (in-cluster), and every edge's sidecar on NodePort 30901 of its host."""
+    their headless Services (in-cluster, plaintext: pod to pod on this one host, behind
+    NetworkPolicies), and every edge's sidecar on NodePort 30901 of its host, over mutual TLS
+    (the only StoreAPI traffic that crosses the network)."""
     local = f"{MONITORING}.svc.cluster.local"
     return [
         endpoint(f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}"),
         endpoint(f"dnssrv+_grpc._tcp.{STORE}.{local}"),
-        *(endpoint(f"{edge.host}:{SIDECAR_NODE_PORT}") for edge in edges),
+        *(endpoint(f"{edge.host}:{SIDECAR_NODE_PORT}", edge_client_config(edge.host)) for edge in edges),
     ]
 
 
@@ -155,8 +185,9 @@ def checksum(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def query(endpoints: str) -> Workload:
-    """Query, given the content of its endpoint file (mounted from the ConfigMap `thanos-query-endpoints`)."""
+def query(endpoints: str, grpc_tls_checksum: pulumi.Input[str]) -> Workload:
+    """Query, given the content of its endpoint file (mounted from the ConfigMap `thanos-query-endpoints`)
+    and the hash of its client certificate (mounted from the Secret `thanos-grpc-tls`)."""
     return Workload(
         name=QUERY,
         subcommand="query",
@@ -174,15 +205,22 @@ def query(endpoints: str) -> Workload:
         ports={"grpc": GRPC_PORT, "http": HTTP_PORT},
         resources=resources(cpu="100m", memory="256Mi", memory_limit="1Gi"),
         # A directory mount (no subPath), so the kubelet also updates the file in a running pod.
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="endpoints", mount_path=ENDPOINTS_DIR, read_only=True)],
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="endpoints", mount_path=ENDPOINTS_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="grpc-tls", mount_path=GRPC_TLS_DIR, read_only=True),
+        ],
         volumes=[
             k8s.core.v1.VolumeArgs(
                 name="endpoints", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=QUERY_ENDPOINTS)
-            )
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="grpc-tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=THANOS_GRPC_TLS_SECRET)
+            ),
         ],
         # Thanos re-reads the file only every 5m (`--endpoint.sd-config-reload-interval`) and the
         # kubelet projects a ConfigMap change only after its sync period: roll the pods instead.
-        pod_annotations={ENDPOINTS_CHECKSUM: checksum(endpoints)},
+        # Likewise for a renewed client certificate, which Thanos reads when it dials.
+        pod_annotations={ENDPOINTS_CHECKSUM: checksum(endpoints), TLS_CHECKSUM: grpc_tls_checksum},
     )
 
 
@@ -359,7 +397,7 @@ class ThanosCentral(Component):
         version, settings = args["thanos_version"], args["thanos"]
 
         endpoints = endpoints_file(args["edges"])
-        querier = query(endpoints)
+        querier = query(endpoints, args["grpc_tls_checksum"])
         self._deployment(querier, version, settings.query_replicas, self._endpoints_config_map(querier, endpoints))
         self._pod_disruption_budget(querier)
         frontend = query_frontend()
@@ -461,36 +499,14 @@ class ThanosCentral(Component):
     def _ingress(self, frontend: Workload, hostname: str, name: str) -> pulumi.Output[str]:
         """`thanos.<domain>` to the Query Frontend, behind basic auth (Thanos has no login of its own)."""
         auth = basic_auth(self, name, UI_AUTH_SECRET, self._ns)
-        k8s.networking.v1.Ingress(
+        https_ingress(
             QUERY_FRONTEND,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=QUERY_FRONTEND,
-                namespace=self._ns,
-                labels=frontend.labels,
-                annotations=ui_login(self._ns).ingress_annotations(),
-            ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=INGRESS_CLASS,
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=hostname,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/",
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=QUERY_FRONTEND,
-                                            port=k8s.networking.v1.ServiceBackendPortArgs(name="http"),
-                                        )
-                                    ),
-                                )
-                            ]
-                        ),
-                    )
-                ],
-            ),
-            opts=self.child(auth.secret),
+            self._ns,
+            hostname,
+            QUERY_FRONTEND,
+            "http",
+            frontend.labels,
+            ui_login(self._ns).ingress_annotations(),
+            self.child(auth.secret),
         )
         return auth.password

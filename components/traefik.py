@@ -41,6 +41,9 @@ NON_ROOT = 65532
 """The chart's default user and group."""
 
 ROUTER_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
+ROUTER_ENTRYPOINTS = "traefik.ingress.kubernetes.io/router.entrypoints"
+ROUTER_TLS = "traefik.ingress.kubernetes.io/router.tls"
+WEBSECURE = "websecure"
 SERVERS_SCHEME = "traefik.ingress.kubernetes.io/service.serversscheme"
 SERVERS_TRANSPORT = "traefik.ingress.kubernetes.io/service.serverstransport"
 TRAEFIK_API = "traefik.io/v1alpha1"
@@ -48,6 +51,62 @@ TRAEFIK_API = "traefik.io/v1alpha1"
 # The controller this component replaces: its release is carried over (see `ingress_nginx_release`).
 PREVIOUS_COMPONENT_TYPE = f"{PROJECT}:ingress:IngressNginx"
 PREVIOUS_RELEASE = "ingress-nginx"
+
+
+def https_only() -> dict[str, str]:
+    """Annotations of every Ingress: its router serves HTTPS on 443 only (port 80 just redirects)."""
+    return {ROUTER_ENTRYPOINTS: WEBSECURE, ROUTER_TLS: "true"}
+
+
+def ingress_tls(host: str) -> list[dict[str, Any]]:
+    """The `tls` of an Ingress for `host`: no Secret of its own, Traefik serves the default certificate
+    (`*.<domain>`, from the TLSStore), so the key stays in Traefik's namespace."""
+    return [{"hosts": [host]}]
+
+
+def https_ingress(
+    name: str,
+    namespace: str,
+    host: str,
+    service: str,
+    port: int | str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.networking.v1.Ingress:
+    """An Ingress of ours: `host` over HTTPS to one Service port, through Traefik."""
+    backend_port = (
+        k8s.networking.v1.ServiceBackendPortArgs(number=port)
+        if isinstance(port, int)
+        else k8s.networking.v1.ServiceBackendPortArgs(name=port)
+    )
+    return k8s.networking.v1.Ingress(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name, namespace=namespace, labels=labels, annotations=https_only() | annotations
+        ),
+        spec=k8s.networking.v1.IngressSpecArgs(
+            ingress_class_name=INGRESS_CLASS,
+            tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host])],
+            rules=[
+                k8s.networking.v1.IngressRuleArgs(
+                    host=host,
+                    http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                        paths=[
+                            k8s.networking.v1.HTTPIngressPathArgs(
+                                path="/",
+                                path_type="Prefix",
+                                backend=k8s.networking.v1.IngressBackendArgs(
+                                    service=k8s.networking.v1.IngressServiceBackendArgs(name=service, port=backend_port)
+                                ),
+                            )
+                        ]
+                    ),
+                )
+            ],
+        ),
+        opts=opts,
+    )
 
 
 def crd_reference(namespace: str, name: str) -> str:
@@ -84,25 +143,23 @@ class LoginMiddleware:
 
 @dataclass(frozen=True)
 class HttpsBackend:
-    """A Service Traefik talks HTTPS to, through a `ServersTransport` of its own.
-
-    NOT VERIFIED YET: the transport skips certificate verification. The backends (OpenSearch) serve
-    their demo certificates, signed by a demo CA that exists only inside their image; verifying them
-    needs that CA (or a real certificate) in a Secret for `rootCAs`, which is the TLS change's work.
-    The traffic is encrypted, but Traefik cannot tell the backend from an impostor on the pod
-    network. Scoped to this transport only, never Traefik's default for every backend.
-    """
+    """A Service Traefik talks HTTPS to, through a `ServersTransport` of its own that verifies the
+    backend's certificate against the platform CA (a ConfigMap beside the backend) for `server_name`."""
 
     namespace: str
     name: str
     """Name of the ServersTransport."""
+    server_name: str
+    """The name the backend's certificate must carry (its Service's DNS name)."""
+    ca_config_map: str
+    """ConfigMap in `namespace` with the CA (`ca.crt`) the backend's certificate chains to."""
 
     def service_annotations(self) -> dict[str, str]:
         """What the backend's Service carries (Traefik reads these two on the Service, not the Ingress)."""
         return {SERVERS_SCHEME: "https", SERVERS_TRANSPORT: crd_reference(self.namespace, self.name)}
 
     def spec(self) -> dict[str, Any]:
-        return {"insecureSkipVerify": True}
+        return {"serverName": self.server_name, "rootCAs": [{"configMap": self.ca_config_map}]}
 
 
 class TraefikArgs(TypedDict):
@@ -118,6 +175,8 @@ class TraefikArgs(TypedDict):
     """The basic-auth Middlewares the UIs' Ingresses name."""
     https_backends: Sequence[HttpsBackend]
     """The ServersTransports the HTTPS backends' Services name."""
+    default_certificate_secret: str
+    """`kubernetes.io/tls` Secret in `namespace`: the certificate for `*.<domain>` served to every host."""
 
 
 def security_context() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -148,9 +207,12 @@ def security_context() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def entrypoints() -> dict[str, Any]:
-    """Every port Traefik listens on, placed on the node deliberately (see the module docstring)."""
+    """Every port Traefik listens on, placed on the node deliberately (see the module docstring).
+
+    Port 80 only redirects to HTTPS (permanently), so no password or token ever crosses it in clear."""
+    redirect = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
     return {
-        "web": {"port": HTTP_PORT},
+        "web": {"port": HTTP_PORT, "http": {"redirections": redirect}},
         "websecure": {"port": HTTPS_PORT},
         # Only the kubelet needs it (probes run from the host): not reachable from the network.
         "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
@@ -158,7 +220,20 @@ def entrypoints() -> dict[str, Any]:
     }
 
 
-def traefik_values(node_address: str, service_monitor_labels: dict[str, str]) -> dict[str, Any]:
+def tls_values(default_certificate_secret: str) -> dict[str, Any]:
+    """The certificate served for every host without one of its own, and the TLS versions accepted.
+
+    `sniStrict`: a client that names no host (or one we hold no certificate for) is refused instead
+    of being handed the default certificate; TLS 1.2 is the oldest version browsers still speak."""
+    return {
+        "tlsStore": {"default": {"defaultCertificate": {"secretName": default_certificate_secret}}},
+        "tlsOptions": {"default": {"minVersion": "VersionTLS12", "sniStrict": True}},
+    }
+
+
+def traefik_values(
+    node_address: str, service_monitor_labels: dict[str, str], default_certificate_secret: str
+) -> dict[str, Any]:
     pod_security, container_security = security_context()
     return {
         "deployment": {
@@ -198,6 +273,7 @@ def traefik_values(node_address: str, service_monitor_labels: dict[str, str]) ->
         "resources": resources(cpu="100m", memory="128Mi", memory_limit="384Mi"),
         "podSecurityContext": pod_security,
         "securityContext": container_security,
+        **tls_values(default_certificate_secret),
     }
 
 
@@ -228,7 +304,9 @@ class Traefik(Component):
             versions.TRAEFIK,
             args["chart_version"],
             namespace=args["namespace"],
-            values=traefik_values(args["node_address"], args["service_monitor_labels"]),
+            values=traefik_values(
+                args["node_address"], args["service_monitor_labels"], args["default_certificate_secret"]
+            ),
             opts=self.child(delete_before_replace=True, aliases=[ingress_nginx_release(name)]),
         )
         # The CRDs come with the release: Helm installs the chart's crds/ before its templates (the

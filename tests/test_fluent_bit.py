@@ -23,6 +23,8 @@ OPENSEARCH_OUTPUT_KEYS = frozenset(
         "port",
         "tls",
         "tls.verify",
+        "tls.verify_hostname",
+        "tls.ca_file",
         "retry_limit",
         "storage.total_limit_size",
         # The opensearch output's configuration map in Fluent Bit 5.1 (plugins/out_opensearch/opensearch.c).
@@ -121,6 +123,21 @@ def test_output_uses_only_options_fluent_bit_5_knows(any_stack: Rendering) -> No
     output = section(any_stack, "outputs", "opensearch")
     assert set(output) <= OPENSEARCH_OUTPUT_KEYS, set(output) - OPENSEARCH_OUTPUT_KEYS
     assert all(len(entries) == 1 for entries in output.values()), "each option once"
+
+
+@requires_charts
+def test_fluent_bit_verifies_opensearch_against_the_platform_ca(edge: Rendering) -> None:
+    output = section(edge, "outputs", "opensearch")
+    assert output["tls"] == ["On"] and output["tls.verify"] == ["On"] and output["tls.verify_hostname"] == ["On"]
+    (ca_file,) = output["tls.ca_file"]
+    mounts = {m["mountPath"]: m for m in values(edge)["daemonSetVolumeMounts"]}
+    volume = {v["name"]: v for v in values(edge)["daemonSetVolumes"]}[mounts[ca_file.rsplit("/", 1)[0]]["name"]]
+    assert volume["configMap"]["name"] == "platform-ca" and ca_file.endswith("/ca.crt")
+    ca = edge.k8s("ConfigMap", "platform-ca", "fluent-bit").inputs["data"]["ca.crt"]
+    assert ca == edge.outputs["platformCaCertificate"]
+    # The host it dials is a name OpenSearch's certificate carries.
+    (host,) = output["host"]
+    assert host in edge.outputs["certificates"]["opensearch"]["hosts"]
 
 
 @requires_charts

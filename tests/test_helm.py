@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import time
@@ -352,6 +353,17 @@ def test_template_renders_crds_templates_and_hooks_with_values_and_kube_version(
     assert config.obj["data"] == {"greeting": "hi", "kube": "v1.28.3"}
     assert rendered["demo-second"].source == "tiny/templates/configmap.yaml"
     assert rendered["demo-second"].obj["data"] == {"replicas": "1"}  # chart default where not overridden
+
+
+@pytest.mark.parametrize("size", [4096, 8192])
+def test_template_applies_values_whatever_their_size(helm_path: Path, tiny_chart: Path, size: int) -> None:
+    """helm 4.2.3 reads a values file whose size is a multiple of 4096 bytes without a final newline
+    as empty, and says nothing; our values file always ends in one."""
+    values = {"greeting": "hi", "padding": ""}
+    values["padding"] = "x" * (size - len(json.dumps(values)))
+    assert len(json.dumps(values)) == size
+    rendered = _by_name(helm.template("demo", tiny_chart, "apps", values, "1.28.3"))
+    assert rendered["demo-config"].obj["data"]["greeting"] == "hi"
 
 
 def test_template_marks_hooks(helm_path: Path, tiny_chart: Path) -> None:

@@ -70,9 +70,12 @@ def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) ->
 
 
 def test_no_ca_means_no_extra_mount() -> None:
-    public = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    public = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
     spec = values(public)["prometheus"]["prometheusSpec"]
     assert "volumes" not in spec and "volumeMounts" not in spec["thanos"]
+    edge = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    edge_spec = values(edge)["prometheus"]["prometheusSpec"]
+    assert [v["name"] for v in edge_spec["volumes"]] == ["thanos-grpc-tls"], "the gRPC certificate only"
 
 
 def test_a_configured_ca_is_mounted_where_the_objstore_config_expects_it() -> None:
@@ -288,7 +291,10 @@ def test_grafana_is_behind_ingress_with_a_generated_admin_password(any_stack: Re
     assert data.value[grafana["admin"]["userKey"]] == "admin"
     assert any_stack.depends_on(any_stack.release(RELEASE), admin)
     assert isinstance(any_stack.outputs["grafanaAdminPassword"], Secret)
-    assert any_stack.outputs["grafanaUrl"] == f"http://grafana.{domain}/"
+    assert any_stack.outputs["grafanaUrl"] == f"https://grafana.{domain}/"
+    assert grafana["ingress"]["tls"] == [{"hosts": [f"grafana.{domain}"]}]
+    assert grafana["grafana.ini"]["server"]["root_url"] == f"https://grafana.{domain}/"
+    assert grafana["grafana.ini"]["security"]["cookie_secure"] is True
 
 
 def datasources(stack: Rendering) -> list[dict[str, Any]]:

@@ -106,13 +106,19 @@ def test_recurring_backup_job_keeps_a_bounded_number(any_stack: Rendering) -> No
     assert any_stack.depends_on(job, any_stack.release("longhorn")), "CRDs come with the release"
 
 
-def test_ui_is_behind_ingress_with_a_login(any_stack: Rendering) -> None:
-    ingress = values(any_stack)["ingress"]
-    assert ingress["enabled"] is True
-    assert ingress["host"] == f"longhorn.{settings(any_stack).domain}"
-    assert ingress["ingressClassName"] == INGRESS_CLASS
+def test_ui_is_behind_an_https_ingress_with_a_login(any_stack: Rendering) -> None:
+    # Ours, not the chart's: the chart's would name a TLS Secret in longhorn-system.
+    assert values(any_stack)["ingress"]["enabled"] is False
+    ingress = any_stack.k8s("Ingress", "longhorn-ui", "longhorn-system").inputs
+    host = f"longhorn.{settings(any_stack).domain}"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == host
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "longhorn-frontend", "port": {"number": 80}}
+    assert ingress["spec"]["ingressClassName"] == INGRESS_CLASS
+    assert ingress["spec"]["tls"] == [{"hosts": [host]}]
+    assert any_stack.outputs["longhornUrl"] == f"https://{host}/"
     # Traefik's basic-auth Middleware, named `<namespace>-<name>@kubernetescrd`, reads the UI's Secret.
-    reference = ingress["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+    reference = ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
     middleware = any_stack.k8s("Middleware", "longhorn-ui-basic-auth", "longhorn-system")
     assert reference == "longhorn-system-longhorn-ui-basic-auth@kubernetescrd"
     auth = any_stack.k8s("Secret", middleware.inputs["spec"]["basicAuth"]["secret"], "longhorn-system")

@@ -9,14 +9,16 @@ import subprocess
 import sys
 from typing import Any
 
+import bcrypt
 import pulumi.dynamic
+import pytest
 import yaml
 
 from components import opensearch_policies as policies
 from components import versions
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
-from components.opensearch import ADMIN_SECRET, SERVICE, WRITER_SECRET
-from components.settings import PROJECT, SECRET_KEYS, quantity_bytes
+from components.opensearch import INTERNAL_USERS_SECRET, NODE_DN, SERVICE, WRITER_SECRET, password_hash
+from components.settings import PROJECT, SECRET_KEYS, SettingsError, quantity_bytes
 from tests.conftest import requires_charts, requires_reference, run_fixture, settings, with_section
 from tools.cluster import KubeObject, Pod, cluster
 from tools.engine import (
@@ -92,7 +94,8 @@ def test_release_is_pinned_protected_and_waits_for_volumes_and_keys(any_stack: R
     assert release.protect
     assert any_stack.depends_on(release, any_stack.release("longhorn"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", OPENSEARCH_KEYSTORE_SECRET, "logging"))
-    assert any_stack.depends_on(release, any_stack.k8s("Secret", ADMIN_SECRET, "logging"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", INTERNAL_USERS_SECRET, "logging"))
+    assert any_stack.depends_on(release, any_stack.k8s("Secret", "opensearch-tls", "logging"))
     assert any_stack.depends_on(release, any_stack.release("traefik"))
 
 
@@ -126,13 +129,20 @@ def test_data_lives_on_longhorn(any_stack: Rendering) -> None:
     assert persistence["enableInitChown"] is False
 
 
+def admin_hash(stack: Rendering) -> Any:
+    """The admin user's password hash in the security plugin's `internal_users.yml`, as registered."""
+    assert values(stack)["securityConfig"] == {"enabled": True, "internalUsersSecret": INTERNAL_USERS_SECRET}
+    secret = stack.k8s("Secret", INTERNAL_USERS_SECRET, "logging").inputs["stringData"]
+    assert isinstance(secret, Secret), "the hash is a secret too"
+    users = yaml.safe_load(secret.value["internal_users.yml"])
+    assert set(users) == {"_meta", "admin"}, "only admin: none of the image's demo users"
+    assert users["_meta"] == {"type": "internalusers", "config_version": 2}
+    return users["admin"]["hash"]
+
+
 def admin_passwords(stack: Rendering) -> dict[str, Any]:
     """Every place the admin password goes, as the program registered it (secret or not)."""
-    (env,) = [e for e in values(stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
-    ref = env["valueFrom"]["secretKeyRef"]
-    secret = stack.k8s("Secret", ref["name"], "logging").inputs["stringData"]
     places = {
-        "pod (through the Secret)": Secret(secret.value[ref["key"]]) if isinstance(secret, Secret) else secret,
         "guard": guard(stack).inputs["password"],
         "output": stack.outputs["opensearchAdminPassword"],
     }
@@ -140,10 +150,10 @@ def admin_passwords(stack: Rendering) -> dict[str, Any]:
     return places
 
 
-def test_admin_password_is_generated_secret_and_reaches_the_pod_through_a_secret(edge: Rendering) -> None:
+def test_admin_password_is_generated_secret_and_reaches_opensearch_only_as_a_bcrypt_hash(edge: Rendering) -> None:
     stack = run_fixture(edge.stack, {ADMIN_PASSWORD_KEY: None})
-    (env,) = [e for e in values(stack)["extraEnvs"] if e["name"] == "OPENSEARCH_INITIAL_ADMIN_PASSWORD"]
-    assert "value" not in env
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" not in json.dumps(values(stack))
+    assert bcrypt.checkpw(MOCK_PASSWORD.encode(), admin_hash(stack).encode())
     password = stack.one("random:index/randomPassword:RandomPassword", f"{stack.stack}-opensearch-admin-password")
     assert password.inputs["length"] >= 16
     assert min(password.inputs[k] for k in ("minUpper", "minLower", "minNumeric", "minSpecial")) >= 1
@@ -158,6 +168,7 @@ def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_
     stack = run_fixture(any_stack.stack, {ADMIN_PASSWORD_KEY: ROTATED_PASSWORD})
     for place, value in admin_passwords(stack).items():
         assert value == Secret(ROTATED_PASSWORD), place
+    assert bcrypt.checkpw(ROTATED_PASSWORD.encode(), admin_hash(stack).encode())
     # Kept: removing the config again returns to the same generated password, not a new one.
     assert stack.one("random:index/randomPassword:RandomPassword", f"{stack.stack}-opensearch-admin-password")
 
@@ -179,7 +190,7 @@ def test_s3_keys_go_to_the_keystore_from_the_object_storage_secret(any_stack: Re
     assert set(secret.inputs["stringData"].value) == {"s3.client.default.access_key", "s3.client.default.secret_key"}
 
 
-def test_s3_client_settings_are_in_opensearch_yml_and_no_security_section(any_stack: Rendering) -> None:
+def test_s3_client_settings_are_in_opensearch_yml(any_stack: Rendering) -> None:
     config = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
     s3 = settings(any_stack).s3
     assert config["s3.client.default.endpoint"] == s3.endpoint
@@ -187,8 +198,35 @@ def test_s3_client_settings_are_in_opensearch_yml_and_no_security_section(any_st
     assert config["s3.client.default.path_style_access"] is True
     assert config["s3.client.default.region"] == s3.region
     assert not [key for key in config if "access_key" in key or "secret_key" in key]
-    # Any `plugins.security` line makes the demo installer skip the admin password and certificates.
-    assert "plugins.security" not in values(any_stack)["config"]["opensearch.yml"]
+
+
+def test_the_password_hash_is_stable_and_in_the_format_of_the_plugins_hash_tool() -> None:
+    first, again = password_hash("Correct-Horse-42"), password_hash("Correct-Horse-42")
+    assert first == again, "the same password gives the same Secret: no diff on every pulumi up"
+    assert first.startswith("$2y$12$") and len(first) == 60
+    assert bcrypt.checkpw(b"Correct-Horse-42", first.encode())
+    assert not bcrypt.checkpw(b"correct-horse-42", first.encode())
+    assert password_hash("another") != first
+
+
+def test_the_security_plugin_serves_our_certificate_on_both_layers_not_the_demo_one(any_stack: Rendering) -> None:
+    config = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
+    for layer in ("http", "transport"):
+        assert config[f"plugins.security.ssl.{layer}.pemcert_filepath"] == "certs/tls.crt"
+        assert config[f"plugins.security.ssl.{layer}.pemkey_filepath"] == "certs/tls.key"
+        assert config[f"plugins.security.ssl.{layer}.pemtrustedcas_filepath"] == "certs/ca.crt"
+    assert config["plugins.security.ssl.http.enabled"] is True
+    assert config["plugins.security.nodes_dn"] == [NODE_DN]
+    assert config["plugins.security.allow_default_init_securityindex"] is True
+    assert "security_rest_api_access" in config["plugins.security.restapi.roles_enabled"]
+    assert not [key for key in config if "demo" in key or "allow_unsafe_democertificates" in key]
+    envs = {e["name"]: e for e in values(any_stack)["extraEnvs"]}
+    assert envs["DISABLE_INSTALL_DEMO_CONFIG"]["value"] == "true"
+    (mount,) = values(any_stack)["secretMounts"]
+    assert mount["secretName"] == "opensearch-tls"
+    assert mount["path"] == "/usr/share/opensearch/config/certs"
+    secret = any_stack.k8s("Secret", "opensearch-tls", "logging")
+    assert set(secret.inputs["stringData"].value) == {"tls.crt", "tls.key", "ca.crt"}
 
 
 def test_the_s3_client_sends_md5_checksums_that_s3_compatible_stores_accept(any_stack: Rendering) -> None:
@@ -210,24 +248,25 @@ def test_the_chart_mounts_our_opensearch_yml_with_the_s3_client_settings(edge: R
     rendered = yaml.safe_load(configmap.obj["data"]["opensearch.yml"])
     assert rendered["s3.client.default.legacy_md5_checksum_calculation"] is True
     assert rendered["s3.client.default.endpoint"] == settings(edge).s3.endpoint
-    assert not [key for key in rendered if key.startswith("plugins.security") or key == "plugins"]
+    assert rendered["plugins.security.ssl.http.enabled"] is True
     mounts = {m["mountPath"]: m for m in rendered_container(edge, "opensearch")["volumeMounts"]}
     assert mounts["/usr/share/opensearch/config/opensearch.yml"]["subPath"] == "opensearch.yml"
+    assert mounts["/usr/share/opensearch/config/certs"]["name"] == "opensearch-tls"
+    users = mounts["/usr/share/opensearch/config/opensearch-security/internal_users.yml"]
+    assert users["subPath"] == "internal_users.yml"
 
 
 @requires_charts
-def test_the_3x_image_gets_its_admin_password_heap_and_plugin_install(edge: Rendering) -> None:
-    """The 3.6 chart still starts the image's entrypoint (which runs the demo security installer)
-    after installing repository-s3, and passes the heap through OPENSEARCH_JAVA_OPTS."""
+def test_the_3x_image_gets_its_heap_and_plugin_install_and_skips_the_demo_installer(edge: Rendering) -> None:
+    """The 3.6 chart still starts the image's entrypoint after installing repository-s3, and passes
+    the heap through OPENSEARCH_JAVA_OPTS; the entrypoint's demo security installer is switched off."""
     container = rendered_container(edge, "opensearch")
     script = container["command"][-1]
     assert "opensearch-plugin install -b repository-s3" in script
     assert script.rstrip().endswith("bash opensearch-docker-entrypoint.sh")
     env = {e["name"]: e for e in container["env"]}
-    assert env["OPENSEARCH_INITIAL_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": ADMIN_SECRET,
-        "key": "password",
-    }
+    assert env["DISABLE_INSTALL_DEMO_CONFIG"]["value"] == "true"
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" not in env
     assert env["OPENSEARCH_JAVA_OPTS"]["value"] == values(edge)["opensearchJavaOpts"]
     assert container["image"] == versions.OPENSEARCH_IMAGE
 
@@ -337,7 +376,7 @@ def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack
         assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
         assert resource.inputs["url"] == any_stack.outputs["opensearchUrl"]
         assert resource.inputs["username"] == "admin"
-        assert resource.inputs["verify_tls"] is False
+        assert resource.inputs["ca_certificate"] == any_stack.outputs["platformCaCertificate"]
         assert isinstance(resource.inputs["password"], Secret), resource.name
         assert "password" in resource.additional_secret_outputs
         parent = any_stack.parent_of(resource)
@@ -350,7 +389,7 @@ def test_every_api_object_waits_for_the_admin_password_check(any_stack: Renderin
     for kind in KINDS:
         resource = dynamic(any_stack, kind)
         assert check.urn in resource.depends_on, kind
-    connection = ("url", "username", "password", "verify_tls", "timeout_seconds", "retries", "backoff_factor")
+    connection = ("url", "username", "password", "ca_certificate", "timeout_seconds", "retries", "backoff_factor")
     for kind in KINDS:
         assert {key: dynamic(any_stack, kind).inputs[key] for key in connection} == {
             key: check.inputs[key] for key in connection
@@ -400,9 +439,9 @@ def test_secret_outputs_stay_per_kind(any_stack: Rendering) -> None:
     assert guard(any_stack).additional_secret_outputs == ["password"]
 
 
-def test_tls_verification_of_the_api_is_a_setting(edge: Rendering) -> None:
-    stack = with_section(edge.stack, "logging", apiVerifyTls=True)
-    assert dynamic(stack, "IsmPolicy").inputs["verify_tls"] is True
+def test_verification_of_the_api_cannot_be_switched_off(edge: Rendering) -> None:
+    with pytest.raises(SettingsError, match=r"logging\.apiVerifyTls is not a known setting"):
+        with_section(edge.stack, "logging", apiVerifyTls=False)
 
 
 def test_fluent_bit_gets_its_own_user_that_may_only_write_logs(any_stack: Rendering) -> None:

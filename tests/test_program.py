@@ -103,4 +103,6 @@ def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
     if settings.is_central:
         buckets = settings.s3.buckets
         stateful |= {buckets.thanos, buckets.opensearch, buckets.longhorn}
+        # The platform CA: every browser and client trusts it; a new one would have to be trusted anew.
+        stateful |= {f"{any_stack.stack}-platform-ca-ca-key", f"{any_stack.stack}-platform-ca-ca"}
     assert protected == stateful

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.object_storage import CA_FILE, OBJSTORE_MOUNT_DIR
-from components.s3_credentials import CentralStackNotReady, untrusted_address_warning
+from components.s3_credentials import untrusted_address_warning
 from components.settings import PROJECT, S3Settings
 from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, run_fixture, settings
 from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, unwrap
@@ -144,21 +144,18 @@ def test_on_central_secrets_wait_for_the_users_policies(central: Rendering) -> N
     assert not central.of_type("pulumi:pulumi:StackReference"), "central uses its own users directly"
 
 
-def test_an_edge_reads_its_credentials_from_the_central_stack(edge: Rendering) -> None:
-    reference = edge.one("pulumi:pulumi:StackReference")
-    assert reference.inputs["name"] == f"organization/thanos-multi-cluster/{CENTRAL_STACK}"
-    component = edge.one(f"{PROJECT}:objectstore:S3Credentials")
-    assert reference.parent_urn == component.urn
-    for secret in object_store_secrets(edge):
-        assert edge.depends_on(secret, reference), secret.name
-
-
 def test_a_cluster_holds_only_its_own_credentials_and_never_admin_ones(any_stack: Rendering) -> None:
-    # Central's MinIO resources and its published output necessarily name every cluster's users;
-    # everything else in a stack (its Kubernetes objects, other outputs) must name only its own.
-    in_cluster = [r for r in any_stack.resources if not r.type.startswith(("minio:", "pulumi:providers:minio"))]
+    # Central's MinIO and certificate resources and its published outputs necessarily name every
+    # cluster's users and keys; everything else in a stack (its Kubernetes objects, other outputs)
+    # must name only its own. (Offline, a certificate's text names the central resource that issued
+    # it: `...-<central>-platform-ca-<cluster>-...`, and the CA `...-<central>-platform-ca-ca`.)
+    issuers = ("minio:", "pulumi:providers:minio", "tls:")
+    in_cluster = [r for r in any_stack.resources if not r.type.startswith(issuers)]
     seen = [s for r in in_cluster for s in strings(r.inputs)]
-    seen += [s for key, value in any_stack.outputs.items() if key != "objectStoreCredentials" for s in strings(value)]
+    published = ("objectStoreCredentials", "tlsCertificates")
+    seen += [s for key, value in any_stack.outputs.items() if key not in published for s in strings(value)]
+    own_or_public = (f"-platform-ca-{any_stack.stack}-", f"{CENTRAL_STACK}-platform-ca-ca")
+    seen = [s for s in seen if not any(mark in s for mark in own_or_public)]
     for other in (stack for stack in STACKS if stack != any_stack.stack):
         leaked = [s for s in seen if f"{other}-" in s]
         assert leaked == [], f"{any_stack.stack} holds credentials of {other}"
@@ -171,36 +168,7 @@ def test_edges_publish_no_credentials(edge: Rendering) -> None:
     assert "objectStoreCredentials" not in edge.outputs
 
 
-def test_an_edge_stops_with_deploy_central_first_when_the_output_is_missing() -> None:
-    with pytest.raises(CentralStackNotReady) as error:
-        run_fixture(EDGE, stack_outputs=lambda name: {})
-    assert "no `objectStoreCredentials` output" in str(error.value)
-    assert f"deploy the central stack first (`pulumi up -s {CENTRAL_STACK}`)" in str(error.value)
 
-
-def test_an_edge_central_does_not_know_stops_with_the_same_advice() -> None:
-    def central_without_the_other_edge(name: str) -> dict[str, Any]:
-        assert name == f"organization/thanos-multi-cluster/{CENTRAL_STACK}"
-        return {"objectStoreCredentials": {EDGE: {"longhorn": {"accessKey": "a", "secretKey": "b"}}}}
-
-    with pytest.raises(CentralStackNotReady) as error:
-        run_fixture(OTHER_EDGE, stack_outputs=central_without_the_other_edge)
-    assert f"no object-store credentials for {OTHER_EDGE}" in str(error.value)
-    assert "`edges`" in str(error.value)
-    assert f"(`pulumi up -s {CENTRAL_STACK}`)" in str(error.value)
-
-
-def test_the_central_stack_name_is_configurable() -> None:
-    asked: list[str] = []
-
-    def outputs(name: str) -> dict[str, Any]:
-        asked.append(name)
-        return {}
-
-    moved = {f"{PROJECT}:centralStack": "team/thanos-multi-cluster/monitoring-hub"}
-    with pytest.raises(CentralStackNotReady, match=r"pulumi up -s monitoring-hub\b"):
-        run_fixture(EDGE, moved, stack_outputs=outputs)
-    assert asked == ["team/thanos-multi-cluster/monitoring-hub"]
 
 
 # --- every client verifies MinIO's certificate ---------------------------------------------

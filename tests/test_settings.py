@@ -35,7 +35,7 @@ BROKEN = [
     (
         "edge listing edges",
         EDGE,
-        changed(EDGE, edges=[{"name": OTHER_EDGE, "host": "10.0.0.8"}]),
+        changed(EDGE, edges=[{"name": OTHER_EDGE, "host": "10.0.0.8", "domain": "other.lab.test"}]),
         ["edges", "only the central"],
     ),
     ("central without edges", CENTRAL_STACK, changed(CENTRAL_STACK, edges=None), ["edges", "at least one edge"]),
@@ -44,7 +44,10 @@ BROKEN = [
         CENTRAL_STACK,
         changed(
             CENTRAL_STACK,
-            edges=[{"name": EDGE, "host": "10.0.0.7"}, {"name": EDGE, "host": "10.0.0.8"}],
+            edges=[
+                {"name": EDGE, "host": "10.0.0.7", "domain": "a.lab.test"},
+                {"name": EDGE, "host": "10.0.0.8", "domain": "b.lab.test"},
+            ],
         ),
         ["duplicate edge names", EDGE],
     ),

@@ -147,8 +147,8 @@ def test_in_cluster_endpoints_use_dns_srv_and_edges_their_host_nodeport(central:
 
 def test_query_endpoints_follow_the_edges_in_config() -> None:
     edges = [
-        {"name": EDGE, "host": "10.1.2.3"},
-        {"name": "cluster-199", "host": "edge-199.example.lab", "address": "10.1.2.4"},
+        {"name": EDGE, "host": "10.1.2.3", "domain": "a.example.lab"},
+        {"name": "cluster-199", "host": "edge-199.example.lab", "address": "10.1.2.4", "domain": "b.example.lab"},
     ]
     stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:edges": json.dumps(edges)})
     assert addresses(stack)[2:] == ["10.1.2.3:30901", "edge-199.example.lab:30901"]
@@ -163,7 +163,10 @@ def test_a_changed_endpoint_file_rolls_query(central: Rendering) -> None:
     the file changes Query's pod template, so the Deployment rolls (one at a time, under its PDB)."""
     content = endpoints_map(central).inputs["data"]["endpoints.yaml"]
     assert checksum(central) == hashlib.sha256(content.encode()).hexdigest()
-    more = [*(edge.model_dump() for edge in settings(central).edges), {"name": "cluster-199", "host": "10.1.2.9"}]
+    more = [
+        *(edge.model_dump() for edge in settings(central).edges),
+        {"name": "cluster-199", "host": "10.1.2.9", "domain": "c199.lab.test"},
+    ]
     grown = run_fixture(CENTRAL_STACK, {f"{PROJECT}:edges": json.dumps(more)})
     assert checksum(grown) != checksum(central)
     assert pod_spec(grown, "thanos-query") == pod_spec(central, "thanos-query")  # only the file changed
@@ -271,7 +274,9 @@ def test_query_frontend_is_behind_ingress_with_a_login(central: Rendering) -> No
     assert isinstance(auth.inputs["stringData"], Secret)
     assert set(auth.inputs["stringData"].value) == {"users"}  # the key Traefik's basicAuth reads
     assert isinstance(central.outputs["thanosUiPassword"], Secret)
-    assert central.outputs["thanosUrl"] == f"http://thanos.{settings(central).domain}/"
+    assert central.outputs["thanosUrl"] == f"https://thanos.{settings(central).domain}/"
+    assert ingress["spec"]["tls"] == [{"hosts": [rule["host"]]}]
+    assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
 
 
 def objstore_file(stack: Rendering, name: str, secret: str) -> None:

@@ -45,14 +45,15 @@ def add_edge(project: Path) -> str:
     central = yaml.safe_load(central_file.read_text())
     edges = central["config"][f"{PROJECT}:edges"]
     host = str(max(ipaddress.ip_address(edge["host"]) for edge in edges) + 1)
-    edges.append({"name": NEW, "host": host})
-    central_file.write_text(yaml.safe_dump(central, sort_keys=False))
-
     template = yaml.safe_load((project / f"Pulumi.{an_edge()}.yaml").read_text())
     config = template["config"]
+    domain = f"{NEW}.{config[f'{PROJECT}:domain'].split('.', 1)[1]}"
+    edges.append({"name": NEW, "host": host, "domain": domain})
+    central_file.write_text(yaml.safe_dump(central, sort_keys=False))
+
     config[f"{PROJECT}:clusterName"] = NEW
     config[f"{PROJECT}:host"] = host
-    config[f"{PROJECT}:domain"] = f"{NEW}.{config[f'{PROJECT}:domain'].split('.', 1)[1]}"
+    config[f"{PROJECT}:domain"] = domain
     (project / f"Pulumi.{NEW}.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
     return host
 

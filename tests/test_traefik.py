@@ -98,12 +98,40 @@ def test_traefik_runs_on_the_host_network_as_a_daemonset(any_stack: Rendering) -
 def test_every_entrypoint_has_a_port_of_its_own(any_stack: Rendering) -> None:
     ports = values(any_stack)["ports"]
     assert ports == {
-        "web": {"port": HTTP_PORT},
+        "web": {"port": HTTP_PORT, "http": ports["web"]["http"]},
         "websecure": {"port": HTTPS_PORT},
         "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
         "metrics": {"port": METRICS_PORT},
     }
     assert (HTTP_PORT, HTTPS_PORT) == (80, 443)
+
+
+def test_port_80_only_redirects_to_https(any_stack: Rendering) -> None:
+    redirect = values(any_stack)["ports"]["web"]["http"]["redirections"]["entryPoint"]
+    assert redirect == {"to": "websecure", "scheme": "https", "permanent": True}
+
+
+def test_every_host_gets_the_platform_certificate_and_modern_tls(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    assert v["tlsStore"] == {"default": {"defaultCertificate": {"secretName": "platform-ingress-tls"}}}
+    assert v["tlsOptions"] == {"default": {"minVersion": "VersionTLS12", "sniStrict": True}}
+    secret = any_stack.k8s("Secret", "platform-ingress-tls", INGRESS)
+    assert secret.inputs["type"] == "kubernetes.io/tls"
+    assert isinstance(secret.inputs["stringData"], Secret)
+    assert set(secret.inputs["stringData"].value) == {"tls.crt", "tls.key"}
+    assert any_stack.depends_on(release(any_stack), secret)
+
+
+@requires_charts
+def test_the_chart_turns_them_into_redirect_flags_and_tls_custom_resources(any_stack: Rendering) -> None:
+    model = cluster(any_stack)
+    (daemonset,) = objects(model, "DaemonSet", INGRESS)
+    flags = lookup(daemonset.obj, "spec.template.spec.containers")[0]["args"]
+    assert "--entryPoints.web.http.redirections.entryPoint.scheme=https" in flags
+    assert "--entryPoints.websecure.http.tls=true" in flags
+    (store,) = objects(model, "TLSStore", INGRESS)
+    assert lookup(store.obj, "metadata.name") == "default"  # the only store Traefik reads
+    assert lookup(store.obj, "spec.defaultCertificate.secretName") == "platform-ingress-tls"
 
 
 def test_only_net_bind_service_is_granted_and_nothing_can_escalate(any_stack: Rendering) -> None:
@@ -238,9 +266,13 @@ def test_opensearch_is_reached_over_https_through_its_own_transport(any_stack: R
     service = only(model, "Service", "opensearch-cluster-master", "logging")
     assert annotations_of(service)[SERVERS_SCHEME] == "https"
     transport = only(model, "ServersTransport", referenced(annotations_of(service)[SERVERS_TRANSPORT], "logging"))
-    # Not verified until the TLS change gives Traefik the CA of OpenSearch's demo certificate.
-    assert lookup(transport.obj, "spec") == {"insecureSkipVerify": True}
-    assert "insecureSkipVerify" not in str(values(any_stack))  # never Traefik's default for every backend
+    # Verified: against the platform CA (beside OpenSearch), for the name OpenSearch's certificate carries.
+    spec = lookup(transport.obj, "spec")
+    assert spec == {"serverName": "opensearch-cluster-master.logging.svc", "rootCAs": [{"configMap": "platform-ca"}]}
+    assert spec["serverName"] in any_stack.outputs["certificates"]["opensearch"]["hosts"]
+    ca = only(model, "ConfigMap", "platform-ca", "logging")
+    assert lookup(ca.obj, "data")["ca.crt"] == any_stack.outputs["platformCaCertificate"]
+    assert "insecureSkipVerify" not in str(values(any_stack))
 
 
 @requires_charts

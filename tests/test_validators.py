@@ -174,7 +174,7 @@ def traefik(values: dict[str, Any]) -> Rendering:
 
 
 def real_traefik_values() -> dict[str, Any]:
-    return traefik_values("10.20.0.10", {"release": "kube-prometheus-stack"})
+    return traefik_values("10.20.0.10", {"release": "kube-prometheus-stack"}, "platform-ingress-tls")
 
 
 def kps(values: dict[str, Any]) -> Rendering:
@@ -206,8 +206,8 @@ def test_free_form_maps_accept_any_key() -> None:
 
 @requires_reference
 def test_an_empty_chart_map_that_is_not_allow_listed_is_a_finding() -> None:
-    findings = helm_values.validate(traefik({"tlsOptions": {"default": {"minVersion": "VersionTLS12"}}}))
-    assert "tlsOptions: the chart default is an empty map" in messages(findings)
+    findings = helm_values.validate(traefik({"experimental": {"plugins": {"demo": {"version": "v1.0.0"}}}}))
+    assert "experimental.plugins: the chart default is an empty map" in messages(findings)
 
 
 @requires_reference

@@ -348,7 +348,9 @@ class _Mocks(pulumi.runtime.Mocks):
             state["status"] = {"name": state.get("name", args.name), "namespace": state.get("namespace", "default")}
         elif args.typ == "tls:index/privateKey:PrivateKey":
             state.update(
-                privateKeyPem=f"{MOCK_PRIVATE_KEY}-{args.name}", publicKeyPem=f"offline-public-key-{args.name}"
+                privateKeyPem=f"{MOCK_PRIVATE_KEY}-{args.name}",
+                privateKeyPemPkcs8=f"{MOCK_PRIVATE_KEY}-pkcs8-{args.name}",
+                publicKeyPem=f"offline-public-key-{args.name}",
             )
         elif args.typ == "tls:index/certRequest:CertRequest":
             state.update(certRequestPem=f"offline-engine-certificate-request-{args.name}")

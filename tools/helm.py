@@ -304,7 +304,10 @@ def _write_values(directory: Path, values: Mapping[str, Any]) -> Path:
     except (TypeError, ValueError) as error:
         raise HelmError(f"values are not plain data: {error}") from error
     path = directory / "values.json"
-    path.write_text(text)
+    # The trailing newline is not cosmetic: helm 4.2.3 reads a values file whose size is a multiple
+    # of 4096 bytes and that does not end in a newline as empty, silently (found when a stack's
+    # values came to exactly 4096 bytes; tests/test_helm.py keeps the case).
+    path.write_text(text + "\n")
     return path
 
 

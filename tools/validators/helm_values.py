@@ -74,8 +74,13 @@ FREE_FORM_KEYS: dict[str, str] = {
 
 # Free-form maps at one path of one chart (subchart paths start with the subchart key).
 FREE_FORM_PATHS: dict[str, dict[str, str]] = {
-    # traefik: none. Every map we set has keys in the chart's defaults (`ports.*`, `providers.*`, ...)
+    # Every other traefik map we set has keys in the chart's defaults (`ports.*`, `providers.*`, ...)
     # or is a Kubernetes type; labels (`serviceMonitor.additionalLabels`) are free-form by key name.
+    "traefik": {
+        "tlsStore": "name -> TLSStore spec (rendered as custom resources, checked against Traefik's CRD)",
+        "tlsOptions": "name -> TLSOption spec (rendered as custom resources, checked against Traefik's CRD)",
+        "ports.web.http.redirections.entryPoint": "Traefik's entrypoint redirection options (to, scheme, permanent)",
+    },
     "kube-prometheus-stack": {
         "prometheus.prometheusSpec.externalLabels": "Prometheus external labels (the per-cluster `cluster` label)",
         "alertmanager.config": "the Alertmanager configuration file",

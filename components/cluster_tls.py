@@ -1,0 +1,185 @@
+"""ClusterTls: this cluster's certificates from the platform CA, as the Secrets its workloads mount.
+
+The certificates come from `PlatformCa` on central (its own entry directly, an edge's through the
+central stack). Every Secret and ConfigMap a workload reads is created here, under a name the
+workload's component imports from this module:
+
+- `platform-ingress-tls` (kubernetes.io/tls, namespace `ingress`): `*.<domain>`, Traefik's default
+  certificate (TLSStore `default`);
+- `thanos-grpc-tls` (`monitoring`): on an edge the sidecar's server certificate, on central Query's
+  client certificate, each with the CA: mutual TLS on the edges' NodePort 30901;
+- `opensearch-tls` (`logging`): OpenSearch's node certificate and the CA (HTTP and transport layers);
+- ConfigMap `platform-ca` (`logging`, `fluent-bit`): the CA certificate, trusted by Traefik's
+  ServersTransport to OpenSearch and by Fluent-bit.
+
+A renewed certificate changes the Secret in place; Traefik reloads it, and the pods that mount one
+(Prometheus, Query, OpenSearch) roll because their pod templates carry the certificates' hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import MANAGED_BY, Component
+
+INGRESS_TLS_SECRET = "platform-ingress-tls"
+THANOS_GRPC_TLS_SECRET = "thanos-grpc-tls"
+OPENSEARCH_TLS_SECRET = "opensearch-tls"
+PLATFORM_CA_CONFIGMAP = "platform-ca"
+CERTIFICATE_KEY = "tls.crt"
+PRIVATE_KEY_KEY = "tls.key"
+CA_KEY = "ca.crt"
+GRPC_TLS_DIR = "/etc/thanos/grpc-tls"
+"""Where Thanos containers mount `thanos-grpc-tls`."""
+TLS_CHECKSUM = "checksum/tls"
+"""Pod-template annotation: the hash of the certificates a pod mounts, so a renewal rolls it."""
+
+# The certificates `PlatformCa` issues each cluster (entries of its `issued` output).
+INGRESS = "ingress"
+OPENSEARCH = "opensearch"
+SIDECAR = "sidecar"
+QUERY_CLIENT = "queryClient"
+CA_ENTRY = "platform-ca"
+"""The CA in the `certificates` stack output: its end of validity is worth watching too."""
+
+class CertificatesDoNotFit(pulumi.RunError):
+    """Central issued this cluster certificates for another domain, or not all it needs."""
+
+
+ClusterCertificates = dict[str, dict[str, Any]]
+"""{kind: {"certificate", "privateKey", "notAfter", "hosts"}} of one cluster."""
+
+
+class ClusterTlsArgs(TypedDict):
+    cluster_name: str
+    """This cluster (named in the message when central's certificates do not fit it)."""
+    domain: str
+    """This cluster's wildcard DNS domain: its ingress certificate must be for `*.<domain>`."""
+    central: bool
+    """Central holds Query's client certificate, an edge its sidecar's server certificate."""
+    certificates: pulumi.Input[ClusterCertificates]
+    """This cluster's entry of the platform CA's certificates (secret)."""
+    ca_certificate: pulumi.Input[str]
+    """The platform CA certificate (public)."""
+    ca_not_after: pulumi.Input[str]
+    """The end of the CA's validity, reported with the certificates."""
+    ingress_namespace: str
+    monitoring_namespace: str
+    logging_namespace: str
+    fluent_bit_namespace: str
+
+
+def grpc_kind(central: bool) -> str:
+    return QUERY_CLIENT if central else SIDECAR
+
+
+def checked(certificates: ClusterCertificates, cluster: str, domain: str, central: bool) -> ClusterCertificates:
+    """The certificates, refused when they were issued for another domain or role than this stack's."""
+    wildcard = f"*.{domain}"
+    hosts = certificates.get(INGRESS, {}).get("hosts") or []
+    if wildcard not in hosts:
+        raise CertificatesDoNotFit(
+            f"the central stack issued {cluster}'s ingress certificate for {hosts}, but this stack's domain is "
+            f"{domain}: set `domain: {domain}` on {cluster}'s entry under central's `edges` and run central's "
+            "`pulumi up` first"
+        )
+    missing = [kind for kind in (INGRESS, OPENSEARCH, grpc_kind(central)) if kind not in certificates]
+    if missing:
+        raise CertificatesDoNotFit(
+            f"the central stack issued no {', '.join(missing)} certificate for {cluster}: run central's `pulumi up` "
+            "with this version of the program first"
+        )
+    return certificates
+
+
+def expiry_summary(certificates: ClusterCertificates, ca_not_after: str | None = None) -> dict[str, Any]:
+    """`{kind: {notAfter, hosts}}`: what a stack reports of its certificates (no keys)."""
+    summary = {
+        kind: {"notAfter": entry["notAfter"], "hosts": list(entry.get("hosts") or [])}
+        for kind, entry in sorted(certificates.items())
+    }
+    if ca_not_after is not None:
+        summary[CA_ENTRY] = {"notAfter": ca_not_after, "hosts": []}
+    return summary
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def tls_secret_data(entry: Mapping[str, Any], ca: str) -> dict[str, str]:
+    return {CERTIFICATE_KEY: entry["certificate"], PRIVATE_KEY_KEY: entry["privateKey"], CA_KEY: ca}
+
+
+class ClusterTls(Component):
+    """The Secrets and ConfigMaps that carry this cluster's certificates to its workloads."""
+
+    certificates: pulumi.Output[dict[str, Any]]
+    """Public summary `{kind: {notAfter, hosts}}`, the CA included: the `certificates` stack output."""
+    grpc_checksum: pulumi.Output[str]
+    """Hash of the gRPC certificate and CA: Prometheus (edge) and Query (central) roll when it changes."""
+    opensearch_checksum: pulumi.Output[str]
+    """Hash of OpenSearch's certificate and CA: OpenSearch rolls when it changes."""
+    ready: list[pulumi.Resource]
+    """Every object created: what a workload mounting one of them waits for."""
+
+    def __init__(self, name: str, args: ClusterTlsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tls:ClusterTls", name, opts)
+        cluster, domain, central = args["cluster_name"], args["domain"], args["central"]
+        own: pulumi.Output[ClusterCertificates] = pulumi.Output.secret(args["certificates"]).apply(
+            lambda certificates: checked(certificates, cluster, domain, central)
+        )
+        ca = pulumi.Output.from_input(args["ca_certificate"])
+        grpc = grpc_kind(central)
+
+        def secret_of(kind: str) -> pulumi.Output[dict[str, str]]:
+            return pulumi.Output.all(own, ca).apply(lambda both: tls_secret_data(both[0][kind], both[1]))
+
+        ingress = own.apply(
+            lambda issued: {
+                CERTIFICATE_KEY: issued[INGRESS]["certificate"],
+                PRIVATE_KEY_KEY: issued[INGRESS]["privateKey"],
+            }
+        )
+        trusting = (args["logging_namespace"], args["fluent_bit_namespace"])
+        self.ready = [
+            self._secret(INGRESS_TLS_SECRET, args["ingress_namespace"], ingress, "kubernetes.io/tls"),
+            self._secret(THANOS_GRPC_TLS_SECRET, args["monitoring_namespace"], secret_of(grpc)),
+            self._secret(OPENSEARCH_TLS_SECRET, args["logging_namespace"], secret_of(OPENSEARCH)),
+            *(self._ca_config_map(namespace, ca) for namespace in trusting),
+        ]
+        self.certificates = pulumi.Output.unsecret(
+            pulumi.Output.all(own, args["ca_not_after"]).apply(lambda both: expiry_summary(both[0], both[1]))
+        )
+        self.grpc_checksum = pulumi.Output.unsecret(
+            pulumi.Output.all(own, ca).apply(lambda both: fingerprint(both[0][grpc]["certificate"], both[1]))
+        )
+        self.opensearch_checksum = pulumi.Output.unsecret(
+            pulumi.Output.all(own, ca).apply(lambda both: fingerprint(both[0][OPENSEARCH]["certificate"], both[1]))
+        )
+        self.register_outputs({"certificates": self.certificates})
+
+    def _secret(
+        self, name: str, namespace: str, data: pulumi.Input[dict[str, str]], type_: str = "Opaque"
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{namespace}-{name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=MANAGED_BY),
+            type=type_,
+            string_data=pulumi.Output.secret(data),
+            opts=self.child(),
+        )
+
+    def _ca_config_map(self, namespace: str, ca: pulumi.Output[str]) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(
+            f"{namespace}-{PLATFORM_CA_CONFIGMAP}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PLATFORM_CA_CONFIGMAP, namespace=namespace, labels=MANAGED_BY),
+            data={CA_KEY: ca},
+            opts=self.child(),
+        )

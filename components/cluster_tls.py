@@ -48,6 +48,7 @@ QUERY_CLIENT = "queryClient"
 CA_ENTRY = "platform-ca"
 """The CA in the `certificates` stack output: its end of validity is worth watching too."""
 
+
 class CertificatesDoNotFit(pulumi.RunError):
     """Central issued this cluster certificates for another domain, or not all it needs."""
 

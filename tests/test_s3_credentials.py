@@ -168,9 +168,6 @@ def test_edges_publish_no_credentials(edge: Rendering) -> None:
     assert "objectStoreCredentials" not in edge.outputs
 
 
-
-
-
 # --- every client verifies MinIO's certificate ---------------------------------------------
 
 

@@ -267,7 +267,10 @@ if thanos:
     pulumi.export("thanosUiPassword", thanos.ui_password)
 pulumi.export(CA_OUTPUT, ca_certificate)
 pulumi.export("certificates", tls.certificates)
+pulumi.export("objectStore", config.s3.verify_view())
 if object_storage and platform_ca:
+    pulumi.export("clusters", [cluster, *(edge.name for edge in config.edges)])
+    pulumi.export("verifierCredentials", object_storage.verifier_credentials)
     pulumi.export(CREDENTIALS_OUTPUT, object_storage.credentials)
     pulumi.export(CERTIFICATES_OUTPUT, platform_ca.issued)
     pulumi.export(CA_NOT_AFTER_OUTPUT, platform_ca.not_after)

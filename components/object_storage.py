@@ -36,6 +36,8 @@ OBJSTORE_MOUNT_DIR = "/etc/thanos/objstore"
 CA_FILE = f"{OBJSTORE_MOUNT_DIR}/{CA_KEY}"
 
 CREDENTIALS_OUTPUT = "objectStoreCredentials"
+VERIFIER = "verifier"
+"""The read-only MinIO user of `python -m tools.verify` (central's output `verifierCredentials`)."""
 """Central's secret stack output: {cluster: {component: {accessKey, secretKey}}}; edges read it."""
 
 # MinIO users, one per cluster and component: `<cluster>-<component>`.
@@ -100,6 +102,13 @@ def policy_document(component: str, cluster: str, s3: S3Settings) -> dict[str, A
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def verifier_policy(s3: S3Settings) -> dict[str, Any]:
+    """`verify`'s user: that each bucket exists and how it is configured, never an object's content."""
+    buckets = (s3.buckets.thanos, s3.buckets.opensearch, s3.buckets.longhorn)
+    actions = ["s3:ListBucket", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration"]
+    return {"Version": "2012-10-17", "Statement": [_allow(actions, bucket_arn(bucket)) for bucket in buckets]}
+
+
 def components_of(cluster: str, central: str) -> tuple[str, ...]:
     """The components that get a MinIO user in `cluster`; Store Gateway and Compactor run on central."""
     return EVERY_CLUSTER + CENTRAL_ONLY if cluster == central else EVERY_CLUSTER
@@ -156,6 +165,8 @@ class ObjectStorage(Component):
 
     credentials: pulumi.Output[Credentials]
     """Secret: {cluster: {component: {accessKey, secretKey}}}, available once each user has its policy."""
+    verifier_credentials: pulumi.Output[dict[str, str]]
+    """Secret: {accessKey, secretKey} of the read-only user `python -m tools.verify` checks the buckets as."""
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("objectstore:ObjectStorage", name, opts)
@@ -186,6 +197,8 @@ class ObjectStorage(Component):
         }
         # from_input resolves the nested Outputs; its stub cannot say so.
         self.credentials = pulumi.Output.secret(pulumi.Output.from_input(cast("pulumi.Input[Credentials]", issued)))
+        verifier = self._user(f"{args['cluster_name']}-{VERIFIER}", verifier_policy(s3))
+        self.verifier_credentials = pulumi.Output.secret(pulumi.Output.all(**verifier))
         self.register_outputs({"credentials": self.credentials})
 
     def _on_minio(self, *depends_on: pulumi.Resource, stateful: bool = False, **options: Any) -> pulumi.ResourceOptions:

@@ -168,7 +168,9 @@ def internal_users(password: str) -> str:
         "_meta": {"type": "internalusers", "config_version": 2},
         ADMIN_USER: {
             "hash": password_hash(password),
-            "reserved": True,
+            # Not `reserved`: so the admin can change its own password through the account API
+            # (a rotation needs no admin certificate); only all_access users may edit users at all.
+            "reserved": False,
             "backend_roles": ["admin"],
             "description": f"{PROJECT} administrator (Pulumi manages policies and users as this user)",
         },

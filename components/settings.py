@@ -324,6 +324,21 @@ class S3Settings(_Model):
     def url(self) -> str:
         return f"{'https' if self.use_tls else 'http'}://{self.endpoint}"
 
+    def verify_view(self) -> dict[str, Any]:
+        """What `python -m tools.verify` needs to check the buckets (the `objectStore` stack output)."""
+        buckets = {
+            "thanos": self.buckets.thanos,
+            "opensearch": self.buckets.opensearch,
+            "longhorn": self.buckets.longhorn,
+        }
+        return {
+            "endpoint": self.endpoint,
+            "useTls": self.use_tls,
+            "region": self.region,
+            "caCertificate": self.ca_certificate,
+            "buckets": buckets,
+        }
+
     @property
     def host(self) -> str:
         return self.endpoint.rpartition(":")[0]

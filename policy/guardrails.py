@@ -29,6 +29,7 @@ SECRET = "kubernetes:core/v1:Secret"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 ROLES = ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
 BINDINGS = (
     "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
@@ -134,6 +135,46 @@ def load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
             if path.endswith("type") and value == "LoadBalancer"
         ]
     return []
+
+
+def _maps(value: Any, path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping inside `value`, with its path."""
+    if isinstance(value, Mapping):
+        yield path, value
+        for key, item in value.items():
+            yield from _maps(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _maps(item, f"{path}[{index}]")
+
+
+def _tls_hosts(tls: Any) -> set[str]:
+    return {host for entry in tls or [] if isinstance(entry, Mapping) for host in entry.get("hosts") or []}
+
+
+def _chart_ingress_hosts(ingress: Mapping[str, Any]) -> list[str]:
+    """The hosts of a chart's `ingress` values: `hosts: [name]`, `hosts: [{host: name}]` or `host: name`."""
+    hosts = [h if isinstance(h, str) else h.get("host") for h in ingress.get("hosts") or [] if h]
+    return [h for h in [*hosts, ingress.get("host")] if isinstance(h, str) and h]
+
+
+def plaintext_ingress(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every Ingress, ours or a chart's, serves each of its hosts over TLS (a `tls` entry per host)."""
+    if resource_type == INGRESS:
+        hosts = [rule.get("host") for rule in _dig(props, "spec", "rules") or [] if isinstance(rule, Mapping)]
+        covered = _tls_hosts(_dig(props, "spec", "tls"))
+        return [f"Ingress host {host!r} has no tls entry: plain HTTP" for host in hosts if host not in covered]
+    if resource_type != HELM_RELEASE:
+        return []
+    problems = []
+    for path, value in _maps(props.get("values") or {}):
+        if not (path == "ingress" or path.endswith(".ingress")) or value.get("enabled") is not True:
+            continue
+        covered = _tls_hosts(value.get("tls")) if isinstance(value.get("tls"), list) else set()
+        for host in _chart_ingress_hosts(value):
+            if value.get("tls") is not True and host not in covered:
+                problems.append(f"Helm value {path}: host {host!r} has no tls entry: plain HTTP")
+    return problems
 
 
 def wildcard_rbac(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -266,6 +307,7 @@ RESOURCE_RULES = {
     "no-load-balancers": load_balancers,
     "no-wildcard-rbac": wildcard_rbac,
     "restricted-security-context": unrestricted_containers,
+    "no-plaintext-ingress": plaintext_ingress,
 }
 STACK_RULES = {
     "no-api-token-without-api-access": mounted_tokens,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
+from typing import Any
 
 import pytest
 
 from tests import synthetic
-from tests.conftest import any_stack_name, run_fixture
+from tests.conftest import EDGE, any_stack_name, run_fixture
 from tools.engine import (
     DISABLE_DEFAULT_PROVIDERS,
     PROJECT,
@@ -96,3 +98,24 @@ def test_an_input_taken_from_another_resource_is_a_dependency() -> None:
     user = synthetic.resource("random:index/randomPassword:RandomPassword", "user")
     user.property_dependencies = {"keepers": [source.urn]}
     assert synthetic.rendering(source, user).depends_on(user, source)
+
+
+def wrapping_depth(method: Any) -> int:
+    """How many closures wrap a function (the SDK's sorting wrappers of pickle)."""
+    depth = 0
+    while method.__closure__:
+        inner = [cell.cell_contents for cell in method.__closure__ if callable(cell.cell_contents)]
+        if not inner:
+            break
+        method, depth = inner[0], depth + 1
+    return depth
+
+
+def test_running_the_program_again_and_again_does_not_nest_pickle_wrappers() -> None:
+    """The SDK wraps pickle once per dynamic provider it serialises and never unwraps: a long test
+    session would hit the recursion limit. Each run starts from the original method."""
+    run_fixture(EDGE)
+    first = wrapping_depth(pickle._Pickler._batch_setitems)  # type: ignore[attr-defined]
+    for _ in range(3):
+        run_fixture(EDGE)
+    assert wrapping_depth(pickle._Pickler._batch_setitems) == first  # type: ignore[attr-defined]

@@ -60,6 +60,15 @@ def expected_policies() -> dict[str, dict[str, Any]]:
         policies[f"{cluster}-thanos-sidecar"] = whole_thanos_bucket("s3:GetObject", "s3:PutObject")
         policies[f"{cluster}-opensearch"] = cluster_prefix(BUCKETS.opensearch, cluster)
         policies[f"{cluster}-longhorn"] = cluster_prefix(BUCKETS.longhorn, cluster)
+    # `verify`: bucket configuration only, no object (no GetObject, nothing written).
+    read_configuration = ["s3:ListBucket", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration"]
+    policies[f"{CENTRAL_STACK}-verifier"] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": read_configuration, "Resource": [f"arn:aws:s3:::{bucket}"]}
+            for bucket in (BUCKETS.thanos, BUCKETS.opensearch, BUCKETS.longhorn)
+        ],
+    }
     return policies
 
 
@@ -234,6 +243,7 @@ def test_each_user_has_exactly_its_least_privilege_policy(central: Rendering) ->
 
 def test_no_policy_grants_wildcards_or_admin_actions(central: Rendering) -> None:
     allowed = {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    allowed |= {"s3:GetBucketVersioning", "s3:GetLifecycleConfiguration"}  # the verifier reads configuration
     for resource in central.of_type("minio:index/iamPolicy:IamPolicy"):
         for statement in json.loads(resource.inputs["policy"])["Statement"]:
             assert statement["Effect"] == "Allow"

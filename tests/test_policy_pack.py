@@ -90,7 +90,7 @@ def broken(stack: Rendering, type_: str, mutate: Any, name: str | None = None) -
 
 def test_policy_names_are_unique() -> None:
     names = [policy.name for policy in POLICIES]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -109,6 +109,28 @@ def test_a_load_balancer_is_reported(central: Rendering) -> None:
 
     resources = broken(central, "kubernetes:helm.sh/v3:Release", make_lb, "traefik")
     assert violations(resources, "no-load-balancers") == ["Helm value service.spec.type = LoadBalancer"]
+
+
+def test_an_ingress_without_tls_is_reported(central: Rendering) -> None:
+    resources = broken(
+        central, "kubernetes:networking.k8s.io/v1:Ingress", lambda i: i["spec"].pop("tls"), "thanos-query-frontend"
+    )
+    host = next(r for r in resources if r.name == "thanos-query-frontend" and r.kind == "Ingress")
+    (rule,) = host.inputs["spec"]["rules"]
+    assert violations(resources, "no-plaintext-ingress") == [
+        f"Ingress host {rule['host']!r} has no tls entry: plain HTTP"
+    ]
+
+
+def test_a_chart_ingress_without_tls_is_reported(central: Rendering) -> None:
+    resources = broken(
+        central,
+        "kubernetes:helm.sh/v3:Release",
+        lambda i: i["values"]["grafana"]["ingress"].pop("tls"),
+        "kube-prometheus-stack",
+    )
+    (problem,) = violations(resources, "no-plaintext-ingress")
+    assert problem.startswith("Helm value grafana.ingress: host 'grafana.") and problem.endswith("plain HTTP")
 
 
 def test_a_namespace_without_default_deny_is_reported(central: Rendering) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from components.settings import PROJECT, SECRET_KEYS, settings_of
-from tests.conftest import requires_charts
+from tests.certificates import materialize
+from tests.conftest import CENTRAL_STACK, STACKS, rendered, requires_charts
 from tools.cluster import cluster
-from tools.engine import ROOT, Rendering
+from tools.engine import ROOT, Rendering, unwrap
+from tools.verify.outputs import parse
 
 
 def test_the_project_runs_python_from_its_own_venv() -> None:
@@ -106,3 +109,20 @@ def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
         # The platform CA: every browser and client trusts it; a new one would have to be trusted anew.
         stateful |= {f"{any_stack.stack}-platform-ca-ca-key", f"{any_stack.stack}-platform-ca-ca"}
     assert protected == stateful
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_outputs_are_what_verify_reads(stack: str) -> None:
+    """`python -m tools.verify` takes URLs, credentials and expectations from the stack outputs."""
+    rendering = rendered(stack)
+    real = materialize(rendered(CENTRAL_STACK)).real({key: unwrap(value) for key, value in rendering.outputs.items()})
+    outputs = parse(real)
+    assert outputs.problems == []
+    assert outputs.cluster_name == stack
+    config = settings_of(rendering.config, stack)
+    if config.is_central:
+        assert outputs.clusters == [stack, *(edge.name for edge in config.edges)]
+        assert outputs.verifier is not None
+    assert outputs.object_store is not None and outputs.object_store.endpoint == config.s3.endpoint
+    urls = (outputs.grafana_url, outputs.longhorn_url, outputs.opensearch_url)
+    assert all(url is not None and url.startswith("https://") for url in urls)

@@ -88,7 +88,7 @@ def test_the_store_gateway_sharing_the_sidecars_label_sets_is_not_a_duplicate(pl
 def test_no_healthy_store_gateway_fails(platform: FakePlatform) -> None:
     platform.thanos.stores["store"][0]["lastError"] = "bucket unreachable"
     found = failing(platform)
-    assert "no healthy Store Gateway (thanos-store-gateway.monitoring.svc:10901: bucket unreachable)" in (
+    assert "no healthy Store Gateway (thanos-store.monitoring.svc:10901: bucket unreachable)" in (
         found["thanos.stores"].detail
     )
     assert found["thanos.store-gateway-blocks"].status is Status.FAIL

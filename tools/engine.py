@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
+import pickle
 import runpy
 import sys
 import threading
@@ -321,8 +323,11 @@ def _issued(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """A certificate's outputs as pulumi-tls reports them, issued at the offline clock."""
     hours = int(inputs.get("validityPeriodHours") or 0)
     end = OFFLINE_CLOCK + timedelta(hours=hours)
+    # The text names the certificate and what it was issued from: the same inputs give the same
+    # text (renderings stay comparable), a new CA or request gives a new certificate, as it would.
+    issued_from = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return {
-        "certPem": f"offline-engine-certificate-{name}",
+        "certPem": f"offline-engine-certificate-{name}-{issued_from}",
         "validityStartTime": OFFLINE_CLOCK.isoformat().replace("+00:00", "Z"),
         "validityEndTime": end.isoformat().replace("+00:00", "Z"),
         "readyForRenewal": False,
@@ -492,6 +497,19 @@ def run_stack(
     return _run_program(stack, config, secret_keys, stack_outputs)
 
 
+_UNWRAPPED_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+
+
+def _undo_provider_serialisation_wrappers() -> None:
+    """Give `pickle` back the method the Pulumi SDK wraps each time it serialises a dynamic provider.
+
+    `pulumi.dynamic.serialize_provider` (SDK 3.272) replaces `pickle._Pickler._batch_setitems` with a
+    sorting wrapper around the current one and never restores it: every dynamic resource adds a
+    level. A `pulumi up` serialises a handful; a test session running the program hundreds of times
+    in one process nests them until Python's recursion limit. One run starts from the original."""
+    pickle._Pickler._batch_setitems = _UNWRAPPED_BATCH_SETITEMS  # type: ignore[attr-defined]
+
+
 def _run_program(
     stack: str,
     config: dict[str, str],
@@ -499,6 +517,7 @@ def _run_program(
     stack_outputs: Callable[[str], StackOutputs],
 ) -> Rendering:
     saved_config = dict(pulumi.runtime.config.CONFIG.get())
+    _undo_provider_serialisation_wrappers()
     reset_options()
     set_all_config(config, secret_keys)
     monitor = _RecordingMonitor(_Mocks(stack_outputs))

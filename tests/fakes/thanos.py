@@ -38,7 +38,7 @@ def sidecar(cluster: str, address: str, error: str | None = None) -> dict[str, A
 
 def store_gateway(clusters: list[str], oldest: dt.timedelta = dt.timedelta(days=3)) -> dict[str, Any]:
     return {
-        "name": "thanos-store-gateway.monitoring.svc:10901",
+        "name": "thanos-store.monitoring.svc:10901",
         "lastCheck": "2026-11-27T10:00:00Z",
         "lastError": None,
         "labelSets": [labels(c) for c in clusters],

@@ -10,7 +10,9 @@
 - `capacity`: requests and limits against the node (also renders the capacity report);
 - `host_ports`: no two host-network listeners share a port, none takes one the node uses;
 - `pod_security`: every pod passes its namespace's Pod Security level, and that level is the strictest it can be;
-- `network_flows`: the NetworkPolicies allow every flow the platform needs and none it must not have.
+- `network_flows`: the NetworkPolicies allow every flow the platform needs and none it must not have;
+- `transport_security`: every Ingress over TLS with a certificate for its host, no client with
+  verification off, the exposed StoreAPI requiring client certificates.
 
 The modules are imported when `validators()` is first asked for, not with the package: the checks
 of the whole cluster (`tools.cluster`) use the helpers in `common`, so an eager import would be a cycle.
@@ -42,6 +44,7 @@ MODULES = (
     "host_ports",
     "pod_security",
     "network_flows",
+    "transport_security",
 )
 
 

@@ -113,7 +113,10 @@ class S3:
         scheme = "https" if store.use_tls else "http"
         self.ctx, self.store, self.credentials = ctx, store, credentials
         self.endpoint: Endpoint = ctx.endpoint(
-            "MinIO", f"{scheme}://{store.endpoint}/", verify=ctx.object_store_bundle() if store.use_tls else None
+            "MinIO",
+            f"{scheme}://{store.endpoint}/",
+            verify=ctx.object_store_bundle() if store.use_tls else None,
+            trust="s3.caCertificate (objectStore.caCertificate) or a public CA",
         )
 
     def get(self, bucket: str, params: Mapping[str, str], ok: tuple[int, ...] = (200,)) -> requests.Response:

@@ -44,7 +44,9 @@ BLOCK_AGE = dt.timedelta(hours=2)
 PRODUCERS = ("sidecar", "rule", "receive")
 SIDECAR_HINT = (
     "on that cluster: kubectl -n monitoring get pods (Prometheus with its thanos-sidecar container); from central: "
-    "NodePort 30901 of the edge must be reachable (firewall, the edge's NetworkPolicy allows centralAddress only)"
+    "NodePort 30901 of the edge must be reachable (firewall, the edge's NetworkPolicy allows centralAddress only) "
+    "and both ends must hold certificates of the same platform CA (a TLS error after a CA change or renewal: "
+    "pulumi up -s <edge>)"
 )
 
 
@@ -124,7 +126,7 @@ def check_stores(ctx: Context) -> Result:
     if problems:
         hint = SIDECAR_HINT if not unexpected else "remove the stray endpoint or add its cluster to central's `edges`"
         if not gateways:
-            hint += "; Store Gateway: kubectl -n monitoring logs statefulset/thanos-store-gateway"
+            hint += "; Store Gateway: kubectl -n monitoring logs statefulset/thanos-store"
         return fail("thanos.stores", "; ".join(problems), hint)
     return ok(
         "thanos.stores",

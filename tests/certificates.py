@@ -1,0 +1,141 @@
+"""Real certificates for an offline rendering: what pulumi-tls would issue from the same inputs.
+
+The offline engine answers pulumi-tls with placeholder text (`offline-engine-certificate-...`), so
+the Secrets a rendering holds cannot be used for a handshake. `materialize` reads the central
+rendering's `tls:` resources (keys, requests, the CA, the signed certificates) and issues the same
+certificates with `cryptography`: same key algorithms, subjects, SANs, key usages and validity.
+`Materialized.real` then swaps every placeholder in a value for its real PEM, so a test can take a
+Secret or ConfigMap exactly as the program wrote it and serve it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tools.engine import Rendering, Resource, unwrap
+
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
+
+KEY_USAGES = {
+    "digital_signature": "digital_signature",
+    "key_encipherment": "key_encipherment",
+    "cert_signing": "key_cert_sign",
+    "crl_signing": "crl_sign",
+}
+EXTENDED_USAGES = {"server_auth": ExtendedKeyUsageOID.SERVER_AUTH, "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH}
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+@dataclass
+class Materialized:
+    """Real PEMs for the placeholders of one rendering."""
+
+    pems: dict[str, str] = field(default_factory=dict)
+    """Placeholder text -> real PEM (certificates and keys, in every form the program reads)."""
+    certificates: dict[str, x509.Certificate] = field(default_factory=dict)
+    """Resource name of each certificate -> the issued certificate."""
+
+    def real(self, value: Any) -> Any:
+        """`value` with every placeholder replaced by its PEM (recursively, secrets unwrapped)."""
+        value = unwrap(value)
+        if isinstance(value, str):
+            return self.pems.get(value, value)
+        if isinstance(value, dict):
+            return {key: self.real(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.real(item) for item in value]
+        return value
+
+
+def _key(resource: Resource) -> PrivateKey:
+    if resource.inputs.get("algorithm") == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(resource.inputs.get("rsaBits", 2048)))
+    assert resource.inputs.get("ecdsaCurve") == "P256", resource.inputs
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(subject: dict[str, Any]) -> x509.Name:
+    attributes = []
+    if subject.get("organization"):
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject["organization"]))
+    if subject.get("commonName"):
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, subject["commonName"]))
+    return x509.Name(attributes)
+
+
+def _pem(key: PrivateKey, pkcs8: bool) -> str:
+    if pkcs8:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+    form = serialization.PrivateFormat.TraditionalOpenSSL
+    return key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()).decode()
+
+
+def _issue(
+    inputs: dict[str, Any],
+    subject: x509.Name,
+    public_key: Any,
+    issuer: x509.Name,
+    signer: PrivateKey,
+    sans: list[x509.GeneralName],
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    uses = list(inputs.get("allowedUses") or [])
+    flags = {flag: False for flag in ("content_commitment", "data_encipherment", "key_agreement", "encipher_only")}
+    flags |= {"decipher_only": False}
+    usage = {attr: use in uses for use, attr in KEY_USAGES.items()}
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(hours=int(inputs["validityPeriodHours"])))
+        .add_extension(x509.KeyUsage(**usage, **flags), critical=True)
+        .add_extension(x509.BasicConstraints(ca=bool(inputs.get("isCaCertificate")), path_length=None), critical=True)
+    )
+    extended = [EXTENDED_USAGES[use] for use in uses if use in EXTENDED_USAGES]
+    if extended:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def materialize(central: Rendering) -> Materialized:
+    """Issue, for real, every certificate the central rendering declares."""
+    done = Materialized()
+    keys: dict[str, PrivateKey] = {}
+    for resource in central.of_type(PRIVATE_KEY):
+        key = keys[resource.name] = _key(resource)
+        done.pems[resource.state["privateKeyPem"]] = _pem(key, pkcs8=False)
+        done.pems[resource.state["privateKeyPemPkcs8"]] = _pem(key, pkcs8=True)
+    (ca,) = central.of_type(SELF_SIGNED)
+    ca_key = keys[f"{ca.name}-key"]
+    ca_name = _name(ca.inputs["subject"])
+    ca_certificate = _issue(ca.inputs, ca_name, ca_key.public_key(), ca_name, ca_key, [])
+    done.certificates[ca.name] = ca_certificate
+    done.pems[ca.state["certPem"]] = ca_certificate.public_bytes(serialization.Encoding.PEM).decode()
+    for certificate in central.of_type(LOCALLY_SIGNED):
+        request = central.one(CERT_REQUEST, f"{certificate.name}-request")
+        key = keys[f"{certificate.name}-key"]
+        sans: list[x509.GeneralName] = [x509.DNSName(name) for name in request.inputs.get("dnsNames") or []]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in request.inputs.get("ipAddresses") or []]
+        issued = _issue(certificate.inputs, _name(request.inputs["subject"]), key.public_key(), ca_name, ca_key, sans)
+        done.certificates[certificate.name] = issued
+        done.pems[certificate.state["certPem"]] = issued.public_bytes(serialization.Encoding.PEM).decode()
+    return done

@@ -1,0 +1,236 @@
+"""The platform CA: made once by central (or brought by the operator), it issues every cluster's
+certificates; the key stays in central's state; `pulumi up` renews what is about to expire and a
+new CA reaches every edge on its next `up`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components.settings import PROJECT, SettingsError
+from tests.conftest import CENTRAL_STACK, EDGE_STACKS, FIXTURE_STACKS_DIR, STACKS, rendered, run_fixture, settings
+from tools.engine import OFFLINE_CLOCK, Rendering, Secret, offline_outputs, unwrap
+from tools.plan import plan
+
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+
+
+@pytest.fixture(scope="module")
+def central() -> Rendering:
+    return rendered(CENTRAL_STACK)
+
+
+def issued_to(central: Rendering) -> dict[str, dict[str, Any]]:
+    value = central.outputs["tlsCertificates"]
+    assert isinstance(value, Secret), "every cluster's keys: a secret output"
+    return unwrap(value)
+
+
+def request_of(central: Rendering, cluster: str, kind: str) -> dict[str, Any]:
+    (request,) = [r for r in central.of_type(CERT_REQUEST) if r.name.endswith(f"-{cluster}-{kind}-request")]
+    return request.inputs
+
+
+def test_one_protected_ca_is_made_by_central_only(central: Rendering) -> None:
+    (ca,) = central.of_type(SELF_SIGNED)
+    assert ca.protect and ca.inputs["isCaCertificate"] is True
+    assert set(ca.inputs["allowedUses"]) >= {"cert_signing", "crl_signing"}
+    assert ca.inputs["validityPeriodHours"] == settings(central).tls.ca_validity_days * 24
+    ca_key = central.one(PRIVATE_KEY, f"{ca.name}-key")
+    assert ca_key.protect
+    for edge in EDGE_STACKS:
+        assert not [r for r in rendered(edge).resources if r.type.startswith("tls:")], "edges make no keys"
+
+
+def test_every_cluster_central_knows_gets_its_certificates(central: Rendering) -> None:
+    config = settings(central)
+    issued = issued_to(central)
+    assert set(issued) == {central.stack, *(edge.name for edge in config.edges)}
+    assert set(issued[central.stack]) == {"ingress", "opensearch", "queryClient"}
+    for edge in config.edges:
+        assert set(issued[edge.name]) == {"ingress", "opensearch", "sidecar"}
+        assert issued[edge.name]["ingress"]["hosts"] == [f"*.{edge.domain}", edge.domain]
+        assert request_of(central, edge.name, "sidecar")["ipAddresses"] == [edge.ip]
+        sidecar = central.one(LOCALLY_SIGNED, f"{central.stack}-platform-ca-{edge.name}-sidecar")
+        assert "server_auth" in sidecar.inputs["allowedUses"] and "client_auth" not in sidecar.inputs["allowedUses"]
+    client = central.one(LOCALLY_SIGNED, f"{central.stack}-platform-ca-{central.stack}-query-client")
+    assert "client_auth" in client.inputs["allowedUses"] and "server_auth" not in client.inputs["allowedUses"]
+    assert request_of(central, central.stack, "ingress")["dnsNames"] == [f"*.{config.domain}", config.domain]
+
+
+def test_certificates_carry_the_configured_lifetime_and_renewal_window(central: Rendering) -> None:
+    tls = settings(central).tls
+    for certificate in central.of_type(LOCALLY_SIGNED):
+        assert certificate.inputs["validityPeriodHours"] == tls.validity_days * 24
+        assert certificate.inputs["earlyRenewalHours"] == tls.renew_before_days * 24
+    shorter = run_fixture(CENTRAL_STACK, {f"{PROJECT}:tls": json.dumps({"validityDays": 90, "renewBeforeDays": 20})})
+    assert {c.inputs["validityPeriodHours"] for c in shorter.of_type(LOCALLY_SIGNED)} == {90 * 24}
+
+
+def test_the_ca_key_never_leaves_central(central: Rendering) -> None:
+    ca_key = central.one(PRIVATE_KEY, f"{central.stack}-platform-ca-ca-key").state["privateKeyPem"]
+    assert ca_key not in json.dumps(unwrap(central.outputs))
+    for edge in EDGE_STACKS:
+        everything = json.dumps([unwrap(r.inputs) for r in rendered(edge).resources]) + json.dumps(
+            unwrap(rendered(edge).outputs)
+        )
+        assert ca_key not in everything
+
+
+def test_edges_hold_only_their_own_keys(central: Rendering) -> None:
+    keys = {r.name: r.state["privateKeyPemPkcs8"] for r in central.of_type(PRIVATE_KEY)}
+    for edge in EDGE_STACKS:
+        held = json.dumps([unwrap(r.inputs) for r in rendered(edge).kubernetes_objects()])
+        for name, key in keys.items():
+            assert (key in held) == (f"-platform-ca-{edge}-" in name), (edge, name)
+
+
+def test_every_stack_reports_its_certificates_ends_and_the_ca(central: Rendering) -> None:
+    for stack in STACKS:
+        reported = rendered(stack).outputs["certificates"]
+        assert not isinstance(reported, Secret), "ends and names are public"
+        assert "platform-ca" in reported
+        for kind, entry in reported.items():
+            assert set(entry) == {"notAfter", "hosts"}, kind
+            dt.datetime.fromisoformat(entry["notAfter"].replace("Z", "+00:00"))
+        assert rendered(stack).outputs["platformCaCertificate"] == central.outputs["platformCaCertificate"]
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+def test_an_expiring_certificate_is_replaced_by_the_next_up(central: Rendering) -> None:
+    tls = settings(central).tls
+    quiet = plan(central, central, now=OFFLINE_CLOCK + timedelta(days=tls.validity_days - tls.renew_before_days - 1))
+    assert not quiet.of("replace", "create", "delete")
+    due = plan(central, central, now=OFFLINE_CLOCK + timedelta(days=tls.validity_days - tls.renew_before_days + 1))
+    renewed = {step.name for step in due.of("replace")}
+    assert renewed == {c.name for c in central.of_type(LOCALLY_SIGNED)}
+    assert due.refusals() == [], "the protected CA is not due"
+
+
+def test_a_renewed_certificate_reaches_the_edge_and_rolls_what_reads_it() -> None:
+    edge = EDGE_STACKS[0]
+    before = rendered(edge)
+    after = run_fixture(edge, stack_outputs=lambda name: reissued(name, edge, "sidecar"))
+    steps = plan(before, after)
+    grpc = steps.step("kubernetes:core/v1:Secret", "monitoring-thanos-grpc-tls")
+    assert grpc.op == "update"
+    prometheus = steps.step("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack")
+    assert prometheus.op == "update", "the sidecar reads its certificate at start: the pod rolls"
+    assert steps.step("kubernetes:core/v1:Secret", "ingress-platform-ingress-tls").op == "same"
+
+
+def reissued(name: str, cluster: str, kind: str) -> dict[str, Any]:
+    """Central's outputs after it renewed one certificate of one cluster."""
+    outputs = offline_outputs(name, stacks_dir=FIXTURE_STACKS_DIR)
+    outputs["tlsCertificates"][cluster][kind]["certificate"] += "-renewed"
+    return outputs
+
+
+def test_a_new_ca_reaches_every_edge_on_its_next_up(central: Rendering) -> None:
+    ca_pem, key_pem = operator_ca()
+    moved = run_fixture(
+        CENTRAL_STACK,
+        {f"{PROJECT}:tls": json.dumps({"caCertificate": ca_pem}), f"{PROJECT}:platformCaKey": key_pem},
+    )
+    central_steps = plan(central, moved)
+    # The old CA is protected: the engine refuses to drop it until the operator says so.
+    refused = " ".join(central_steps.refusals())
+    assert f"::{CENTRAL_STACK}-platform-ca-ca'" in refused and f"::{CENTRAL_STACK}-platform-ca-ca-key'" in refused
+    assert {s.name for s in central_steps.of("replace")} >= {c.name for c in central.of_type(LOCALLY_SIGNED)}
+    published = {key: unwrap(value) for key, value in moved.outputs.items()}
+    for edge in EDGE_STACKS:
+        after = run_fixture(edge, stack_outputs=lambda name: published)
+        steps = plan(rendered(edge), after)
+        for kind, name, namespace in (
+            ("Secret", "platform-ingress-tls", "ingress"),
+            ("Secret", "thanos-grpc-tls", "monitoring"),
+            ("Secret", "opensearch-tls", "logging"),
+            ("ConfigMap", "platform-ca", "logging"),
+            ("ConfigMap", "platform-ca", "fluent-bit"),
+        ):
+            assert steps.step(f"kubernetes:core/v1:{kind}", f"{namespace}-{name}").op == "update", (edge, name)
+        assert after.outputs["platformCaCertificate"] == ca_pem
+
+
+# --- the operator's own CA ---------------------------------------------------------------
+
+
+def operator_ca(common_name: str = "Operator Root CA", ca: bool = True) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return pem, key_pem
+
+
+def with_operator_ca(certificate: str, key: str | None) -> Rendering:
+    overrides: dict[str, str | None] = {f"{PROJECT}:tls": json.dumps({"caCertificate": certificate})}
+    overrides[f"{PROJECT}:platformCaKey"] = key
+    return run_fixture(CENTRAL_STACK, overrides)
+
+
+def test_an_operator_ca_replaces_the_generated_one() -> None:
+    ca_pem, key_pem = operator_ca()
+    stack = with_operator_ca(ca_pem, key_pem)
+    assert not stack.of_type(SELF_SIGNED) and not [r for r in stack.of_type(PRIVATE_KEY) if r.name.endswith("-ca-key")]
+    for certificate in stack.of_type(LOCALLY_SIGNED):
+        assert certificate.inputs["caCertPem"] == ca_pem.strip() + "\n"
+        assert isinstance(certificate.inputs["caPrivateKeyPem"], Secret)
+    assert stack.outputs["platformCaCertificate"] == ca_pem.strip() + "\n"
+
+
+def test_an_operator_ca_needs_its_key_and_the_key_must_match() -> None:
+    ca_pem, _ = operator_ca()
+    with pytest.raises(SettingsError, match=r"platformCaKey < ca-key.pem"):
+        with_operator_ca(ca_pem, None)
+    _, other_key = operator_ca("Someone else")
+    with pytest.raises(SettingsError, match=r"platformCaKey is not the key of tls.caCertificate"):
+        with_operator_ca(ca_pem, other_key)
+
+
+def test_a_certificate_that_is_no_ca_is_refused() -> None:
+    leaf, key = operator_ca("not a CA", ca=False)
+    with pytest.raises(SettingsError, match=r"tls.caCertificate is not a CA certificate"):
+        with_operator_ca(leaf, key)
+
+
+def test_a_ca_key_without_its_certificate_and_edge_tls_settings_are_refused() -> None:
+    _, key = operator_ca()
+    with pytest.raises(SettingsError, match=r"platformCaKey is set without tls.caCertificate"):
+        run_fixture(CENTRAL_STACK, {f"{PROJECT}:platformCaKey": key})
+    with pytest.raises(SettingsError, match=r"only the central stack, which holds the platform CA"):
+        run_fixture(EDGE_STACKS[0], {f"{PROJECT}:tls": json.dumps({"validityDays": 90})})
+    with pytest.raises(SettingsError, match=r"platformCaKey is set on an edge stack"):
+        run_fixture(EDGE_STACKS[0], {f"{PROJECT}:platformCaKey": key})
+
+
+def test_a_renewal_window_longer_than_half_the_lifetime_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"tls.renewBeforeDays \(60\) must be at most half"):
+        run_fixture(CENTRAL_STACK, {f"{PROJECT}:tls": json.dumps({"validityDays": 90, "renewBeforeDays": 60})})

@@ -11,7 +11,8 @@ their options.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import longhorn, namespaces, settings
+from components import longhorn, namespaces, opensearch_exporter, settings
+from components.alertmanager import egress as alert_egress
 from components.fluent_bit import FluentBit
 from components.kube_prometheus_stack import SELECTOR_LABELS, KubePrometheusStack
 from components.longhorn import STORAGE_CLASS, Longhorn
@@ -69,6 +70,7 @@ NetworkPolicies(
         "edge_addresses": [edge.ip for edge in config.edges],
         "s3_address": config.s3.address,
         "s3_port": config.s3.port,
+        "alert_receivers": alert_egress(config.alerting),
     },
     opts=on_cluster(owned),
 )
@@ -128,7 +130,13 @@ monitoring = KubePrometheusStack(
         "monitoring": config.monitoring,
         "thanos_datasource_url": QUERY_FRONTEND_URL if config.is_central else None,
         "objstore_ca": config.s3.ca_certificate is not None,
-        "service_monitors": [longhorn.service_monitor(namespaces.LONGHORN)],
+        "service_monitors": [
+            longhorn.service_monitor(namespaces.LONGHORN),
+            opensearch_exporter.service_monitor(namespaces.LOGGING),
+        ],
+        "alerting": config.alerting,
+        "alert_webhook_url": secrets.alert_webhook_url,
+        "alert_smtp_password": secrets.alert_smtp_password,
     },
     opts=on_cluster(owned, storage.release, s3_credentials, protect=config.protect),
 )

@@ -23,10 +23,10 @@ from components.object_storage import CREDENTIALS_OUTPUT, ObjectStorage
 from components.opensearch import HTTP_PORT as OPENSEARCH_PORT
 from components.opensearch import WRITER_SECRET, OpenSearch
 from components.opensearch import ingress_backend as opensearch_backend
+from components.platform_alerts import PlatformAlerts
 from components.s3_credentials import S3Credentials
 from components.thanos import QUERY_FRONTEND_URL, ThanosCentral
 from components.thanos import ui_login as thanos_login
-from components.thanos_alerts import ThanosAlerts
 from components.traefik import Traefik
 
 config, secrets = settings.load()
@@ -173,8 +173,8 @@ thanos = (
     if config.is_central
     else None
 )
-ThanosAlerts(
-    f"{cluster}-thanos-alerts",
+PlatformAlerts(
+    f"{cluster}-platform-alerts",
     {
         "namespace": namespaces.MONITORING,
         "central": config.is_central,

@@ -11,7 +11,8 @@ their options.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import longhorn, namespaces, settings
+from components import longhorn, namespaces, opensearch_exporter, settings
+from components.alertmanager import egress as alert_egress
 from components.central_stack import CentralStack
 from components.cluster_tls import INGRESS_TLS_SECRET, ClusterTls
 from components.fluent_bit import FluentBit
@@ -24,11 +25,11 @@ from components.object_storage import CREDENTIALS_OUTPUT, ObjectStorage
 from components.opensearch import HTTP_PORT as OPENSEARCH_PORT
 from components.opensearch import WRITER_SECRET, OpenSearch
 from components.opensearch import ingress_backend as opensearch_backend
+from components.platform_alerts import PlatformAlerts
 from components.platform_ca import CA_NOT_AFTER_OUTPUT, CA_OUTPUT, CERTIFICATES_OUTPUT, PlatformCa
 from components.s3_credentials import S3Credentials
 from components.thanos import QUERY_FRONTEND_URL, ThanosCentral
 from components.thanos import ui_login as thanos_login
-from components.thanos_alerts import ThanosAlerts
 from components.traefik import Traefik
 
 config, secrets = settings.load()
@@ -72,6 +73,7 @@ NetworkPolicies(
         "edge_addresses": [edge.ip for edge in config.edges],
         "s3_address": config.s3.address,
         "s3_port": config.s3.port,
+        "alert_receivers": alert_egress(config.alerting),
     },
     opts=on_cluster(owned),
 )
@@ -174,7 +176,13 @@ monitoring = KubePrometheusStack(
         "thanos_datasource_url": QUERY_FRONTEND_URL if config.is_central else None,
         "objstore_ca": config.s3.ca_certificate is not None,
         "grpc_tls_checksum": None if config.is_central else tls.grpc_checksum,
-        "service_monitors": [longhorn.service_monitor(namespaces.LONGHORN)],
+        "service_monitors": [
+            longhorn.service_monitor(namespaces.LONGHORN),
+            opensearch_exporter.service_monitor(namespaces.LOGGING),
+        ],
+        "alerting": config.alerting,
+        "alert_webhook_url": secrets.alert_webhook_url,
+        "alert_smtp_password": secrets.alert_smtp_password,
     },
     opts=on_cluster(owned, storage.release, s3_credentials, tls, protect=config.protect),
 )
@@ -213,8 +221,8 @@ thanos = (
     if config.is_central
     else None
 )
-ThanosAlerts(
-    f"{cluster}-thanos-alerts",
+PlatformAlerts(
+    f"{cluster}-platform-alerts",
     {
         "namespace": namespaces.MONITORING,
         "central": config.is_central,

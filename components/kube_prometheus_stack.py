@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import versions
+from components import alertmanager, versions
 from components.cluster_tls import (
     CA_KEY,
     CERTIFICATE_KEY,
@@ -29,7 +29,7 @@ from components.cluster_tls import (
 from components.kube import MANAGED_BY, Component, helm_release, resources
 from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
-from components.settings import MonitoringSettings, quantity_bytes
+from components.settings import AlertingSettings, MonitoringSettings, quantity_bytes
 from components.traefik import INGRESS_CLASS, https_only, ingress_tls
 
 RELEASE = "kube-prometheus-stack"
@@ -56,8 +56,10 @@ KUBE_STATE_METRICS_PORT = 8080
 OPERATOR_PORT = 10250
 """The Prometheus Operator's HTTPS port: its metrics and the admission webhook the API server calls."""
 NODE_EXPORTER_PORT = 9100
-SIDECAR_JOB = THANOS_DISCOVERY_SERVICE
-"""Prometheus `job` label of the sidecar's metrics (the ServiceMonitor scrapes that Service)."""
+SIDECAR_JOB = "thanos-sidecar"
+"""Prometheus `job` label of the sidecar's metrics. The ServiceMonitor scrapes the Service
+`kps-thanos-discovery` and relabels the job to this name, the one the upstream Thanos mixin
+selects (`job=~".*thanos-sidecar.*"`): its dashboards and alerts work unchanged if imported."""
 GRAFANA_SERVICE = f"{RELEASE}-grafana"
 """The Grafana subchart names itself after the release, not `fullnameOverride`."""
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -108,6 +110,12 @@ class KubePrometheusStackArgs(TypedDict):
     service_monitors: list[dict[str, Any]]
     """Scrape targets of components installed before this chart's CRDs exist (Longhorn), in the
     chart's `additionalServiceMonitors` form: the chart creates them once the CRDs are there."""
+    alerting: AlertingSettings
+    """Alertmanager's receivers (none: every alert goes to the `null` receiver, with a warning)."""
+    alert_webhook_url: pulumi.Input[str] | None
+    """The secret config `alertWebhookUrl` (with `alerting.webhook`)."""
+    alert_smtp_password: pulumi.Input[str] | None
+    """The secret config `alertSmtpPassword` (with `alerting.email`)."""
 
 
 def retention_size(storage: str) -> str:
@@ -192,7 +200,12 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         # Headless Service for Query's DNS SRV discovery on central; the ServiceMonitor for the
         # sidecar's metrics needs it on every cluster (the upload alerts run locally).
         "thanosService": {"enabled": True},
-        "thanosServiceMonitor": {"enabled": True},
+        # The mixin's job name instead of the Service's (`SIDECAR_JOB`); the operator appends our
+        # relabelings after its own, so this replaces the job it derived from the Service.
+        "thanosServiceMonitor": {
+            "enabled": True,
+            "relabelings": [{"action": "replace", "targetLabel": "job", "replacement": SIDECAR_JOB}],
+        },
         "additionalServiceMonitors": args["service_monitors"],
     }
     if not args["central"]:
@@ -280,6 +293,20 @@ def crds_values() -> dict[str, Any]:
     }
 
 
+def alertmanager_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    """One replica; receivers and routing from the `alerting` settings, their secrets mounted from
+    the Secret `alertmanager-receivers` (the configuration only names the files)."""
+    alerting = args["alerting"]
+    spec: dict[str, Any] = {
+        "replicas": 1,
+        "storage": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, args["monitoring"].alertmanager_storage_size)},
+        "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
+    }
+    if alertmanager.secret_data(alerting, args["alert_webhook_url"], args["alert_smtp_password"]):
+        spec["secrets"] = [alertmanager.RECEIVERS_SECRET]
+    return {"config": alertmanager.alertmanager_config(alerting), "alertmanagerSpec": spec}
+
+
 def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     # Minikube binds etcd, controller-manager, scheduler and kube-proxy metrics to 127.0.0.1:
     # their monitors would be down forever, and their alerts with them.
@@ -302,15 +329,7 @@ def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any
         "kubeScheduler": unreachable,
         "kubeProxy": unreachable,
         "prometheus": prometheus_values(args),
-        "alertmanager": {
-            "alertmanagerSpec": {
-                "replicas": 1,
-                "storage": {
-                    "volumeClaimTemplate": volume_claim(STORAGE_CLASS, args["monitoring"].alertmanager_storage_size)
-                },
-                "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
-            }
-        },
+        "alertmanager": alertmanager_values(args),
         "grafana": grafana_values(args),
         "prometheusOperator": {
             "resources": resources(cpu="50m", memory="128Mi", memory_limit="256Mi"),
@@ -351,13 +370,32 @@ class KubePrometheusStack(Component):
             ),
             opts=self.child(),
         )
+        before_release: list[pulumi.Resource] = [admin]
+        alerting = args["alerting"]
+        receiver_secrets = alertmanager.secret_data(alerting, args["alert_webhook_url"], args["alert_smtp_password"])
+        if receiver_secrets:
+            # Mounted into the Alertmanager pod: it must exist before the pod starts.
+            before_release.append(
+                k8s.core.v1.Secret(
+                    alertmanager.RECEIVERS_SECRET,
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=alertmanager.RECEIVERS_SECRET, namespace=namespace, labels=MANAGED_BY
+                    ),
+                    type="Opaque",
+                    string_data=pulumi.Output.secret(receiver_secrets),
+                    opts=self.child(),
+                )
+            )
+        warning = alertmanager.no_receiver_warning(alerting)
+        if warning:
+            pulumi.log.warn(warning, resource=self)
         self.release = helm_release(
             RELEASE,
             versions.KUBE_PROMETHEUS_STACK,
             args["chart_version"],
             namespace=namespace,
             values=kube_prometheus_stack_values(args),
-            opts=self.child(admin, stateful=True),
+            opts=self.child(*before_release, stateful=True),
             timeout_seconds=900,
         )
         self.register_outputs({"release": self.release.name, "grafanaAdminPassword": self.grafana_admin_password})

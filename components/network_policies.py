@@ -140,6 +140,8 @@ class NetworkPoliciesArgs(TypedDict):
     """IP of the object store, or None when it is a DNS name (then any address on its port)."""
     s3_port: int
     """Port of the object store."""
+    alert_receivers: Sequence[tuple[str, int]]
+    """(address block, port) of every configured alert receiver: Alertmanager's only egress."""
 
 
 def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
@@ -160,6 +162,8 @@ def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
 def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
     m = ns.MONITORING
     prometheus, grafana, alertmanager = Peer(pods=PROMETHEUS), Peer(pods=GRAFANA), Peer(pods=ALERTMANAGER)
+    # Exactly the configured receivers (README, "Alerts"); none configured: no egress but DNS.
+    receivers = tuple(Flow((Peer(cidr=cidr),), tcp(port)) for cidr, port in args["alert_receivers"])
     scrape_local = (
         Flow((Peer(pods=KUBE_STATE_METRICS),), tcp(kps.KUBE_STATE_METRICS_PORT)),
         Flow((Peer(pods=OPERATOR),), tcp(kps.OPERATOR_PORT)),
@@ -182,6 +186,7 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
     scrape_elsewhere = (
         Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),
         Flow((Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT),), tcp(fluent_bit.METRICS_PORT)),
+        Flow((Peer(pods=OPENSEARCH, namespace=ns.LOGGING),), tcp(opensearch.EXPORTER_PORT)),  # snapshot exporter
         Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), tcp(COREDNS_METRICS_PORT)),
     )
     sidecar_from = Peer(pods=THANOS_QUERY) if args["central"] else Peer(cidr=host_cidr(args["central_address"]))
@@ -206,6 +211,7 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
                 Flow((grafana,), tcp(kps.ALERTMANAGER_PORT)),  # Grafana's Alertmanager datasource
                 Flow((alertmanager,), ((kps.ALERTMANAGER_MESH_PORT, TCP), (kps.ALERTMANAGER_MESH_PORT, UDP))),
             ),
+            egress=receivers,
         ),
         Policy(
             "grafana",
@@ -293,6 +299,8 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
                 # node: Traefik (host network), through which Pulumi manages the API objects
                 Flow((fluent_bit_pods, node), tcp(opensearch.HTTP_PORT)),
                 Flow((search,), tcp(opensearch.TRANSPORT_PORT)),
+                # The snapshot exporter beside OpenSearch reads it over the pod's loopback (no policy applies).
+                Flow((prometheus,), tcp(opensearch.EXPORTER_PORT)),
             ),
             # The image downloads repository-s3 from its artifact site at every start.
             egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3, Flow((INTERNET,), tcp(HTTPS_PORT))),

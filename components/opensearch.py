@@ -33,6 +33,7 @@ import pulumi_random as random
 import yaml
 
 from components import opensearch_api as api
+from components import opensearch_exporter as exporter
 from components import opensearch_policies as policies
 from components import versions
 from components.cluster_tls import (
@@ -55,6 +56,8 @@ SERVICE = "opensearch-cluster-master"
 HTTP_PORT = 9200
 TRANSPORT_PORT = 9300
 METRICS_PORT = 9600
+EXPORTER_PORT = exporter.PORT
+"""The snapshot exporter beside each node (`components/opensearch_exporter.py`), scraped by Prometheus."""
 POD_LABELS = {"app.kubernetes.io/name": "opensearch", "app.kubernetes.io/instance": RELEASE}
 """The chart's selector labels of the OpenSearch pods."""
 ADMIN_USER = "admin"
@@ -323,9 +326,16 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             "tls": ingress_tls(args["hostname"]),
         },
     }
-    if s3.ca_certificate:
-        values |= truststore_values()
-    return values
+    return merge_lists(values, exporter.values(), truststore_values() if s3.ca_certificate else {})
+
+
+def merge_lists(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Values from several concerns: list values (extra volumes, containers) are concatenated."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            merged[key] = [*merged[key], *value] if isinstance(value, list) and key in merged else value
+    return merged
 
 
 def index_replicas(nodes: int) -> int:
@@ -386,7 +396,12 @@ class OpenSearch(Component):
             string_data=pulumi.Output.secret({"internal_users.yml": self.admin_password.apply(internal_users)}),
             opts=self.child(),
         )
-        before_release: list[pulumi.Resource] = [users]
+        # The snapshot exporter's login, read by its container: it must exist before the pod starts.
+        exporter_password: pulumi.Output[str] = pulumi.Output.secret(
+            generated_password(f"{name}-exporter-password", self).result
+        )
+        exporter_secret = self._credentials(exporter.CREDENTIALS_SECRET, exporter.USER, exporter_password, ns)
+        before_release: list[pulumi.Resource] = [users, exporter_secret]
         if args["s3"].ca_certificate:
             before_release.append(
                 k8s.core.v1.ConfigMap(
@@ -414,6 +429,7 @@ class OpenSearch(Component):
             WRITER_SECRET, policies.WRITER_USER, writer_password, args["writer_namespace"]
         )
         self.ready_for_logs = [*self._writer(name, writer_password), *index_setup]
+        self._exporter(name, exporter_password, ns)
         self.register_outputs({"release": self.release.name, "url": self.url, "adminPassword": self.admin_password})
 
     def _credentials(self, secret: str, user: str, password: pulumi.Output[str], ns: str) -> k8s.core.v1.Secret:
@@ -472,6 +488,39 @@ class OpenSearch(Component):
             repository,
         )
         return [template, ism]
+
+    def _exporter(self, name: str, password: pulumi.Output[str], ns: str) -> None:
+        """The snapshot exporter's read-only user and role, and the Service Prometheus scrapes it through."""
+        role = self._object(f"{name}-exporter-role", api.RoleKind(), exporter.ROLE, exporter.role())
+        user = self._object(
+            f"{name}-exporter-user",
+            api.InternalUserKind(),
+            exporter.USER,
+            pulumi.Output.secret({"password": password, "backend_roles": []}),
+        )
+        self._object(
+            f"{name}-exporter-role-mapping",
+            api.RoleMappingKind(),
+            exporter.ROLE,
+            policies.role_mapping(exporter.USER),
+            role,
+            user,
+        )
+        k8s.core.v1.Service(
+            exporter.SERVICE,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=exporter.SERVICE, namespace=ns, labels=MANAGED_BY | exporter.SERVICE_LABELS
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=POD_LABELS,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name=exporter.PORT_NAME, port=exporter.PORT, target_port=exporter.PORT_NAME
+                    )
+                ],
+            ),
+            opts=self.child(),
+        )
 
     def _writer(self, name: str, password: pulumi.Output[str]) -> list[pulumi.Resource]:
         """The Fluent-bit user with its role; returns what Fluent-bit needs before it can write."""

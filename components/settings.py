@@ -8,6 +8,7 @@ wrong and what is accepted; no component ever sees unvalidated config.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import json
@@ -573,6 +574,89 @@ class TlsSettings(_Model):
         return self
 
 
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} must be an address block such as 203.0.113.10/32 (no host bits set)") from None
+    if network.prefixlen == 0:
+        raise ValueError(f"{value!r} is every address; name the receiver's own address (e.g. 203.0.113.10/32)")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+
+
+def _emails(value: str) -> str:
+    addresses = [address.strip() for address in value.split(",")]
+    if not all(_EMAIL.match(address) for address in addresses):
+        raise ValueError(f"{value!r} must be one or more e-mail addresses separated by commas")
+    return value
+
+
+class ReceiverEgress(_Model):
+    """Where a receiver is reached: Alertmanager's NetworkPolicy allows exactly these address blocks and ports."""
+
+    cidr: Cidr
+    """The receiver's address block, e.g. `203.0.113.10/32` (a NetworkPolicy matches addresses, not names)."""
+    port: int = Field(ge=1, le=65535)
+    """Its TCP port, e.g. 443."""
+
+
+class WebhookReceiver(_Model):
+    """An HTTP(S) endpoint that takes Alertmanager's webhook JSON (chat bridge, incident tool, ...).
+
+    Its URL usually carries a token, so it is the secret config `alertWebhookUrl`, never plain config."""
+
+    egress: Annotated[list[ReceiverEgress], Field(min_length=1)]
+    """The address blocks and ports the URL resolves to (DNS names cannot be NetworkPolicy peers)."""
+    send_resolved: bool = True
+    """Also notify when an alert resolves."""
+
+
+class EmailReceiver(_Model):
+    """E-mail over SMTP; the password is the secret config `alertSmtpPassword`."""
+
+    to: Annotated[str, AfterValidator(_emails)]
+    """Recipients, comma-separated."""
+    from_: Annotated[str, AfterValidator(_emails), Field(alias="from")]
+    """Sender address."""
+    smarthost: HostPort
+    """The SMTP server as host:port, e.g. smtp.example.org:587."""
+    username: str = Field(min_length=1)
+    """SMTP login."""
+    require_tls: bool = True
+    """STARTTLS required (Alertmanager's default); off only for a relay on a trusted network."""
+    egress: Annotated[list[ReceiverEgress], Field(min_length=1)]
+    """The address blocks and port(s) of the smarthost."""
+    send_resolved: bool = True
+    """Also notify when an alert resolves."""
+
+    @model_validator(mode="after")
+    def _egress_reaches_smarthost(self) -> EmailReceiver:
+        port = int(self.smarthost.rpartition(":")[2])
+        if port not in {rule.port for rule in self.egress}:
+            raise ValueError(
+                f"alerting.email.egress allows no rule to port {port} of smarthost {self.smarthost}; "
+                "Alertmanager could never reach it"
+            )
+        return self
+
+
+class AlertingSettings(_Model):
+    """Where Alertmanager delivers alerts. Criticals go to every configured receiver, warnings to the
+    webhook (or e-mail when there is no webhook), info and the always-firing Watchdog to nobody."""
+
+    webhook: WebhookReceiver | None = None
+    email: EmailReceiver | None = None
+
+    @property
+    def receivers(self) -> list[str]:
+        """The configured receivers' names, in routing order."""
+        return [name for name in ("webhook", "email") if getattr(self, name) is not None]
+
+
 class VersionSettings(_Model):
     """Overrides of `components/versions.py`; defaults are the pinned set there."""
 
@@ -611,6 +695,7 @@ class Settings(_Model):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     """Central only: the platform CA and certificate lifetimes (edges receive their certificates from central)."""
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     versions: VersionSettings = Field(default_factory=VersionSettings)
     protect: bool = True
     """Protect stateful resources (node, buckets, PVC-backed releases) against `pulumi destroy`."""
@@ -696,6 +781,8 @@ SECRET_KEYS: tuple[SecretKey, ...] = (
         "OpenSearch admin password after a rotation (generated otherwise)",
         required=False,
     ),
+    SecretKey("alertWebhookUrl", "Alertmanager's webhook URL (alerting.webhook)", required=False),
+    SecretKey("alertSmtpPassword", "Alertmanager's SMTP password (alerting.email)", required=False),
 )
 
 
@@ -710,6 +797,10 @@ class Secrets:
     """Set only after a rotation of the OpenSearch admin password; unset, the generated one is used."""
     platform_ca_key: pulumi.Output[str] | None = None
     """Central, with `tls.caCertificate`: the key of the operator's own CA."""
+    alert_webhook_url: pulumi.Output[str] | None = None
+    """The webhook receiver's URL (with `alerting.webhook`)."""
+    alert_smtp_password: pulumi.Output[str] | None = None
+    """The e-mail receiver's SMTP password (with `alerting.email`)."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -773,7 +864,7 @@ def parse_settings(raw: dict[str, Any], stack: str) -> Settings:
     return settings
 
 
-def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
+def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
     def require(key: str, why: str) -> pulumi.Output[str]:
         if config.get(key) is None:
             raise SettingsError(
@@ -813,6 +904,31 @@ def _platform_ca_key(config: pulumi.Config, tls: TlsSettings) -> pulumi.Output[s
             "certificate too, or remove the key with `pulumi config rm platformCaKey` to use the generated CA"
         )
     return config.require_secret("platformCaKey") if has_key else None
+def _read_alerting_secrets(config: pulumi.Config, settings: Settings) -> dict[str, pulumi.Output[str] | None]:
+    """A receiver needs its secret, and a secret needs its receiver (its NetworkPolicy egress)."""
+    found: dict[str, pulumi.Output[str] | None] = {}
+    for receiver, key, field_name in (
+        ("webhook", "alertWebhookUrl", "alert_webhook_url"),
+        ("email", "alertSmtpPassword", "alert_smtp_password"),
+    ):
+        configured = getattr(settings.alerting, receiver) is not None
+        present = config.get(key) is not None
+        if configured and not present:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:{key} is required with alerting.{receiver}; set it with "
+                f"`pulumi config set --secret {key} <value>`"
+            )
+        if present and not configured:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:{key} is set but alerting.{receiver} is not: Alertmanager "
+                f"needs the receiver's egress to reach it; add alerting.{receiver} or `pulumi config rm {key}`"
+            )
+        found[field_name] = config.require_secret(key) if present else None
+    return found
+
+
+def _read_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
+    return dataclasses.replace(_read_core_secrets(config, settings), **_read_alerting_secrets(config, settings))
 
 
 def load() -> tuple[Settings, Secrets]:

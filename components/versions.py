@@ -50,6 +50,9 @@ FLUENT_BIT = Chart("fluent-bit", "https://fluent.github.io/helm-charts", "0.58.1
 BUSYBOX = "1.38.0"
 # The image the opensearch chart runs (its appVersion); used where we run OpenSearch's own tools (keytool).
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.6.0"
+# prometheus-community/elasticsearch_exporter releases (image quay.io/prometheuscommunity/elasticsearch-exporter):
+# v1.10.0 reads OpenSearch too; its snapshots collector (`--collector.snapshots`) gives the snapshot metrics.
+ELASTICSEARCH_EXPORTER_IMAGE = "quay.io/prometheuscommunity/elasticsearch-exporter:v1.10.0"
 
 CHARTS: dict[str, Chart] = {
     chart.name: chart for chart in (TRAEFIK, LONGHORN, KUBE_PROMETHEUS_STACK, OPENSEARCH, FLUENT_BIT)

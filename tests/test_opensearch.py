@@ -14,6 +14,7 @@ import pulumi.dynamic
 import pytest
 import yaml
 
+from components import opensearch_exporter as exporter
 from components import opensearch_policies as policies
 from components import versions
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
@@ -53,9 +54,15 @@ def values(stack: Rendering) -> dict[str, Any]:
     return stack.release("opensearch").inputs["values"]
 
 
-def dynamic(stack: Rendering, kind: str) -> Resource:
-    """The one API object of `kind` (e.g. `IsmPolicy`)."""
-    (resource,) = [r for r in stack.of_type(OBJECT) if r.inputs["kind"] == kind]
+def dynamic(stack: Rendering, kind: str, of_exporter: bool = False) -> Resource:
+    """The one API object of `kind` (e.g. `IsmPolicy`); security objects of Fluent-bit's writer,
+    or with `of_exporter` those of the snapshot exporter."""
+    exporter_objects = {exporter.USER, exporter.ROLE}
+    (resource,) = [
+        r
+        for r in stack.of_type(OBJECT)
+        if r.inputs["kind"] == kind and (r.inputs["object_name"] in exporter_objects) == of_exporter
+    ]
     return resource
 
 
@@ -371,7 +378,8 @@ def test_index_template_maps_the_fields_fluent_bit_sends(any_stack: Rendering) -
 
 def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack: Rendering) -> None:
     objects = [r for r in any_stack.resources if r.type.startswith("pulumi-python:dynamic/")]
-    assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, GUARD])
+    security = ("SecurityRole", "InternalUser", "RoleMapping")  # Fluent-bit's writer and the snapshot exporter
+    assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, *security, GUARD])
     for resource in objects:
         assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
         assert resource.inputs["url"] == any_stack.outputs["opensearchUrl"]

@@ -105,7 +105,7 @@ def test_central_queries_alerts_on_and_issues_users_for_the_new_cluster(project:
     host = project[1]
     endpoints = central.k8s("ConfigMap", "thanos-query-endpoints", "monitoring").inputs["data"]["endpoints.yaml"]
     assert f"{host}:30901" in [entry["address"] for entry in yaml.safe_load(endpoints)["endpoints"]]
-    rules = central.k8s("PrometheusRule", "thanos-layer", "monitoring").inputs["spec"]["groups"]
+    rules = central.k8s("PrometheusRule", "platform-alerts", "monitoring").inputs["spec"]["groups"]
     missing = [r["labels"].get("missing_cluster") for group in rules for r in group["rules"]]
     assert NEW in missing
     users = {r.inputs["name"] for r in central.of_type("minio:index/iamUser:IamUser")}

@@ -155,6 +155,8 @@ HELM_CONTAINERS: dict[str, tuple[HelmContainer, ...]] = {
         HelmContainer("initResources", when=("config",), transient=True),
         HelmContainer("initResources", when=("keystore",), transient=True),
         HelmContainer("sidecarResources", "replicas", when=("masterTerminationFix",)),
+        # Our one extra container: the snapshot exporter beside each node (components/opensearch_exporter.py).
+        HelmContainer("extraContainers.0.resources", "replicas", when=("extraContainers",)),
     ),
     "fluent-bit": (
         HelmContainer("resources", "replicaCount", daemonset_if=("kind", "DaemonSet")),

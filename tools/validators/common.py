@@ -129,10 +129,14 @@ def _walk(value: Any, path: tuple[str | int, ...], secret: bool) -> Iterator[tup
 
 
 def lookup(tree: Any, dotted: str | tuple[str, ...], default: Any = None) -> Any:
-    """`tree["a"]["b"]` for "a.b" (or a tuple of keys, for keys that contain dots)."""
+    """`tree["a"]["b"]` for "a.b" (or a tuple of keys, for keys that contain dots); a number
+    indexes a list (`extraContainers.0.resources`)."""
     parts = dotted.split(".") if isinstance(dotted, str) else dotted
     node = reveal(tree)
     for part in parts:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = reveal(node[int(part)])
+            continue
         if not isinstance(node, dict) or part not in node:
             return default
         node = reveal(node[part])

@@ -117,6 +117,7 @@ KUBERNETES_TYPED_KEYS: dict[str, tuple[str, ...]] = {
     "affinity": ("io.k8s.api.core.v1.Affinity",),
     "dnsConfig": ("io.k8s.api.core.v1.PodDNSConfig",),
     "lifecycle": ("io.k8s.api.core.v1.Lifecycle",),
+    "opensearchLifecycle": ("io.k8s.api.core.v1.Lifecycle",),  # opensearch: its main container's hooks
     "livenessProbe": ("io.k8s.api.core.v1.Probe",),
     "readinessProbe": ("io.k8s.api.core.v1.Probe",),
     "startupProbe": ("io.k8s.api.core.v1.Probe",),

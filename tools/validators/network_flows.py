@@ -18,7 +18,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components import fluent_bit, kube_prometheus_stack, longhorn, network_policies, opensearch, thanos, traefik
+from components import (
+    alertmanager,
+    fluent_bit,
+    kube_prometheus_stack,
+    longhorn,
+    network_policies,
+    opensearch,
+    thanos,
+    traefik,
+)
 from components import namespaces as ns
 from components.minikube_node import APISERVER_PORT, KUBELET_PORT
 from components.settings import Settings, settings_of
@@ -129,6 +138,7 @@ def required_flows(t: Topology) -> list[Flow]:
         Flow(t.pod(GRAFANA), t.pod(ALERTMANAGER), kps.ALERTMANAGER_PORT, "TCP", "Grafana's Alertmanager datasource"),
         # logs
         Flow(t.pod(FLUENT_BIT), t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "Fluent-bit ships logs"),
+        Flow(prometheus, t.pod(OPENSEARCH), opensearch.EXPORTER_PORT, "TCP", "scrape the snapshot exporter"),
         # Longhorn among itself
         Flow(t.pod(LONGHORN_MANAGER), t.pod(INSTANCE_MANAGER), 10000, "TCP", "manager to instance manager"),
         Flow(
@@ -142,6 +152,10 @@ def required_flows(t: Topology) -> list[Flow]:
         Flow(node, t.pod(OPERATOR), kps.OPERATOR_PORT, "TCP", "the operator's admission webhook"),
         Flow(node, t.pod(LONGHORN_MANAGER), longhorn.WEBHOOK_PORTS[0], "TCP", "Longhorn's webhooks"),
     ]
+    flows += [
+        Flow(t.pod(ALERTMANAGER), receiver_address(cidr), port, "TCP", "Alertmanager notifies a receiver")
+        for cidr, port in alertmanager.egress(t.settings.alerting)
+    ]
     for controller in (OPERATOR, KUBE_STATE_METRICS, GRAFANA, FLUENT_BIT, LONGHORN_MANAGER):
         flows.append(Flow(t.pod(controller), node, APISERVER_PORT, "TCP", "controller to the API server"))
     flows += [
@@ -150,6 +164,19 @@ def required_flows(t: Topology) -> list[Flow]:
         if pod.source.hook
     ]
     return flows + (_central_flows(t) if t.settings.is_central else _edge_flows(t))
+
+
+def receiver_address(cidr: str) -> str:
+    """An address inside a receiver's block (its first), to check the flow with."""
+    return str(ipaddress.ip_network(cidr).network_address)
+
+
+def _unconfigured(t: Topology, address: str, port: int) -> bool:
+    """True when no receiver's egress covers `address:port` (so Alertmanager must not reach it)."""
+    return not any(
+        ipaddress.ip_address(address) in ipaddress.ip_network(cidr) and port == allowed
+        for cidr, allowed in alertmanager.egress(t.settings.alerting)
+    )
 
 
 def _central_flows(t: Topology) -> list[Flow]:
@@ -192,6 +219,11 @@ def forbidden_flows(t: Topology) -> list[Flow]:
         Flow(OUTSIDER, prometheus, kps.SIDECAR_GRPC_PORT, "TCP", "nothing outside reaches the sidecar"),
         Flow(t.pod(OPENSEARCH), t.pod(LONGHORN_MANAGER), longhorn.MANAGER_PORT, "TCP", "OpenSearch to Longhorn"),
         Flow(t.pod(FLUENT_BIT), COREDNS.endpoint, COREDNS_METRICS_PORT, "TCP", "only Prometheus scrapes CoreDNS"),
+    ]
+    flows += [
+        Flow(t.pod(ALERTMANAGER), address, port, "TCP", "Alertmanager reaches only its configured receivers")
+        for address, port in ((PUBLIC, 443), (PUBLIC, 587), (OUTSIDER, 25), (t.s3, t.s3_port))
+        if _unconfigured(t, address, port)
     ]
     flows += [
         Flow(t.pod(other), prometheus, kps.PROMETHEUS_PORT, "TCP", "only Grafana queries Prometheus")

@@ -904,6 +904,8 @@ def _platform_ca_key(config: pulumi.Config, tls: TlsSettings) -> pulumi.Output[s
             "certificate too, or remove the key with `pulumi config rm platformCaKey` to use the generated CA"
         )
     return config.require_secret("platformCaKey") if has_key else None
+
+
 def _read_alerting_secrets(config: pulumi.Config, settings: Settings) -> dict[str, pulumi.Output[str] | None]:
     """A receiver needs its secret, and a secret needs its receiver (its NetworkPolicy egress)."""
     found: dict[str, pulumi.Output[str] | None] = {}

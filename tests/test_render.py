@@ -124,6 +124,7 @@ def test_no_secret_reaches_any_file(cli_run: tuple[str, Path, Any]) -> None:
             assert MOCK_PASSWORD not in text, path
 
 
+@requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_check_prints_the_capacity_report_and_exits_by_findings(cli_run: tuple[str, Path, Any]) -> None:
     stack, _, result = cli_run
     assert "Traceback" not in result.stderr
@@ -174,6 +175,7 @@ def test_nothing_to_do_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "give --out DIR, --check, or both" in capsys.readouterr().err
 
 
+@requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_check_exits_1_and_lists_every_finding(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,6 +192,7 @@ def test_check_exits_1_and_lists_every_finding(
     assert out.endswith("check test: 2 finding(s)\n")
 
 
+@requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     clean = synthetic.rendering(synthetic.kubernetes(synthetic.deployment()))
     monkeypatch.setattr(render, "run_stack", lambda stack: clean)

@@ -497,6 +497,7 @@ def test_a_chart_missing_from_the_capacity_table_is_a_finding() -> None:
     assert "chart mystery has no entry in the capacity table" in messages(findings)
 
 
+@requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_the_capacity_report_names_every_sized_container() -> None:
     text = capacity.capacity(rendered(EDGE)).report()
     assert text.startswith(f"capacity of {EDGE}: node 6 CPU / 24 GiB, system reserve 1.2 CPU / 1 GiB")
@@ -516,6 +517,7 @@ def test_every_stack_passes_every_validator(stack: str, validator: str) -> None:
     assert messages(sorted(set(validators()[validator](rendered(stack))))) == ""
 
 
+@requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_run_all_runs_every_validator() -> None:
     broken = synthetic.deployment(containers=[synthetic.container(imagePullPolice="x", resources={})])
     found = {finding.validator for finding in run_all(synthetic.rendering(synthetic.kubernetes(broken)))}

@@ -51,6 +51,10 @@ provider = k8s.Provider(
     kubeconfig=node.kubeconfig,
     # Only a new cluster name replaces the provider (and with it every object); other changes update it.
     cluster_identifier=cluster,
+    # Without these, a change of a Secret's or ConfigMap's data replaces the object, delete first (its
+    # name is fixed): a renewed certificate would vanish from Traefik for the moment in between.
+    enable_secret_mutable=True,
+    enable_config_map_mutable=True,
     opts=pulumi.ResourceOptions(depends_on=[node]),
 )
 

@@ -4,6 +4,7 @@ new CA reaches every edge on its next `up`."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from datetime import timedelta
@@ -130,6 +131,30 @@ def test_a_renewed_certificate_reaches_the_edge_and_rolls_what_reads_it() -> Non
     prometheus = steps.step("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack")
     assert prometheus.op == "update", "the sidecar reads its certificate at start: the pod rolls"
     assert steps.step("kubernetes:core/v1:Secret", "ingress-platform-ingress-tls").op == "same"
+
+
+def test_a_renewed_certificate_changes_its_secret_in_place_never_deleting_it_first() -> None:
+    edge = EDGE_STACKS[0]
+    before = rendered(edge)
+    after = run_fixture(edge, stack_outputs=lambda name: reissued(name, edge, "ingress"))
+    ingress = "ingress-platform-ingress-tls"
+    assert plan(before, after).step("kubernetes:core/v1:Secret", ingress).op == "update"
+    # pulumi-kubernetes replaces a Secret whose data changed unless its provider allows mutation, and a
+    # named object is replaced delete-first: Traefik would lose its certificate in between.
+    immutable = plan(without_mutable_data(before), without_mutable_data(after)).step("kubernetes:core/v1:Secret", ingress)
+    assert (immutable.op, immutable.replaced_by, immutable.delete_first) == ("replace", ("stringData",), True)
+
+
+def without_mutable_data(rendering: Rendering) -> Rendering:
+    """The rendering with a Kubernetes provider that keeps pulumi-kubernetes's default (data replaces)."""
+    flags = ("enableSecretMutable", "enableConfigMapMutable")
+    resources = [
+        dataclasses.replace(r, inputs={k: v for k, v in r.inputs.items() if k not in flags})
+        if r.type == "pulumi:providers:kubernetes"
+        else r
+        for r in rendering.resources
+    ]
+    return dataclasses.replace(rendering, resources=resources)
 
 
 def reissued(name: str, cluster: str, kind: str) -> dict[str, Any]:

@@ -32,6 +32,9 @@ def test_provider_is_built_from_the_nodes_secret_kubeconfig_after_the_node(any_s
     node = any_stack.one("command:remote:Command", f"{any_stack.stack}-minikube")
     assert any_stack.depends_on(provider, node)
     assert provider.inputs["clusterIdentifier"] == any_stack.stack
+    # A Secret or ConfigMap whose data changes is updated, not deleted and created again (provider
+    # settings reach the provider as JSON text).
+    assert (provider.inputs["enableSecretMutable"], provider.inputs["enableConfigMapMutable"]) == ("true", "true")
     assert provider.inputs["kubeconfig"] == "[secret]" or type(provider.inputs["kubeconfig"]).__name__ == "Secret"
 
 

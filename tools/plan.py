@@ -12,6 +12,8 @@ setting changed):
   replacement is the provider's business; `REPLACING_INPUTS` below is what this model knows of
   the providers we use, plus `replaceOnChanges`;
 - a resource whose provider is replaced is replaced with it;
+- a Secret's or ConfigMap's data replaces it unless its provider enables their mutation, and a
+  Kubernetes object replaced under the same name is deleted before it is created again (`delete_first`);
 - a certificate is replaced once `now` is within its `earlyRenewalHours` of its recorded end of
   validity (pulumi-tls marks it `readyForRenewal` when it reads it on the next `up`);
 - replacing or deleting a protected resource is refused, as the engine refuses it at preview;
@@ -87,14 +89,31 @@ REPLACING_INPUTS: dict[str, ReplacingInputs] = {
 }
 
 
-def replacing_inputs(resource: Resource) -> tuple[str, ...]:
-    """The input paths whose change replaces `resource` (`*`: any input)."""
+# The data of a Secret or ConfigMap: pulumi-kubernetes replaces the object when it changes, unless its
+# provider has `enableSecretMutable` / `enableConfigMapMutable` (and the object is not `immutable`).
+_DATA_FIELDS: dict[str, tuple[str, str]] = {
+    "Secret": ("enableSecretMutable", "data stringData"),
+    "ConfigMap": ("enableConfigMapMutable", "data binaryData"),
+}
+
+
+def _replaced_data_fields(resource: Resource, provider: Resource | None) -> tuple[str, ...]:
+    if resource.kind not in _DATA_FIELDS:
+        return ()
+    switch, fields = _DATA_FIELDS[resource.kind]
+    mutable = provider is not None and unwrap(provider.inputs.get(switch)) in (True, "true")
+    return () if mutable and resource.inputs.get("immutable") is not True else tuple(fields.split())
+
+
+def replacing_inputs(resource: Resource, provider: Resource | None = None) -> tuple[str, ...]:
+    """The input paths whose change replaces `resource` (`*`: any input); `provider` is its explicit provider."""
     paths = tuple(resource.replace_on_changes)
     rule = REPLACING_INPUTS.get(resource.type)
     if rule is not None:
         return paths + rule(resource)
     if resource.type.startswith("kubernetes:") and resource.kind:
-        return paths + _kubernetes_identity(resource) + _IMMUTABLE_KUBERNETES_FIELDS.get(resource.kind, ())
+        immutable = _IMMUTABLE_KUBERNETES_FIELDS.get(resource.kind, ())
+        return paths + _kubernetes_identity(resource) + immutable + _replaced_data_fields(resource, provider)
     if resource.type.startswith("pulumi-python:dynamic"):
         return (*paths, "object_name")  # our OpenSearch provider's diff replaces on a new name only
     return paths
@@ -113,6 +132,9 @@ class Step:
     replaced_by: tuple[str, ...] = ()
     """The replacing inputs that changed, or `provider` when the provider is replaced."""
     protected: bool = False
+    delete_first: bool = False
+    """A replacement that deletes the old resource before creating the new one: the resource's
+    `deleteBeforeReplace`, or a Kubernetes object whose name stays the same (the provider must)."""
 
 
 @dataclass
@@ -155,13 +177,15 @@ def plan(old: Rendering, new: Rendering, now: datetime | None = None) -> Plan:
         if previous is not None:
             matched[resource.urn] = previous
     replaced_providers: set[str] = set()
+    providers = {r.urn: r for r in new.resources if r.type.startswith("pulumi:providers:")}
     steps: list[Step] = []
     for resource in _providers_first(new.resources):
         previous = matched.get(resource.urn)
         if previous is None:
             steps.append(Step("create", resource.urn, resource.type, resource.name))
             continue
-        step = _compare(previous, resource, replaced_providers, clock)
+        provider = providers.get((resource.provider or "").rsplit("::", 1)[0])
+        step = _compare(previous, resource, provider, replaced_providers, clock)
         if step.op == "replace" and resource.type.startswith("pulumi:providers:"):
             replaced_providers.add(previous.urn)
         steps.append(step)
@@ -199,13 +223,15 @@ def _due_for_renewal(old: Resource, now: datetime) -> bool:
     return now >= datetime.fromisoformat(end.replace("Z", "+00:00")) - early
 
 
-def _compare(old: Resource, new: Resource, replaced_providers: set[str], now: datetime) -> Step:
+def _compare(
+    old: Resource, new: Resource, provider: Resource | None, replaced_providers: set[str], now: datetime
+) -> Step:
     before, after = _comparable(old.inputs), _comparable(new.inputs)
     for path in new.ignore_changes:  # the engine sends the recorded value instead
         _set(after, path, _lookup(before, path))
     changed = tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
     provider_replaced = any((old.provider or "").startswith(ref) for ref in replaced_providers)
-    reasons = tuple(path for path in replacing_inputs(new) if _differs(before, after, path))
+    reasons = tuple(path for path in replacing_inputs(new, provider) if _differs(before, after, path))
     if provider_replaced:
         reasons += ("provider",)
     if _due_for_renewal(old, now):
@@ -216,7 +242,16 @@ def _compare(old: Resource, new: Resource, replaced_providers: set[str], now: da
         op = "update"
     else:
         op = "same"
-    return Step(op, new.urn, new.type, new.name, changed, reasons, protected=old.protect)
+    delete_first = op == "replace" and (new.delete_before_replace or _keeps_its_kubernetes_name(old, new))
+    return Step(op, new.urn, new.type, new.name, changed, reasons, protected=old.protect, delete_first=delete_first)
+
+
+def _keeps_its_kubernetes_name(old: Resource, new: Resource) -> bool:
+    """pulumi-kubernetes replaces a named object delete-first: the new one cannot be created beside it."""
+    if not (new.type.startswith("kubernetes:") and new.kind):
+        return False
+    name, namespace = new.metadata.get("name"), new.metadata.get("namespace")
+    return bool(name) and (name, namespace) == (old.metadata.get("name"), old.metadata.get("namespace"))
 
 
 def _comparable(inputs: dict[str, Any]) -> dict[str, Any]:

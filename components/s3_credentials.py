@@ -28,7 +28,7 @@ from components.object_storage import (
     THANOS_STORE,
     thanos_objstore_secret,
 )
-from components.settings import PROJECT, S3Settings, is_ip
+from components.settings import S3Settings
 
 ClusterCredentials = dict[str, dict[str, str]]
 """{component: {"accessKey": ..., "secretKey": ...}} of one cluster."""
@@ -76,19 +76,6 @@ def thanos_secret_data(s3: S3Settings, access_key: str, secret_key: str) -> dict
     return data
 
 
-def untrusted_address_warning(s3: S3Settings) -> str | None:
-    """Every client verifies MinIO's certificate (Longhorn and repository-s3 cannot skip it). Without
-    `caCertificate` they trust the public CAs only, which almost never sign a certificate for a bare
-    IP address: worth a warning, not an error (only the operator knows the certificate)."""
-    if s3.use_tls and not s3.ca_certificate and is_ip(s3.host):
-        return (
-            f"s3.endpoint {s3.endpoint} is an IP address and s3.caCertificate is not set: Thanos, Longhorn "
-            f"and OpenSearch will trust MinIO's certificate only if a public CA signed it for that address. "
-            f"If it is self-signed or from a private CA, set {PROJECT}:s3.caCertificate to the PEM of that CA"
-        )
-    return None
-
-
 class S3Credentials(Component):
     """This cluster's object-store Secrets: Thanos objstore configs and the OpenSearch keystore."""
 
@@ -127,9 +114,6 @@ class S3Credentials(Component):
                 },
             )
         )
-        warning = untrusted_address_warning(s3)
-        if warning:
-            pulumi.log.warn(warning, resource=self)
         self.register_outputs({"secrets": [secret.metadata.name for secret in self.secrets]})
 
     def _secret(self, name: str, namespace: str, data: pulumi.Input[dict[str, Any]]) -> k8s.core.v1.Secret:

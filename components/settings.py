@@ -12,13 +12,16 @@ import dataclasses
 import ipaddress
 import itertools
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pulumi
+from cryptography import x509
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -196,6 +199,13 @@ class MinikubeSettings(_Model):
     """Kubelet settings passed as `--extra-config=kubelet.<key>=<value>`; `node-ip` is always the host's IP."""
     minimum_minikube_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = versions.MINIKUBE_MINIMUM
 
+    @property
+    def minimum_containerd_version(self) -> str:
+        """The oldest containerd the kubelet of `kubernetes_version` supports: Kubernetes 1.36 dropped
+        containerd 1.x (1.35 is the last minor that takes 1.7). Debian 12 ships 1.6, Ubuntu 24.04 1.7."""
+        minor = int(self.kubernetes_version.split(".")[1])
+        return "2.0.0" if minor >= 36 else "1.7.0"
+
 
 class NodeCapacity(_Model):
     """What the node offers; the capacity check sizes every workload against it."""
@@ -276,6 +286,18 @@ class BucketNames(_Model):
         return self
 
 
+def _check_object_store_ca(pem: str) -> None:
+    """A readable, unexpired X.509 certificate: what Thanos, Longhorn and the JVM can trust."""
+    if "BEGIN CERTIFICATE" not in pem:
+        raise ValueError("s3.caCertificate must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise ValueError("s3.caCertificate is not a readable PEM certificate") from None
+    if certificate.not_valid_after_utc < datetime.now(UTC):
+        raise ValueError(f"s3.caCertificate expired on {certificate.not_valid_after_utc:%Y-%m-%d}")
+
+
 class S3Settings(_Model):
     """The external MinIO every cluster writes to."""
 
@@ -286,6 +308,10 @@ class S3Settings(_Model):
     only reachable that way has no backups and no snapshots. Present so that asking for it is explained."""
     ca_certificate: str | None = None
     """PEM of the CA that signed MinIO's certificate (public, so plain config); every client trusts it."""
+    public_ca: bool = False
+    """The stack's statement that a public CA signed MinIO's certificate for `endpoint`: the clients then
+    trust the public CAs. With TLS, one of the two must be said; a guess fails only at run time (Thanos
+    Store Gateway's first sync, the MinIO provider, Longhorn backups, OpenSearch snapshots)."""
     region: str = "us-east-1"
     buckets: BucketNames = Field(default_factory=BucketNames)
     versioning: bool = True
@@ -315,11 +341,30 @@ class S3Settings(_Model):
                 '`pulumi config set --path s3.caCertificate -- "$(cat minio-ca.pem)"`; if it is publicly '
                 "trusted, remove the key: `pulumi config rm --path s3.insecureSkipVerify`"
             )
-        if not self.use_tls and self.ca_certificate:
-            raise ValueError("caCertificate needs useTls: true")
-        if self.ca_certificate is not None and "BEGIN CERTIFICATE" not in self.ca_certificate:
-            raise ValueError("caCertificate must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        if not self.use_tls and (self.ca_certificate or self.public_ca):
+            raise ValueError("s3.caCertificate and s3.publicCa need useTls: true")
+        if self.ca_certificate is not None:
+            _check_object_store_ca(self.ca_certificate)
+        self._trust_stated()
         return self
+
+    def _trust_stated(self) -> None:
+        """With TLS, the stack says who signed MinIO's certificate: its CA, or a public one."""
+        if not self.use_tls:
+            return
+        if self.ca_certificate is None and not self.public_ca:
+            raise ValueError(
+                f"s3.caCertificate is required: every client verifies MinIO's certificate at https://{self.endpoint}. "
+                f'Set the CA that signed it, `pulumi config set --path s3.caCertificate -- "$(cat minio-ca.pem)"`, '
+                "or, if a public CA signed it for that address, `pulumi config set --path s3.publicCa true`"
+            )
+        if self.ca_certificate is not None and self.public_ca:
+            raise ValueError("s3.publicCa and s3.caCertificate are set: keep the one that signed MinIO's certificate")
+        if self.public_ca and self.address and not ipaddress.ip_address(self.address).is_global:
+            raise ValueError(
+                f"s3.publicCa: no public CA signs a certificate for the non-public address {self.address}; "
+                "set s3.caCertificate to the CA that signed MinIO's certificate"
+            )
 
     @property
     def url(self) -> str:
@@ -688,7 +733,8 @@ class Settings(_Model):
     """Central only: the edge clusters it queries and creates object-store users for."""
     central_stack: str = f"organization/{PROJECT}/cluster-196"
     """Edge only: the fully qualified central stack to read credentials from."""
-    s3: S3Settings = Field(default_factory=S3Settings)
+    s3: S3Settings
+    """The object store: required, because only the stack can say who signed its certificate."""
     longhorn: LonghornSettings = Field(default_factory=LonghornSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     thanos: ThanosSettings = Field(default_factory=ThanosSettings)
@@ -767,7 +813,9 @@ class SecretKey:
 
 
 SECRET_KEYS: tuple[SecretKey, ...] = (
-    SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh)"),
+    # Required in that the offline engine renders with a key; the program also takes an SSH agent instead.
+    SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh), unless an SSH agent holds it"),
+    SecretKey("sshPrivateKeyPassword", "passphrase of an encrypted sshPrivateKey", required=False),
     SecretKey("minioAdminUser", "MinIO admin access key", roles=(Role.CENTRAL,)),
     SecretKey("minioAdminPassword", "MinIO admin secret key", roles=(Role.CENTRAL,)),
     SecretKey(
@@ -791,6 +839,7 @@ class Secrets:
     """Secret config as Pulumi secret Outputs; only the ones this role uses are present."""
 
     ssh_private_key: pulumi.Output[str] | None
+    """The SSH key (`mode: ssh`); None in local mode, or when an SSH agent (`SSH_AUTH_SOCK`) holds it."""
     minio_admin_user: pulumi.Output[str] | None
     minio_admin_password: pulumi.Output[str] | None
     opensearch_admin_password: pulumi.Output[str] | None
@@ -801,6 +850,8 @@ class Secrets:
     """The webhook receiver's URL (with `alerting.webhook`)."""
     alert_smtp_password: pulumi.Output[str] | None = None
     """The e-mail receiver's SMTP password (with `alerting.email`)."""
+    ssh_private_key_password: pulumi.Output[str] | None = None
+    """The passphrase of an encrypted `ssh_private_key` (pulumi-command cannot use one without it)."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -822,6 +873,10 @@ def _describe(error: ValidationError) -> str:
             problems.append(f"{_config_key(loc)} is not a known setting (check its spelling)")
         elif detail["type"] in ("value_error", "assertion_error") and not loc:
             problems.append(f"{PROJECT}:{message}")
+        elif isinstance(detail.get("input"), dict):  # a section's own rule: its message names the keys
+            section = _config_key(loc).removeprefix(f"{PROJECT}:")
+            named = message.startswith(f"{section}.")
+            problems.append(f"{PROJECT}:{message}" if named else f"{_config_key(loc)}: {message}")
         else:
             problems.append(f"{_config_key(loc)}: {message} (got {detail.get('input')!r})")
     return "invalid stack config: " + "; ".join(problems)
@@ -873,13 +928,35 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
             )
         return config.require_secret(key)
 
-    ssh_key = require("sshPrivateKey", "when minikube.mode is ssh") if settings.minikube.mode == "ssh" else None
+    ssh_key, ssh_key_password = None, None
+    has_ssh_key = config.get("sshPrivateKey") is not None
+    if config.get("sshPrivateKeyPassword") is not None and not has_ssh_key:
+        raise SettingsError(
+            f"invalid stack config: {PROJECT}:sshPrivateKeyPassword is set without sshPrivateKey: it is the "
+            "passphrase of that key; set the key (`pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`) "
+            "or remove it with `pulumi config rm sshPrivateKeyPassword`"
+        )
+    if settings.minikube.mode == "ssh":
+        # pulumi-command offers the agent at $SSH_AUTH_SOCK itself: the socket path, which changes with
+        # every login, never goes into the connection (a new one would run the node scripts again).
+        if not has_ssh_key and not os.environ.get("SSH_AUTH_SOCK"):
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:sshPrivateKey is required when minikube.mode is ssh and no SSH "
+                "agent is running (SSH_AUTH_SOCK is not set): set it with `pulumi config set --secret sshPrivateKey "
+                "< ~/.ssh/id_ed25519` (and sshPrivateKeyPassword if the key has a passphrase), or load the key into "
+                'an agent in the shell that runs pulumi: `eval "$(ssh-agent)" && ssh-add ~/.ssh/id_ed25519`'
+            )
+        if has_ssh_key:
+            ssh_key = config.require_secret("sshPrivateKey")
+            ssh_key_password = config.get_secret("sshPrivateKeyPassword")
     opensearch_password = config.get_secret("opensearchAdminPassword")
     if settings.is_central:
         admin_user = require("minioAdminUser", "on the central stack")
         admin_password = require("minioAdminPassword", "on the central stack")
         ca_key = _platform_ca_key(config, settings.tls)
-        return Secrets(ssh_key, admin_user, admin_password, opensearch_password, ca_key)
+        return Secrets(
+            ssh_key, admin_user, admin_password, opensearch_password, ca_key, ssh_private_key_password=ssh_key_password
+        )
     for key in ("minioAdminUser", "minioAdminPassword", "platformCaKey"):
         if config.get(key) is not None:
             raise SettingsError(
@@ -887,7 +964,7 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
                 "MinIO admin credentials or the CA key (they read their own credentials and certificates "
                 f"from the central stack). Remove it with `pulumi config rm {key}`"
             )
-    return Secrets(ssh_key, None, None, opensearch_password)
+    return Secrets(ssh_key, None, None, opensearch_password, ssh_private_key_password=ssh_key_password)
 
 
 def _platform_ca_key(config: pulumi.Config, tls: TlsSettings) -> pulumi.Output[str] | None:

@@ -11,6 +11,7 @@ Secret or ConfigMap exactly as the program wrote it and serve it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,3 +140,24 @@ def materialize(central: Rendering) -> Materialized:
         done.certificates[certificate.name] = issued
         done.pems[certificate.state["certPem"]] = issued.public_bytes(serialization.Encoding.PEM).decode()
     return done
+
+
+@functools.cache
+def throwaway_ca(name: str = "Test MinIO CA (tests only)") -> tuple[str, ec.EllipticCurvePrivateKey]:
+    """A self-signed CA, PEM and key, made once per test process: the object store's CA an operator
+    gives with `s3.caCertificate`, for stacks whose committed files leave it to the operator."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key

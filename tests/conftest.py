@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -27,9 +28,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from components.settings import Settings, decode_config, settings_of  # noqa: E402
+from tests.certificates import throwaway_ca  # noqa: E402
 from tools import helm  # noqa: E402
 from tools import reference as reference_material  # noqa: E402
-from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names  # noqa: E402
+from tools.engine import PROJECT, Rendering, config_path_overrides, load_stack_config, run_stack, stack_names  # noqa: E402
 
 FIXTURE_STACKS_DIR = ROOT / "tests" / "stacks"
 
@@ -78,10 +80,39 @@ def rendered(stack: str) -> Rendering:
     return run_fixture(stack)
 
 
+def committed_stack_files() -> dict[str, str]:
+    """The project's stack files as committed (`git show HEAD:`), not as the working tree has them: an
+    operator's `pulumi config set --secret` writes `secure:` values into the working tree."""
+    git = ["git", "-C", str(ROOT)]
+    listed = subprocess.run([*git, "ls-files", "Pulumi.*.yaml"], capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout, so nothing is committed: {listed.stderr.strip()}")
+    return {
+        name: subprocess.run([*git, "show", f"HEAD:{name}"], capture_output=True, text=True, check=True).stdout
+        for name in listed.stdout.split()
+        if name != "Pulumi.yaml"
+    }
+
+
+def operator_config(stack: str) -> dict[str, str]:
+    """What the operator sets in a committed stack before its first preview (README, Quick start) that
+    no commit can hold: the object store's CA, unknown to us (a throwaway one here), unless the stack
+    says a public CA signed MinIO's certificate."""
+    s3 = json.loads(load_stack_config(stack).get(f"{PROJECT}:s3", "{}"))
+    if s3.get("useTls", True) in (False, "false") or s3.get("caCertificate") or s3.get("publicCa") in (True, "true"):
+        return {}
+    return {"s3.caCertificate": throwaway_ca()[0]}
+
+
+def operator_config_args(stack: str) -> list[str]:
+    """`operator_config` as `python -m tools.render` takes it (`--config KEY=VALUE`)."""
+    return [argument for key, value in operator_config(stack).items() for argument in ("--config", f"{key}={value}")]
+
+
 @functools.cache
 def committed(stack: str) -> Rendering:
-    """One of the project's own stacks, rendered."""
-    return run_stack(stack)
+    """One of the project's own stacks, rendered with what its operator sets first (`operator_config`)."""
+    return run_stack(stack, config_path_overrides(stack, operator_config(stack)))
 
 
 def raw_config(stack: str, **sections: Any) -> dict[str, Any]:

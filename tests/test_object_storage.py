@@ -11,10 +11,11 @@ import pytest
 
 from components.object_storage import minio_ca_file, policy_document
 from components.settings import PROJECT, S3Settings, SettingsError, parse_settings
-from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, raw_config, run_fixture, settings
+from tests.certificates import throwaway_ca
+from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, raw_config, run_fixture, settings, with_section
 from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, secret_placeholder, unwrap
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n"
+PEM, _ = throwaway_ca()
 BUCKETS = parse_settings(raw_config(CENTRAL_STACK), CENTRAL_STACK).s3.buckets
 """The fixture topology's bucket names."""
 BUCKET_NAMES = {BUCKETS.thanos, BUCKETS.opensearch, BUCKETS.longhorn}
@@ -119,7 +120,7 @@ def test_the_ca_file_is_content_addressed_and_repaired(tmp_path: Path) -> None:
     Path(first).write_text("tampered")
     assert minio_ca_file(PEM, tmp_path) == first
     assert Path(first).read_text() == PEM
-    other = minio_ca_file(PEM.replace("example", "another"), tmp_path)
+    other = minio_ca_file(throwaway_ca("Another test CA")[0], tmp_path)
     assert other != first
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(first).name, Path(other).name])
 
@@ -159,7 +160,7 @@ def test_every_bucket_is_versioned(central: Rendering) -> None:
 
 
 def test_versioning_can_be_switched_off_for_a_minio_without_it() -> None:
-    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"versioning": False})})
+    stack = with_section(CENTRAL_STACK, "s3", versioning=False)
     assert not stack.of_type("minio:index/s3BucketVersioning:S3BucketVersioning")
     assert set(by_bucket(stack, "minio:index/s3Bucket:S3Bucket")) == BUCKET_NAMES
 
@@ -174,7 +175,7 @@ def test_each_bucket_expires_noncurrent_versions_after_the_grace_period(central:
 
 
 def test_the_grace_period_is_configurable() -> None:
-    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"noncurrentVersionExpiryDays": 30})})
+    stack = with_section(CENTRAL_STACK, "s3", noncurrentVersionExpiryDays=30)
     for policy in stack.of_type("minio:index/ilmPolicy:IlmPolicy"):
         assert [rule["noncurrentVersionExpirationDays"] for rule in policy.inputs["rules"]] == [30]
 
@@ -196,7 +197,7 @@ def expiring_current_objects(stack: Rendering) -> list[tuple[str, Any]]:
     ids=["committed config", "unversioned", "longest grace"],
 )
 def test_no_lifecycle_rule_the_program_creates_expires_current_objects(s3: dict[str, Any]) -> None:
-    stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps(s3)} if s3 else None)
+    stack = with_section(CENTRAL_STACK, "s3", **s3)
     assert stack.of_type("minio:index/ilmPolicy:IlmPolicy")
     assert expiring_current_objects(stack) == []
 
@@ -262,7 +263,9 @@ def test_only_the_compactor_may_delete_thanos_blocks(central: Rendering) -> None
 
 
 def test_policies_follow_configured_bucket_names() -> None:
-    s3 = S3Settings.model_validate({"buckets": {"thanos": "metrics", "opensearch": "snaps", "longhorn": "vols"}})
+    s3 = S3Settings.model_validate(
+        {"caCertificate": PEM, "buckets": {"thanos": "metrics", "opensearch": "snaps", "longhorn": "vols"}}
+    )
     assert policy_document("thanos-store", EDGE, s3)["Statement"][1]["Resource"] == ["arn:aws:s3:::metrics/*"]
     assert policy_document("longhorn", EDGE, s3)["Statement"][1]["Resource"] == [f"arn:aws:s3:::vols/{EDGE}/*"]
     with pytest.raises(ValueError, match="grafana"):

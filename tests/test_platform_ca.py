@@ -141,7 +141,9 @@ def test_a_renewed_certificate_changes_its_secret_in_place_never_deleting_it_fir
     assert plan(before, after).step("kubernetes:core/v1:Secret", ingress).op == "update"
     # pulumi-kubernetes replaces a Secret whose data changed unless its provider allows mutation, and a
     # named object is replaced delete-first: Traefik would lose its certificate in between.
-    immutable = plan(without_mutable_data(before), without_mutable_data(after)).step("kubernetes:core/v1:Secret", ingress)
+    immutable = plan(without_mutable_data(before), without_mutable_data(after)).step(
+        "kubernetes:core/v1:Secret", ingress
+    )
     assert (immutable.op, immutable.replaced_by, immutable.delete_first) == ("replace", ("stringData",), True)
 
 

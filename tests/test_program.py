@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.settings import PROJECT, SECRET_KEYS, settings_of
+from components.settings import PROJECT, SECRET_KEYS, SettingsError, settings_of
 from tests.certificates import materialize
-from tests.conftest import CENTRAL_STACK, STACKS, rendered, requires_charts
+from tests.conftest import CENTRAL_STACK, STACKS, committed, committed_stack_files, rendered, requires_charts
 from tools.cluster import cluster
-from tools.engine import ROOT, Rendering, unwrap
+from tools.engine import ROOT, Rendering, run_stack, unwrap
 from tools.verify.outputs import parse
 
 
@@ -85,12 +85,26 @@ def test_stack_outputs_keep_secrets_secret(any_stack: Rendering) -> None:
 
 
 def test_committed_stack_files_hold_no_secrets() -> None:
-    for path in ROOT.glob("Pulumi.*.yaml"):
-        text = path.read_text()
-        assert "secure:" not in text, f"{path.name} holds an encrypted secret: set it in CI instead"
+    files = committed_stack_files()
+    assert sorted(files) == sorted(path.name for path in ROOT.glob("Pulumi.*.yaml") if path.name != "Pulumi.yaml")
+    for name, text in files.items():
+        assert "secure:" not in text, f"{name} holds an encrypted secret: set it in CI instead"
         config = (yaml.safe_load(text) or {}).get("config") or {}
         for secret in SECRET_KEYS:
-            assert f"{PROJECT}:{secret.key}" not in config, f"{secret.key} in {path.name}"
+            assert f"{PROJECT}:{secret.key}" not in config, f"{name} commits {secret.key}"
+
+
+def test_committed_stacks_say_who_signed_the_object_stores_certificate() -> None:
+    """Each committed stack states its choice; a stack that leaves its CA to the operator is refused,
+    naming the key, until the operator sets it (README, Quick start)."""
+    for name, text in committed_stack_files().items():
+        s3 = yaml.safe_load(text)["config"][f"{PROJECT}:s3"]
+        assert "publicCa" in s3 or "caCertificate" in s3, f"{name} does not say who signed MinIO's certificate"
+        stack = name.removeprefix("Pulumi.").removesuffix(".yaml")
+        if not s3.get("caCertificate") and not s3.get("publicCa"):
+            with pytest.raises(SettingsError, match=r"^invalid stack config: thanos-multi-cluster:s3.caCertificate is"):
+                run_stack(stack)
+            assert committed(stack).outputs["objectStore"]["caCertificate"], "with the operator's CA it renders"
 
 
 def test_every_child_waits_for_what_its_component_waits_for(any_stack: Rendering) -> None:

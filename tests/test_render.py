@@ -13,7 +13,7 @@ import yaml
 
 from components import namespaces, network_policies, traefik
 from tests import synthetic
-from tests.conftest import COMMITTED_STACKS, ROOT, committed, requires_charts
+from tests.conftest import COMMITTED_STACKS, ROOT, committed, operator_config_args, requires_charts
 from tools import render
 from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
 
@@ -37,7 +37,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def cli_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Any]:
     """One end-to-end run per stack: render into a fresh directory and check."""
     out = tmp_path_factory.mktemp(request.param)
-    return request.param, out, cli("--stack", request.param, "--out", str(out), "--check")
+    stack = request.param
+    return stack, out, cli("--stack", stack, "--out", str(out), "--check", *operator_config_args(stack))
 
 
 @requires_charts

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from components.settings import settings_of
-from tests.conftest import COMMITTED_STACKS, ROOT, requires_charts
+from tests.conftest import COMMITTED_STACKS, ROOT, operator_config, requires_charts
 from tools import helm
-from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names, unwrap
+from tools.engine import PROJECT, Rendering, config_path_overrides, load_stack_config, run_stack, stack_names, unwrap
 from tools.validators.common import reference_dir
 
 pytestmark = requires_charts
@@ -69,7 +69,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             shutil.copy(source, copy / name)
     for stack in COMMITTED_STACKS:
         shutil.copy(ROOT / f"Pulumi.{stack}.yaml", copy / f"Pulumi.{stack}.yaml")
+        set_operator_config(copy, stack)
     return copy, add_edge(copy)
+
+
+def set_operator_config(project: Path, stack: str) -> None:
+    """What the operator sets in the stack file before the first preview (`pulumi config set --path`)."""
+    for key, value in config_path_overrides(stack, operator_config(stack), stacks_dir=project).items():
+        path = project / f"Pulumi.{stack}.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["config"][key] = json.loads(value)
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def in_copy(project: tuple[Path, str], stack: str) -> Rendering:

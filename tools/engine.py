@@ -290,6 +290,30 @@ def load_stack_config(stack: str, stacks_dir: Path = ROOT) -> dict[str, str]:
     return {key: _config_string(value) for key, value in config.items()}
 
 
+def config_path_overrides(stack: str, settings: Mapping[str, str], stacks_dir: Path = ROOT) -> dict[str, str]:
+    """What `pulumi config set --path KEY VALUE` would change, as full-key overrides for `run_stack`.
+
+    `settings` maps project keys to text values (`s3.caCertificate` -> a PEM): a dotted key sets a
+    field inside the structured value of its first part, which keeps its other fields."""
+    config = load_stack_config(stack, stacks_dir)
+    overrides: dict[str, str] = {}
+    for path, value in settings.items():
+        top, _, rest = path.partition(".")
+        full_key = f"{PROJECT}:{top}"
+        if not rest:
+            overrides[full_key] = value
+            continue
+        current = overrides.get(full_key, config.get(full_key))
+        structured = json.loads(current) if current else {}
+        node = structured
+        *parents, last = rest.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        overrides[full_key] = json.dumps(structured)
+    return overrides
+
+
 def _config_string(value: Any) -> str:
     if isinstance(value, str):
         return value

@@ -34,7 +34,7 @@ from pulumi.output import Unknown
 
 from components.settings import SettingsError
 from tools.cluster import cluster
-from tools.engine import EngineRefusal, Rendering, Resource, redact, run_stack
+from tools.engine import EngineRefusal, Rendering, Resource, config_path_overrides, redact, run_stack
 
 EXIT_FINDINGS = 1
 EXIT_BAD_CONFIG = 2
@@ -44,7 +44,8 @@ _MANIFEST_HEAD = ("apiVersion", "kind", "metadata")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return _render(args.stack, args.out, args.check)
+    settings = dict(setting.partition("=")[::2] for setting in args.config)
+    return _render(args.stack, args.out, args.check, settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,15 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", required=True, help="stack name, e.g. cluster-197 (reads Pulumi.<stack>.yaml)")
     parser.add_argument("--out", type=Path, help="directory to write the rendering into (created if missing)")
     parser.add_argument("--check", action="store_true", help="run every validator; exit 1 on any finding")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="plain config for this run only, like `pulumi preview --config`; a dotted KEY sets a field "
+        "(`s3.caCertificate=<pem>`), as `pulumi config set --path` would",
+    )
     return parser
 
 
-def _render(stack: str, out: Path | None, check: bool) -> int:
+def _render(stack: str, out: Path | None, check: bool, settings: dict[str, str] | None = None) -> int:
     if out is None and not check:
         print("render: nothing to do: give --out DIR, --check, or both", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
-        rendering = run_stack(stack)
+        rendering = run_stack(stack, config_path_overrides(stack, settings or {}))
     except (SettingsError, EngineRefusal, FileNotFoundError) as error:
         print(str(error).splitlines()[0] if str(error) else type(error).__name__, file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -43,6 +43,7 @@ node = MinikubeNode(
         "address": config.ip,
         "minikube": config.minikube,
         "ssh_private_key": secrets.ssh_private_key,
+        "ssh_private_key_password": secrets.ssh_private_key_password,
     },
     opts=protected,
 )
@@ -231,6 +232,7 @@ PlatformAlerts(
         "namespace": namespaces.MONITORING,
         "central": config.is_central,
         "expected_clusters": [cluster, *(edge.name for edge in config.edges)],
+        "snapshot_repository": config.logging.repository_name,
     },
     opts=on_cluster(owned, monitoring.release),
 )
@@ -241,6 +243,7 @@ logs = OpenSearch(
         "writer_namespace": namespaces.FLUENT_BIT,
         "cluster_name": cluster,
         "hostname": config.hostname("opensearch"),
+        "node_address": config.ip,
         "chart_version": config.versions.opensearch,
         "storage_class": STORAGE_CLASS,
         "logging": config.logging,

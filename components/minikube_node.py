@@ -7,14 +7,18 @@ prepended to the script text, not through the SSH environment (sshd drops variab
 `AcceptEnv` does not list).
 
 Both steps converge in place: a change of a script or of a setting changes the command text,
-and pulumi-command runs `create` again on an update (no `update` command is set). Only the
-node's identity, the host it runs on, replaces it (the old profile is deleted first): with SSH a
-new `connection.host`. The node is usually protected, so a replacement needs the operator to
-lift the protection first: a new host is a new cluster.
+and pulumi-command runs `create` again on an update (no `update` command is set). A new SSH key,
+passphrase or user changes only the connection: an update too, which runs the scripts again.
 
-Neither step sets `triggers` (a change there always replaces). Earlier versions of this program
-stored a digest of the scripts in it, and so replaced the node on every script change;
-`ignore_changes` keeps that stored value, so such stacks plan an update, not a replacement.
+Only the node's identity, the host it runs on and its profile, replaces it. The identity is the
+commands' `triggers`, the input pulumi-command replaces on: a plain, non-secret value. (The SSH
+`connection` cannot carry it: pulumi-command declares the whole connection secret, so the engine
+diffs it as one value at `connection`, and `replaceOnChanges: ["connection.host"]` never matches.)
+The start step deletes its old profile before the new one starts (`deleteBeforeReplace`); the
+node is usually protected, so a replacement needs the operator to lift the protection first: a
+new host is a new cluster. The prerequisites carry the same identity: they belong to the host,
+so a new host gets a step of its own, created (and so run) there, in local mode too, where
+nothing else in their inputs names the host.
 """
 
 from __future__ import annotations
@@ -36,9 +40,6 @@ PROFILE = "minikube"
 APISERVER_PORT = 8443
 """Minikube's API server port, on the node's address (the `none` driver puts the control plane there)."""
 KUBELET_PORT = 10250
-LEGACY_TRIGGERS = "triggers"
-IDENTITY = ["connection.host"]
-"""What makes a node this node: a new host replaces it; every other change updates it in place."""
 
 
 class MinikubeNodeArgs(TypedDict):
@@ -49,7 +50,16 @@ class MinikubeNodeArgs(TypedDict):
     minikube: MinikubeSettings
     """Validated Minikube options (mode, driver, runtime, CNI, versions, kubelet config)."""
     ssh_private_key: pulumi.Input[str] | None
-    """Secret private key for `mode: ssh`; None for `mode: local`."""
+    """Secret private key for `mode: ssh`; None for `mode: local`, or to authenticate with the SSH agent
+    at `$SSH_AUTH_SOCK` (pulumi-command offers it by itself)."""
+    ssh_private_key_password: pulumi.Input[str] | None
+    """Secret passphrase of an encrypted `ssh_private_key`, or None."""
+
+
+def identity(host: str) -> list[dict[str, str]]:
+    """What makes a node this node, as the commands' `triggers`: a change replaces them; every
+    other change updates them in place."""
+    return [{"host": host, "profile": PROFILE}]
 
 
 def script(name: str) -> str:
@@ -103,6 +113,8 @@ def prerequisite_variables(minikube: MinikubeSettings) -> dict[str, str]:
         "CRICTL_VERSION": versions.CRICTL,
         "CNI_PLUGINS_VERSION": versions.CNI_PLUGINS,
         "MINIKUBE_MINIMUM_VERSION": minikube.minimum_minikube_version,
+        "KUBERNETES_VERSION": minikube.kubernetes_version,
+        "CONTAINERD_MINIMUM_VERSION": minikube.minimum_containerd_version,
     }
 
 
@@ -128,7 +140,7 @@ class MinikubeNode(Component):
             args,
             create=prerequisites_script,
             delete=None,
-            opts=self.child(ignore_changes=[LEGACY_TRIGGERS]),
+            opts=self.child(),
         )
         start = self._command(
             f"{name}-minikube",
@@ -140,8 +152,6 @@ class MinikubeNode(Component):
                 stateful=True,
                 delete_before_replace=True,  # one host runs one profile: the old must go first
                 additional_secret_outputs=["stdout"],
-                ignore_changes=[LEGACY_TRIGGERS],
-                replace_on_changes=IDENTITY if args["minikube"].mode == "ssh" else None,
             ),
         )
         self.kubeconfig = pulumi.Output.secret(start.stdout)
@@ -155,13 +165,19 @@ class MinikubeNode(Component):
         delete: str | None,
         opts: pulumi.ResourceOptions,
     ) -> local.Command | remote.Command:
+        triggers = identity(args["host"])
         if args["minikube"].mode == "local":
-            return local.Command(name, create=create, delete=delete, interpreter=["/bin/bash", "-c"], opts=opts)
+            return local.Command(
+                name, create=create, delete=delete, interpreter=["/bin/bash", "-c"], triggers=triggers, opts=opts
+            )
+        # No agent_socket_path: pulumi-command uses $SSH_AUTH_SOCK when it is set, and a path that
+        # changes with every login would make every `pulumi up` run the scripts again.
         connection = remote.ConnectionArgs(
             host=args["host"],
             user=args["minikube"].ssh_user,
             port=args["minikube"].ssh_port,
             private_key=args["ssh_private_key"],
+            private_key_password=args["ssh_private_key_password"],
         )
         # remote.Command runs the text through the login shell; bash is asked for explicitly.
         return remote.Command(
@@ -169,5 +185,6 @@ class MinikubeNode(Component):
             connection=connection,
             create=f"bash -s <<'NODE_SCRIPT'\n{create}\nNODE_SCRIPT",
             delete=f"bash -s <<'NODE_SCRIPT'\n{delete}\nNODE_SCRIPT" if delete else None,
+            triggers=triggers,
             opts=opts,
         )

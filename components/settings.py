@@ -493,6 +493,9 @@ class ThanosSettings(_Model):
     """In-memory index cache of the Store Gateway (`--index-cache-size`)."""
     compactor_storage_size: Quantity = "20Gi"
     """Longhorn volume of the Compactor: scratch space for the blocks it compacts and downsamples."""
+    query_cache_validity: Annotated[Duration, _at_least("1m", "a shorter validity caches nothing useful")] = "1h"
+    """How long the Query Frontend keeps a result. An answer given while an edge was unreachable lacks that
+    edge's series; it is served from the cache, hole and all, until it expires (`0s`, forever, is refused)."""
 
     @model_validator(mode="after")
     def _coarser_data_lives_longer(self) -> ThanosSettings:
@@ -556,6 +559,8 @@ class LoggingSettings(_Model):
     """Memory request and limit of each OpenSearch node; the JVM heap is half of it, the rest is page cache."""
     retention_days: int = Field(14, ge=1, le=365)
     """ISM deletes a `logs-*` index this many days after it was created."""
+    audit_retention_days: int = Field(30, ge=1, le=3650)
+    """ISM deletes the security plugin's audit indices (`security-auditlog-*`) this many days after creation."""
     snapshot_retention: Annotated[str, _pattern(r"\d+[hd]", "hours or days such as 180d")] = "180d"
     """Snapshot Management deletes snapshots older than this (`deletion.condition.max_age`); never a bucket
     lifecycle rule, because snapshots share files and age-based expiry corrupts newer ones."""
@@ -573,6 +578,10 @@ class LoggingSettings(_Model):
     """Read timeout of each OpenSearch API request Pulumi makes (connecting times out after 10s)."""
     api_retries: int = Field(6, ge=0, le=20)
     """Retries with exponential backoff of a request that got 429, 5xx or a connection error."""
+    api_url: Annotated[str, _pattern(r"https://[^/\s]+", "an https:// URL without a path")] | None = None
+    """Where Pulumi calls OpenSearch's REST API from the operator's machine. Unset: the host's address on
+    443, with `opensearch.<domain>` as TLS server name and Host, so no DNS entry is needed there. Set it
+    when that machine resolves the name itself or goes through a proxy (`HTTPS_PROXY` is honoured then)."""
     fluent_bit_buffer_limit: Annotated[str, _pattern(r"\d+[KMG]", "a Fluent-bit size such as 512M or 2G")] = "2G"
     """Disk buffer of Fluent-bit's OpenSearch output (`storage.total_limit_size`); when full, oldest chunks go."""
     fluent_bit_retry_limit: int | None = Field(None, ge=1)

@@ -31,7 +31,7 @@ from components.settings import Settings, decode_config, settings_of  # noqa: E4
 from tests.certificates import throwaway_ca  # noqa: E402
 from tools import helm  # noqa: E402
 from tools import reference as reference_material  # noqa: E402
-from tools.engine import PROJECT, Rendering, config_path_overrides, load_stack_config, run_stack, stack_names  # noqa: E402
+from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names  # noqa: E402
 
 FIXTURE_STACKS_DIR = ROOT / "tests" / "stacks"
 
@@ -112,7 +112,7 @@ def operator_config_args(stack: str) -> list[str]:
 @functools.cache
 def committed(stack: str) -> Rendering:
     """One of the project's own stacks, rendered with what its operator sets first (`operator_config`)."""
-    return run_stack(stack, config_path_overrides(stack, operator_config(stack)))
+    return run_stack(stack, settings=operator_config(stack))
 
 
 def raw_config(stack: str, **sections: Any) -> dict[str, Any]:
@@ -137,6 +137,13 @@ def with_section(stack: str, section: str, **changes: Any) -> Rendering:
 def settings(rendering: Rendering) -> Settings:
     """The validated settings a rendering ran with (hosts, domains, edges: never spelled out in tests)."""
     return settings_of(rendering.config, rendering.stack)
+
+
+@pytest.fixture(autouse=True)
+def no_ssh_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's SSH agent (`SSH_AUTH_SOCK`) unless it sets one: with an agent the
+    program takes no key, and what a test renders must not depend on the shell it runs in."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
 
 
 @pytest.fixture(params=STACKS)

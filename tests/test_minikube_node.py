@@ -19,14 +19,23 @@ from typing import Any
 
 import pytest
 
-from components import versions
-from components.minikube_node import PROFILE, SCRIPTS, start_variables, with_exports
-from components.settings import PROJECT, MinikubeSettings
-from tests.conftest import EDGE, run_fixture
+from components import minikube_node, versions
+from components.minikube_node import (
+    PROFILE,
+    SCRIPTS,
+    identity,
+    prerequisite_variables,
+    script,
+    start_variables,
+    with_exports,
+)
+from components.settings import PROJECT, MinikubeSettings, SettingsError
+from tests.conftest import EDGE, run_fixture, settings
 from tools.engine import Rendering, Secret, secret_placeholder, unwrap
 from tools.plan import Step, plan
 
 COMMAND = "command:remote:Command"
+LOCAL_COMMAND = "command:local:Command"
 
 
 # The address the script-level tests start a node on (cluster-197's, like the stack file's).
@@ -44,6 +53,11 @@ def node_step(before: Rendering, after: Rendering) -> Step:
 
 def host(stack: Rendering) -> str:
     return stack.config[f"{PROJECT}:host"]
+
+
+def another_host(stack: Rendering) -> str:
+    """An address in the stack's host network that is not its host."""
+    return host(stack).rsplit(".", 1)[0] + ".250"
 
 
 def node_ip(stack: Rendering) -> str:
@@ -93,29 +107,43 @@ def test_kubeconfig_is_a_secret_output_and_secret_in_state(any_stack: Rendering)
     assert "stdout" in start.additional_secret_outputs
 
 
-def test_only_the_nodes_host_can_replace_it_and_a_replacement_deletes_first(any_stack: Rendering) -> None:
+def test_a_nodes_identity_is_its_host_and_profile_in_triggers(any_stack: Rendering) -> None:
+    """pulumi-command replaces a command when its `triggers` change; nothing else replaces it."""
+    for step in ("host-prerequisites", "minikube"):
+        command = any_stack.one(COMMAND, f"{any_stack.stack}-{step}")
+        assert command.inputs["triggers"] == [{"host": host(any_stack), "profile": PROFILE}]
+        assert not isinstance(command.inputs["triggers"], Secret), "a secret diffs as one value: keep it plain"
+        assert "triggers" not in command.ignore_changes, "an ignored identity would never replace the node"
+        assert not any(path.startswith("connection") for path in command.replace_on_changes), (
+            "the connection is secret as a whole: a path inside it never matches the engine's diff"
+        )
+        assert "update" not in command.inputs, "without an update command, a changed create runs again in place"
+
+
+def test_a_replacement_deletes_the_old_profile_first_and_protect_guards_the_node(any_stack: Rendering) -> None:
     start = any_stack.one(COMMAND, f"{any_stack.stack}-minikube")
     assert start.protect
     assert start.delete_before_replace
-    assert "connection.host" in start.replace_on_changes
-    assert "triggers" not in start.inputs, "a change of triggers always replaces"
     assert "minikube delete" in start.inputs["delete"]
-    assert "update" not in start.inputs, "without an update command, a changed create runs again in place"
-
-
-def test_stacks_that_stored_a_script_digest_as_triggers_keep_it(any_stack: Rendering) -> None:
-    """Earlier versions replaced the node on every script change through `triggers`; ignoring the
-    stored value makes their first `pulumi up` with this version an update."""
-    for step in ("host-prerequisites", "minikube"):
-        assert any_stack.one(COMMAND, f"{any_stack.stack}-{step}").ignore_changes == ["triggers"]
-
-
-def test_host_prerequisites_rerun_in_place_and_are_never_replaced(any_stack: Rendering) -> None:
     prerequisites = any_stack.one(COMMAND, f"{any_stack.stack}-host-prerequisites")
-    assert "triggers" not in prerequisites.inputs
-    assert "connection.host" not in prerequisites.replace_on_changes
-    assert "update" not in prerequisites.inputs
+    assert not prerequisites.protect, "the prerequisites hold no state: a new host gets its own"
     assert not prerequisites.delete_before_replace
+    assert "delete" not in prerequisites.inputs
+
+
+def test_a_new_host_replaces_the_node_which_protect_refuses(edge: Rendering) -> None:
+    moved = run_fixture(edge.stack, {f"{PROJECT}:host": another_host(edge)})
+    step = node_step(edge, moved)
+    assert (step.op, step.protected) == ("replace", True)
+    assert {reason.partition("[")[0] for reason in step.replaced_by} == {"triggers"}
+    assert any(f"{edge.stack}-minikube" in refusal for refusal in plan(edge, moved).refusals())
+
+
+def test_a_new_host_gets_its_prerequisites_run_there(edge: Rendering) -> None:
+    moved = run_fixture(edge.stack, {f"{PROJECT}:host": another_host(edge)})
+    step = plan(edge, moved).step(COMMAND, f"{edge.stack}-host-prerequisites")
+    assert step.op == "replace", "created anew, so its create runs on the new host"
+    assert not step.protected
 
 
 def test_a_changed_kubelet_setting_updates_the_node_in_place(edge: Rendering) -> None:
@@ -131,12 +159,33 @@ def test_a_changed_kubernetes_version_updates_the_node_in_place(edge: Rendering)
     assert "export KUBERNETES_VERSION=v1.35.2" in start_command(changed)
 
 
-def test_a_new_host_replaces_the_node_which_protect_refuses(edge: Rendering) -> None:
-    address = host(edge).rsplit(".", 1)[0] + ".250"
-    moved = run_fixture(edge.stack, {f"{PROJECT}:host": address})
-    step = node_step(edge, moved)
-    assert (step.op, step.replaced_by, step.protected) == ("replace", ("connection.host",), True)
-    assert any(f"{edge.stack}-minikube" in refusal for refusal in plan(edge, moved).refusals())
+@pytest.mark.parametrize(
+    ("name", "step"), [("host-prerequisites.sh", "host-prerequisites"), ("minikube-start.sh", "minikube")]
+)
+def test_a_changed_script_runs_again_in_place(
+    edge: Rendering, name: str, step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed_scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, changed_scripts)
+    (changed_scripts / name).write_text(script(name) + "# changed\n")
+    monkeypatch.setattr(minikube_node, "SCRIPTS", changed_scripts)
+    result = plan(edge, run_fixture(edge.stack))
+    changed = result.step(COMMAND, f"{edge.stack}-{step}")
+    assert (changed.op, changed.changed) == ("update", ("create",))
+    assert result.refusals() == []
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [{"sshPrivateKey": "another-key"}, {"sshPrivateKeyPassword": "a passphrase"}],
+    ids=["new key", "passphrase added"],
+)
+def test_new_ssh_credentials_update_the_node_in_place(edge: Rendering, secrets: dict[str, str]) -> None:
+    changed = run_fixture(edge.stack, {f"{PROJECT}:{key}": value for key, value in secrets.items()})
+    result = plan(edge, changed)
+    for step in ("host-prerequisites", "minikube"):
+        assert result.step(COMMAND, f"{edge.stack}-{step}").op == "update", step
+    assert result.refusals() == []
 
 
 def test_ssh_connection_uses_the_secret_key(any_stack: Rendering) -> None:
@@ -144,6 +193,56 @@ def test_ssh_connection_uses_the_secret_key(any_stack: Rendering) -> None:
     assert isinstance(connection, Secret), "a connection holding the key is secret as a whole"
     assert unwrap(connection)["host"] == host(any_stack)
     assert unwrap(connection)["privateKey"] == secret_placeholder("sshPrivateKey")
+    assert "privateKeyPassword" not in unwrap(connection)
+
+
+def test_an_encrypted_key_is_opened_with_its_passphrase() -> None:
+    stack = run_fixture(EDGE, {f"{PROJECT}:sshPrivateKeyPassword": "a passphrase"})
+    for step in ("host-prerequisites", "minikube"):
+        connection = stack.one(COMMAND, f"{EDGE}-{step}").inputs["connection"]
+        assert isinstance(connection, Secret)
+        assert unwrap(connection)["privateKeyPassword"] == "a passphrase"
+
+
+def test_a_passphrase_without_its_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/user/1000/agent.sock")
+    overrides = {f"{PROJECT}:sshPrivateKey": None, f"{PROJECT}:sshPrivateKeyPassword": "a passphrase"}
+    with pytest.raises(SettingsError, match="sshPrivateKeyPassword is set without sshPrivateKey") as error:
+        run_fixture(EDGE, overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_without_a_key_the_ssh_agent_authenticates(monkeypatch: pytest.MonkeyPatch) -> None:
+    socket = "/run/user/1000/agent-1234.sock"
+    monkeypatch.setenv("SSH_AUTH_SOCK", socket)
+    stack = run_fixture(EDGE, {f"{PROJECT}:sshPrivateKey": None})
+    for step in ("host-prerequisites", "minikube"):
+        connection = unwrap(stack.one(COMMAND, f"{EDGE}-{step}").inputs["connection"])
+        assert connection["host"] == host(stack)
+        assert "privateKey" not in connection and "privateKeyPassword" not in connection
+        assert "agentSocketPath" not in connection, "pulumi-command reads SSH_AUTH_SOCK itself"
+    assert socket not in json.dumps([unwrap(r.inputs) for r in stack.resources], default=str)
+
+
+def test_a_new_agent_socket_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The socket path changes with every login: it must not run the node scripts again."""
+    overrides: dict[str, str | None] = {f"{PROJECT}:sshPrivateKey": None}
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/ssh-AAAA/agent.100")
+    before = run_fixture(EDGE, overrides)
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/ssh-BBBB/agent.200")
+    after = run_fixture(EDGE, overrides)
+    for step in ("host-prerequisites", "minikube"):
+        assert plan(before, after).step(COMMAND, f"{EDGE}-{step}").op == "same"
+
+
+def test_without_a_key_or_an_agent_both_ways_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    with pytest.raises(SettingsError, match=r"sshPrivateKey is required when minikube\.mode is ssh") as error:
+        run_fixture(EDGE, {f"{PROJECT}:sshPrivateKey": None})
+    message = str(error.value)
+    assert "\n" not in message
+    assert "pulumi config set --secret sshPrivateKey" in message
+    assert "ssh-add" in message and "SSH_AUTH_SOCK" in message
 
 
 def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
@@ -156,6 +255,7 @@ def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
         "open-iscsi",
         "nfs-common",
         "iscsid",
+        "net.ipv4.ip_forward=1",
         "vm.max_map_count=262144",
         "fs.inotify.max_user_instances=8192",
         "fs.inotify.max_user_watches=524288",
@@ -168,10 +268,34 @@ def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
         assert needed in prerequisites.inputs["create"], needed
 
 
+def test_prerequisites_are_told_the_oldest_containerd_the_kubernetes_version_supports(any_stack: Rendering) -> None:
+    prerequisites = str(any_stack.one(COMMAND, f"{any_stack.stack}-host-prerequisites").inputs["create"])
+    minimum = settings(any_stack).minikube.minimum_containerd_version
+    assert f"export CONTAINERD_MINIMUM_VERSION={minimum}\n" in prerequisites
+    assert f"export KUBERNETES_VERSION={settings(any_stack).minikube.kubernetes_version}\n" in prerequisites
+
+
+@pytest.mark.parametrize(("kubernetes", "containerd"), [("v1.35.2", "1.7.0"), ("v1.36.3", "2.0.0")])
+def test_kubernetes_1_36_needs_containerd_2_and_1_35_still_takes_1_7(kubernetes: str, containerd: str) -> None:
+    assert MinikubeSettings(kubernetes_version=kubernetes).minimum_containerd_version == containerd
+
+
 def test_local_mode_runs_on_the_host_itself() -> None:
     stack = run_fixture(EDGE, {f"{PROJECT}:minikube": '{"mode": "local"}'})
     assert not stack.of_type(COMMAND)
-    assert len(stack.of_type("command:local:Command")) == 2
+    commands = stack.of_type(LOCAL_COMMAND)
+    assert len(commands) == 2
+    assert all(command.inputs["triggers"] == identity(host(stack)) for command in commands)
+
+
+def test_in_local_mode_too_a_new_host_replaces_the_node() -> None:
+    local_mode = {f"{PROJECT}:minikube": '{"mode": "local"}'}
+    before = run_fixture(EDGE, local_mode)
+    moved = run_fixture(EDGE, local_mode | {f"{PROJECT}:host": another_host(before)})
+    result = plan(before, moved)
+    assert result.step(LOCAL_COMMAND, f"{EDGE}-minikube").op == "replace"
+    assert result.step(LOCAL_COMMAND, f"{EDGE}-host-prerequisites").op == "replace"
+    assert any(f"{EDGE}-minikube" in refusal for refusal in result.refusals())
 
 
 # --- the scripts themselves --------------------------------------------------------------
@@ -255,9 +379,14 @@ def start_script(minikube: MinikubeSettings | None = None) -> str:
     return with_exports(start_variables(ADDRESS, ADDRESS, settings), (SCRIPTS / "minikube-start.sh").read_text())
 
 
+# systemd as a fresh none-driver node has it: minikube started the kubelet but did not enable it.
+FAKE_SYSTEMCTL = 'if [ "$1" = is-enabled ]; then exit "${FAKE_KUBELET_ENABLED_RC:-1}"; fi'
+
+
 def run_start(fake_host: FakeHost, running: bool, minikube: MinikubeSettings | None = None) -> list[str]:
     """Run minikube-start.sh against the fake minikube; return the `start` calls it made."""
     fake_host.fake("minikube", FAKE_MINIKUBE)
+    fake_host.fake("systemctl", FAKE_SYSTEMCTL)
     fake_host.env["FAKE_RUNNING"] = "yes" if running else "no"
     before = len(fake_host.calls("minikube"))
     result = fake_host.run(start_script(minikube))
@@ -327,6 +456,42 @@ def test_a_failed_start_fails_records_nothing_and_deletes_nothing(fake_host: Fak
     assert f"minikube delete -p {PROFILE}" in result.stderr, "the operator is told how to recreate the node"
     assert not (fake_host.state / f"{PROFILE}.start-args").exists()
     assert not any(" delete" in call for call in fake_host.calls("minikube"))
+
+
+def kubelet_enabled(fake_host: FakeHost) -> int:
+    """How often the script enabled the kubelet."""
+    return fake_host.calls("systemctl").count("enable kubelet")
+
+
+def test_a_started_node_has_its_kubelet_enabled_so_that_it_comes_back_after_a_reboot(fake_host: FakeHost) -> None:
+    run_start(fake_host, running=False)
+    assert kubelet_enabled(fake_host) == 1
+
+
+def test_a_running_node_left_alone_has_its_kubelet_enabled_too(fake_host: FakeHost) -> None:
+    """A node started by an earlier version of the script gets it on its next `pulumi up`."""
+    run_start(fake_host, running=False)
+    assert run_start(fake_host, running=True) == []
+    assert kubelet_enabled(fake_host) == 2
+
+
+def test_an_enabled_kubelet_is_left_as_it_is(fake_host: FakeHost) -> None:
+    fake_host.env["FAKE_KUBELET_ENABLED_RC"] = "0"
+    run_start(fake_host, running=False)
+    assert kubelet_enabled(fake_host) == 0
+
+
+def test_a_failed_start_enables_no_kubelet(fake_host: FakeHost) -> None:
+    fake_host.fake("minikube", FAKE_MINIKUBE)
+    fake_host.fake("systemctl", FAKE_SYSTEMCTL)
+    fake_host.env["FAKE_START_RC"] = "1"
+    assert fake_host.run(start_script()).returncode != 0
+    assert kubelet_enabled(fake_host) == 0
+
+
+def test_only_the_none_driver_runs_the_kubelet_on_the_host(fake_host: FakeHost) -> None:
+    run_start(fake_host, running=False, minikube=MinikubeSettings(driver="docker"))
+    assert fake_host.calls("systemctl") == []
 
 
 def test_minikubes_own_default_storage_class_is_disabled(fake_host: FakeHost) -> None:
@@ -548,6 +713,100 @@ def test_a_failing_apt_install_says_what_to_do(fake_host: FakeHost) -> None:
     assert "run pulumi up again" in result.stderr
 
 
+# --- host-prerequisites.sh: the containerd version ---------------------------------------
+
+# `containerd --version` of the packages and builds the script meets.
+DEBIAN_12_CONTAINERD = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1"
+UBUNTU_24_04_CONTAINERD = "containerd github.com/containerd/containerd 1.7.24 1.7.24-0ubuntu1~24.04.2"
+DOCKER_CONTAINERD_IO_2 = "containerd containerd.io v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376"
+RELEASE_CONTAINERD_2 = "containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376"
+
+
+def prepare_packages(
+    fake_host: FakeHost,
+    installed: dict[str, str],
+    candidate: str = "(none)",
+    kubernetes: str = versions.KUBERNETES,
+    release_binaries: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the package step of host-prerequisites.sh, told what the component tells it for
+    `kubernetes`: `installed` maps packages to their `containerd --version`, `candidate` is the
+    version `apt-cache policy containerd` offers, `release_binaries` the `--version` of a
+    containerd in /usr/local/bin."""
+    fake_dpkg(fake_host, dict.fromkeys(installed, "install ok installed"))
+    fake_host.fake("apt-get", "")
+    policy = f"containerd:\n  Installed: (none)\n  Candidate: {candidate}\n  Version table:\n"
+    fake_host.fake("apt-cache", f"if [ \"$1 $2\" = 'policy containerd' ]; then printf '{policy}'; fi")
+    for version in installed.values():
+        fake_host.fake("containerd", f"if [ \"$1\" = --version ]; then echo '{version}'; fi")
+    if release_binaries is not None:
+        binary = fake_host.root / "usr/local/bin/containerd"
+        binary.parent.mkdir(parents=True)
+        binary.write_text(f"#!/usr/bin/env bash\nif [ \"$1\" = --version ]; then echo '{release_binaries}'; fi\n")
+        binary.chmod(0o755)
+    fake_host.env.update(prerequisite_variables(MinikubeSettings(kubernetes_version=kubernetes)))
+    return fake_host.prerequisite("install_host_packages")
+
+
+def installed_packages(fake_host: FakeHost) -> list[str]:
+    return [package for call in fake_host.calls("apt-get") if " install " in f" {call} " for package in call.split()]
+
+
+def the_refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line that says why the script stopped."""
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "needs containerd" in line]
+    return line
+
+
+def test_a_containerd_too_old_for_the_kubernetes_version_is_refused(fake_host: FakeHost) -> None:
+    refusal = the_refusal(prepare_packages(fake_host, {"containerd": DEBIAN_12_CONTAINERD}))
+    minimum = MinikubeSettings().minimum_containerd_version
+    assert "containerd 1.6.20 is installed" in refusal
+    assert f"Kubernetes {versions.KUBERNETES} needs containerd {minimum} or newer" in refusal
+    assert "containerd.io" in refusal and "Docker's apt repository" in refusal
+    assert "release binaries" in refusal
+    assert installed_packages(fake_host) == [], "nothing is installed on a host that cannot run the node"
+
+
+def test_a_distribution_containerd_too_old_is_refused_before_apt_installs_it(fake_host: FakeHost) -> None:
+    refusal = the_refusal(prepare_packages(fake_host, {}, candidate="1.6.20~ds1-1+b1"))
+    assert "apt would install containerd 1.6.20" in refusal
+    assert f"needs containerd {MinikubeSettings().minimum_containerd_version} or newer" in refusal
+    assert "containerd.io" in refusal
+    assert "update -q" in fake_host.calls("apt-get"), "the candidate is read from fresh package lists"
+    assert installed_packages(fake_host) == []
+
+
+def test_no_containerd_package_at_all_is_refused_too(fake_host: FakeHost) -> None:
+    refusal = the_refusal(prepare_packages(fake_host, {}, candidate="(none)"))
+    assert "apt has no containerd package" in refusal
+
+
+def test_a_distribution_containerd_new_enough_is_installed(fake_host: FakeHost) -> None:
+    result = prepare_packages(fake_host, {}, candidate="2.1.4~ds1-1")
+    assert result.returncode == 0, result.stderr
+    assert "containerd" in installed_packages(fake_host)
+
+
+@pytest.mark.parametrize(
+    ("installed", "release_binaries"),
+    [({"containerd.io": DOCKER_CONTAINERD_IO_2}, None), ({}, RELEASE_CONTAINERD_2)],
+    ids=["Docker's containerd.io 2.x", "containerd's release binaries"],
+)
+def test_a_containerd_new_enough_is_used_as_it_is(
+    fake_host: FakeHost, installed: dict[str, str], release_binaries: str | None
+) -> None:
+    result = prepare_packages(fake_host, installed, candidate="1.6.20~ds1-1+b1", release_binaries=release_binaries)
+    assert result.returncode == 0, result.stderr
+    assert not {"containerd", "containerd.io"} & set(installed_packages(fake_host)), "no second containerd"
+
+
+def test_kubernetes_1_35_still_runs_on_the_distributions_containerd_1_7(fake_host: FakeHost) -> None:
+    result = prepare_packages(fake_host, {"containerd": UBUNTU_24_04_CONTAINERD}, kubernetes="v1.35.2")
+    assert result.returncode == 0, result.stderr
+
+
 # --- host-prerequisites.sh: multipath and kernel settings --------------------------------
 
 UBUNTU_MULTIPATH_CONF = "defaults {\n    user_friendly_names yes\n}\n"
@@ -608,6 +867,7 @@ def test_kernel_settings_are_raised_and_persisted_once(fake_host: FakeHost) -> N
     assert "writing" in runs[0].stderr and "writing" not in runs[1].stderr
     path = fake_host.etc("sysctl.d/99-thanos-multi-cluster.conf")
     assert path.read_text().splitlines() == [
+        "net.ipv4.ip_forward=1",
         "vm.max_map_count=262144",
         "fs.inotify.max_user_instances=8192",
         "fs.inotify.max_user_watches=524288",

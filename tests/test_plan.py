@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from tests import synthetic
-from tests.conftest import any_stack_name, rendered, run_fixture, with_section
-from tools.engine import OFFLINE_CLOCK, PROJECT, Rendering, Resource
+from tests.conftest import any_stack_name, rendered, run_fixture, settings, with_section
+from tools.engine import OFFLINE_CLOCK, PROJECT, Rendering, Resource, Secret
 from tools.plan import plan, replacing_inputs
 
 NODE = "command:remote:Command"
@@ -49,11 +49,62 @@ def test_a_changed_kubernetes_version_updates_the_node_in_place() -> None:
 
 def test_a_new_host_replaces_the_node_which_protect_refuses() -> None:
     stack = edge().stack
-    moved = run_fixture(stack, {f"{PROJECT}:host": "192.168.101.250"})
+    address = settings(edge()).host.rsplit(".", 1)[0] + ".250"
+    moved = run_fixture(stack, {f"{PROJECT}:host": address})
     result = plan(edge(), moved)
     step = result.step(NODE, f"{stack}-minikube")
-    assert step.op == "replace" and "connection.host" in step.replaced_by
+    assert step.op == "replace" and "triggers" in step.replaced_by
     assert any(f"{stack}-minikube" in message and "protection" in message for message in result.refusals())
+
+
+def command(connection: object, replace_on_changes: list[str], type_: str = NODE) -> Resource:
+    node = synthetic.resource(type_, "node")
+    node.inputs = {"create": "start", "connection": connection}
+    node.replace_on_changes = replace_on_changes
+    return node
+
+
+def replaced_by(old: Resource, new: Resource) -> tuple[str, ...]:
+    step = plan(synthetic.rendering(old), synthetic.rendering(new)).steps[0]
+    assert step.op == ("replace" if step.replaced_by else "update")
+    return step.replaced_by
+
+
+def test_replace_on_changes_inside_a_secret_input_never_matches() -> None:
+    """The engine diffs a secret as one value at its own path, and a replaceOnChanges path only
+    matches a diff path it contains: `connection.host` does not contain `connection`."""
+    old = command(Secret({"host": "10.0.0.1", "user": "root"}), ["connection.host"])
+    new = command(Secret({"host": "10.0.0.2", "user": "root"}), ["connection.host"])
+    assert replaced_by(old, new) == ()
+    old.replace_on_changes = new.replace_on_changes = ["connection"]
+    assert replaced_by(old, new) == ("connection",), "the secret's own path does match"
+
+
+def test_a_connection_pulumi_command_declares_secret_is_one_value_even_when_passed_plain() -> None:
+    """Without a key (an SSH agent authenticates) nothing in the connection is secret in the
+    program, but pulumi-command marks the whole connection secret all the same."""
+    old = command({"host": "10.0.0.1"}, ["connection.host"])
+    new = command({"host": "10.0.0.2"}, ["connection.host"])
+    assert replaced_by(old, new) == ()
+
+
+def test_replace_on_changes_matches_a_changed_value_inside_a_plain_input() -> None:
+    old = command({"host": "10.0.0.1"}, ["connection.host"], type_="example:index:Thing")
+    new = command({"host": "10.0.0.2"}, ["connection.host"], type_="example:index:Thing")
+    assert replaced_by(old, new) == ("connection.host",)
+    new.inputs["connection"] = old.inputs["connection"] | {"port": 2222}
+    assert replaced_by(old, new) == (), "a change beside the path is no change of it"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [([{"host": "a"}], [{"host": "b"}]), (None, [{"host": "a"}]), ([{"host": "a"}], [{"host": "a"}, "x"])],
+    ids=["an element changed", "triggers added", "an element added"],
+)
+def test_any_change_of_a_commands_triggers_replaces_it(before: object, after: object) -> None:
+    old, new = command(Secret({"host": "h"}), ["triggers[*]"]), command(Secret({"host": "h"}), ["triggers[*]"])
+    old.inputs["triggers"], new.inputs["triggers"] = before, after
+    assert replaced_by(old, new)
 
 
 def test_removing_a_protected_release_is_refused_and_a_retained_one_only_leaves_the_state() -> None:

@@ -10,7 +10,12 @@ setting changed):
 - a matched resource whose inputs differ is updated in place, unless an input that forces
   replacement changed; inputs under `ignoreChanges` keep their recorded value. Which inputs force
   replacement is the provider's business; `REPLACING_INPUTS` below is what this model knows of
-  the providers we use, plus `replaceOnChanges`;
+  the providers we use;
+- `replaceOnChanges` is the engine's: it replaces when one of its paths contains a path of the
+  provider's detailed diff (is that path or a parent of it). A secret input, one the program
+  marked secret or one its provider declares secret (`SECRET_INPUTS`), is a single entry of that
+  diff, at its own path: `replaceOnChanges: ["connection.host"]` never matches a new host inside
+  pulumi-command's secret `connection`, while `["connection"]` would match any change of it;
 - a resource whose provider is replaced is replaced with it;
 - a Secret's or ConfigMap's data replaces it unless its provider enables their mutation, and a
   Kubernetes object replaced under the same name is deleted before it is created again (`delete_first`);
@@ -25,6 +30,8 @@ normalisation of inputs, and drift of the live objects.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +39,7 @@ from typing import Any, Literal
 
 from pulumi.output import Unknown
 
-from tools.engine import OFFLINE_CLOCK, TLS_CERTIFICATES, Rendering, Resource, unwrap
+from tools.engine import OFFLINE_CLOCK, TLS_CERTIFICATES, Rendering, Resource, Secret, unwrap
 
 Operation = Literal["same", "create", "update", "replace", "delete", "retain"]
 
@@ -64,7 +71,9 @@ _IMMUTABLE_KUBERNETES_FIELDS: dict[str, tuple[str, ...]] = {
 ReplacingInputs = Callable[[Resource], tuple[str, ...]]
 
 REPLACING_INPUTS: dict[str, ReplacingInputs] = {
-    # pulumi-command: `triggers` replaces; a changed `create` is an update that runs `create` again.
+    # pulumi-command: `triggers` replaces (provider-side for the whole list; its SDK adds the
+    # engine-side `replaceOnChanges: ["triggers[*]"]` for its elements); any other change, of
+    # `create` or of the `connection`, is an update that runs `create` again (no `update` is set).
     "command:remote:Command": lambda r: ("triggers",),
     "command:local:Command": lambda r: ("triggers",),
     # pulumi-random: every input forces a new value.
@@ -105,8 +114,16 @@ def _replaced_data_fields(resource: Resource, provider: Resource | None) -> tupl
     return () if mutable and resource.inputs.get("immutable") is not True else tuple(fields.split())
 
 
+# Inputs a provider declares secret as a whole, whatever the program passes in them: the
+# detailed diff reports any change inside one at the input's own path.
+SECRET_INPUTS: dict[str, tuple[str, ...]] = {
+    "command:remote:Command": ("connection",),  # pulumi-command: `provider:"secret"`
+}
+
+
 def replacing_inputs(resource: Resource, provider: Resource | None = None) -> tuple[str, ...]:
-    """The input paths whose change replaces `resource` (`*`: any input); `provider` is its explicit provider."""
+    """The input paths whose change replaces `resource` (`*`: any input); `provider` is its explicit
+    provider. The resource's `replaceOnChanges` come first: they match by containment (see `detailed_diff`)."""
     paths = tuple(resource.replace_on_changes)
     rule = REPLACING_INPUTS.get(resource.type)
     if rule is not None:
@@ -231,7 +248,13 @@ def _compare(
         _set(after, path, _lookup(before, path))
     changed = tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
     provider_replaced = any((old.provider or "").startswith(ref) for ref in replaced_providers)
-    reasons = tuple(path for path in replacing_inputs(new, provider) if _differs(before, after, path))
+    diff = detailed_diff(old, new)
+    engine_side = set(new.replace_on_changes)
+    reasons = tuple(
+        path
+        for path in replacing_inputs(new, provider)
+        if (_contains_any(path, diff) if path in engine_side else _differs(before, after, path))
+    )
     if provider_replaced:
         reasons += ("provider",)
     if _due_for_renewal(old, now):
@@ -252,6 +275,69 @@ def _keeps_its_kubernetes_name(old: Resource, new: Resource) -> bool:
         return False
     name, namespace = new.metadata.get("name"), new.metadata.get("namespace")
     return bool(name) and (name, namespace) == (old.metadata.get("name"), old.metadata.get("namespace"))
+
+
+PropertyPath = tuple[str | int, ...]
+_PATH_PART = re.compile(r'\[(\d+|\*|"(?:[^"\\]|\\.)*")\]|\.?([^.\[\]]+)')
+
+
+def detailed_diff(old: Resource, new: Resource) -> list[PropertyPath]:
+    """The provider's detailed diff of the inputs, as the engine sees it: one path per changed
+    value, a secret input (see `SECRET_INPUTS`) or a value the program marked secret counting as
+    one value at its own path; nothing under `ignoreChanges`."""
+    secret = SECRET_INPUTS.get(new.type, ())
+    before, after = _secret_inputs(old.inputs, secret), _secret_inputs(new.inputs, secret)
+    ignored = [_parse_path(path) for path in new.ignore_changes]
+    return [path for path in _diff(before, after, ()) if not any(_contains(i, path) for i in ignored)]
+
+
+def _secret_inputs(inputs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        key: Secret(value) if key in keys and value is not None and not isinstance(value, Secret) else value
+        for key, value in inputs.items()
+    }
+
+
+def _diff(before: Any, after: Any, at: PropertyPath) -> Iterator[PropertyPath]:
+    if isinstance(before, Secret) or isinstance(after, Secret):
+        if _known(unwrap(before)) != _known(unwrap(after)):
+            yield at
+    elif isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(set(before) | set(after)):
+            yield from _diff(before.get(key), after.get(key), (*at, key))
+    elif isinstance(before, list) and isinstance(after, list):
+        for index in range(max(len(before), len(after))):
+            old = before[index] if index < len(before) else None
+            new = after[index] if index < len(after) else None
+            yield from _diff(old, new, (*at, index))
+    elif _known(before) != _known(after):
+        yield at
+
+
+def _parse_path(path: str) -> PropertyPath:
+    """`a.b[0]["c.d"][*]` as ("a", "b", 0, "c.d", "*"), the engine's property path."""
+    parts: list[str | int] = []
+    for index, name in _PATH_PART.findall(path):
+        if name:
+            parts.append(name)
+        elif index == "*" or index.startswith('"'):
+            parts.append(json.loads(index) if index.startswith('"') else index)
+        else:
+            parts.append(int(index))
+    return tuple(parts)
+
+
+def _contains(outer: PropertyPath, inner: PropertyPath) -> bool:
+    """The engine's `PropertyPath.Contains`: `outer` is `inner` or a parent of it; `*` matches any
+    key or index."""
+    if len(inner) < len(outer):
+        return False
+    return all(part == "*" or part == other for part, other in zip(outer, inner[: len(outer)], strict=True))
+
+
+def _contains_any(path: str, diff: list[PropertyPath]) -> bool:
+    outer = _parse_path(path)
+    return any(_contains(outer, changed) for changed in diff)
 
 
 def _comparable(inputs: dict[str, Any]) -> dict[str, Any]:

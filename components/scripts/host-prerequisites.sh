@@ -4,8 +4,9 @@
 # anything, so re-running it is safe; the MinikubeNode component re-runs it in place whenever
 # its text changes.
 # Inputs (exported by the MinikubeNode component): CRICTL_VERSION, CNI_PLUGINS_VERSION,
-# MINIKUBE_MINIMUM_VERSION. HOST_ROOT (empty on a host) prefixes every path under /etc, so that
-# tests can point the configuration steps at a scratch directory.
+# MINIKUBE_MINIMUM_VERSION, KUBERNETES_VERSION and CONTAINERD_MINIMUM_VERSION (the oldest
+# containerd that Kubernetes version supports). HOST_ROOT (empty on a host) prefixes every path
+# under /etc and /usr/local, so that tests can point the steps at a scratch directory.
 # Sourcing this file defines the functions without running main (the tests do that). The
 # component feeds the script to `bash -s`: every command that reads stdin gets it redirected,
 # or it would swallow the rest of the script.
@@ -16,6 +17,8 @@ PATH="${PATH}:/usr/sbin:/sbin"
 HOST_ROOT="${HOST_ROOT:-}"
 CNI_BIN_DIR=/opt/cni/bin # where the CNI plugins below and Calico's own plugins are installed
 CONTAINERD_CONFIG="${HOST_ROOT}/etc/containerd/config.toml"
+# Where containerd's release binaries go (its getting-started guide: tar -C /usr/local).
+CONTAINERD_RELEASE_BINARY="${HOST_ROOT}/usr/local/bin/containerd"
 MULTIPATH_CONFIG="${HOST_ROOT}/etc/multipath.conf"
 SYSCTL_FILE="${HOST_ROOT}/etc/sysctl.d/99-thanos-multi-cluster.conf"
 # Longhorn KB "Troubleshooting: MountVolume.SetUp failed for volume due to multipathd on the
@@ -23,6 +26,9 @@ SYSCTL_FILE="${HOST_ROOT}/etc/sysctl.d/99-thanos-multi-cluster.conf"
 LONGHORN_BLACKLIST='devnode "^sd[a-z0-9]+"'
 # Kernel settings, raised to at least these values (a host tuned higher keeps its value).
 SYSCTLS=(
+  # Kubernetes' own prerequisite: pods' traffic is routed through the host. minikube sets it at each
+  # start without persisting it, so after a reboot, which only the kubelet survives, it would be off.
+  net.ipv4.ip_forward=1
   vm.max_map_count=262144 # OpenSearch refuses to start below this
   # inotify: every kubelet, controller, Fluent-bit tail and config reloader holds instances and
   # watches; the defaults (128 instances) end in "too many open files" on a busy node.
@@ -44,15 +50,63 @@ package_installed() {
 }
 
 containerd_package() {
-  # The package that provides containerd, on stdout. Docker's containerd.io conflicts with
-  # Debian's containerd: installing that one would make apt fail or remove Docker.
+  # The package that provides containerd, on stdout; nothing for containerd's release binaries.
+  # Docker's containerd.io conflicts with Debian's containerd: installing that one would make apt
+  # fail or remove Docker; next to release binaries it would be a second containerd.
   if package_installed containerd.io; then
     log "Docker's containerd.io is installed: using its containerd (Debian's containerd package conflicts" \
       "with it and is not installed); its config.toml, which disables the CRI plugin, is checked below"
     echo containerd.io
+  elif ! package_installed containerd && [ -x "$CONTAINERD_RELEASE_BINARY" ]; then
+    log "containerd's release binaries are installed (${CONTAINERD_RELEASE_BINARY}): using them, no containerd package"
   else
     echo containerd
   fi
+}
+
+dotted_version() {
+  # stdin: text starting with a version (v2.1.4, 1.6.20~ds1, 1:1.7.24-0ubuntu1); stdout: 2.1.4, 1.6.20, 1.7.24.
+  sed -E 's/^v//; s/^[0-9]+://' | { grep -oE '^[0-9]+(\.[0-9]+)+' || true; }
+}
+
+containerd_remedy() {
+  echo "install Docker's containerd.io ${CONTAINERD_MINIMUM_VERSION} or newer from Docker's apt repository" \
+    "(https://docs.docker.com/engine/install/, then sudo apt-get install containerd.io: it replaces the" \
+    "distribution's containerd package, and this script uses it as it is), or containerd's release binaries" \
+    "in /usr/local (https://github.com/containerd/containerd/blob/main/docs/getting-started.md), then run" \
+    "pulumi up again"
+}
+
+refuse_old_containerd() {
+  # $1: the version found (empty: none); $2: what it is, for the message. Exits when $1 is too old.
+  if [ -n "$1" ] && version_at_least "$1" "$CONTAINERD_MINIMUM_VERSION"; then return; fi
+  log "${2}, but Kubernetes ${KUBERNETES_VERSION} needs containerd ${CONTAINERD_MINIMUM_VERSION} or newer:" \
+    "$(containerd_remedy)"
+  exit 1
+}
+
+check_installed_containerd() {
+  # $1: the package that provides containerd (empty: release binaries). Nothing to check before it is installed.
+  local binary=containerd found
+  if [ -z "$1" ]; then
+    binary="$CONTAINERD_RELEASE_BINARY"
+  elif ! package_installed "$1"; then
+    return
+  fi
+  # `containerd --version`: "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1" (Debian),
+  # "containerd containerd.io v2.1.4 <commit>" (Docker), "containerd github.com/containerd/containerd/v2 v2.1.4 <commit>".
+  found="$("$binary" --version </dev/null 2>/dev/null | awk '{ print $3 }' | dotted_version)"
+  refuse_old_containerd "$found" "containerd ${found:-of unknown version (see containerd --version)} is installed"
+}
+
+check_containerd_candidate() {
+  # Before apt installs Debian's or Ubuntu's containerd: the version it would install.
+  local found
+  found="$(LC_ALL=C apt-cache policy containerd </dev/null 2>/dev/null | awk '$1 == "Candidate:" { print $2 }' | dotted_version)"
+  if [ -z "$found" ]; then
+    refuse_old_containerd "" "apt has no containerd package to install (apt-cache policy containerd)"
+  fi
+  refuse_old_containerd "$found" "apt would install containerd ${found} (the distribution's package)"
 }
 
 need_apt() {
@@ -70,6 +124,10 @@ apt_install() {
       "(sudo apt-get install $*), then run pulumi up again"
     exit 1
   fi
+  local pkg
+  for pkg in "$@"; do
+    if [ "$pkg" = containerd ]; then check_containerd_candidate; fi
+  done
   # confold: keep a locally changed config file rather than stop at dpkg's question.
   if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
@@ -283,13 +341,21 @@ check_minikube() {
   fi
 }
 
-main() {
-  : "${CRICTL_VERSION:?}" "${CNI_PLUGINS_VERSION:?}" "${MINIKUBE_MINIMUM_VERSION:?}"
+install_host_packages() {
+  # containerd, refused when too old for KUBERNETES_VERSION (the installed one, or the one apt
+  # would install), and what the none driver and Longhorn need.
   local runtime
   runtime="$(containerd_package)"
+  check_installed_containerd "$runtime"
   # conntrack and socat: required by the none driver; open-iscsi and nfs-common: Longhorn
   # attaches its volumes over iSCSI and serves RWX volumes over NFS.
-  install_packages "$runtime" conntrack socat curl ca-certificates open-iscsi nfs-common
+  install_packages ${runtime:+"$runtime"} conntrack socat curl ca-certificates open-iscsi nfs-common
+}
+
+main() {
+  : "${CRICTL_VERSION:?}" "${CNI_PLUGINS_VERSION:?}" "${MINIKUBE_MINIMUM_VERSION:?}"
+  : "${KUBERNETES_VERSION:?}" "${CONTAINERD_MINIMUM_VERSION:?}"
+  install_host_packages
   configure_containerd
   enable_service containerd
   install_crictl

@@ -4,7 +4,8 @@
 # Converges in place: the arguments of the last successful `minikube start` are recorded on the
 # host. A running node with the requested Kubernetes version and the same recorded arguments is
 # left as it is; otherwise `minikube start` runs again with the requested arguments, which
-# minikube applies to the existing profile. Nothing is ever deleted here.
+# minikube applies to the existing profile. Nothing is ever deleted here. With the `none` driver
+# the kubelet is enabled once the node runs, so that it starts the node again after a reboot.
 # Inputs (exported by the MinikubeNode component): PROFILE, DRIVER, CONTAINER_RUNTIME, CNI,
 # KUBERNETES_VERSION, DISK_SIZE, APISERVER_FLAG, HOST_ADDRESS, NODE_IP, EXTRA_CONFIG (space
 # separated key=value pairs for the kubelet). NODE_STATE_DIR overrides where the arguments are
@@ -87,11 +88,21 @@ start() {
   if ! $SUDO minikube "${START_ARGS[@]}" </dev/null; then
     log "minikube start failed (see above). A change minikube cannot make to an existing node (a Kubernetes" \
       "downgrade, another driver, runtime or CNI) needs a new cluster, and this script never deletes one:" \
-      "to do it, run sudo minikube delete -p ${PROFILE} on the host (the cluster and its state are lost;" \
-      "/var/lib/longhorn stays) and run pulumi up again"
+      "to do it, run ${SUDO:+${SUDO} }minikube delete -p ${PROFILE} on the host as $(id -un) (the cluster and" \
+      "its state are lost; /var/lib/longhorn stays) and run pulumi up --refresh"
     exit 1
   fi
   record_args
+}
+
+enable_kubelet() {
+  # minikube's none driver starts the kubelet with systemctl but never enables it: after a reboot
+  # nothing would start it, and with it the control plane's static pods. (containerd and iscsid
+  # are enabled by host-prerequisites.sh.) Other drivers run the kubelet inside their machine.
+  if [ "$DRIVER" != none ]; then return; fi
+  if systemctl is-enabled --quiet kubelet </dev/null 2>/dev/null; then return; fi
+  log "enabling the kubelet, so that the node starts again after a reboot"
+  $SUDO systemctl enable kubelet </dev/null >&2
 }
 
 main() {
@@ -100,6 +111,7 @@ main() {
   EXTRA_CONFIG="${EXTRA_CONFIG:-}"
   build_start_args
   if needs_start; then start; fi
+  enable_kubelet
   # Longhorn is the default StorageClass; minikube's hostPath one must not compete with it.
   local addon
   for addon in default-storageclass storage-provisioner; do

@@ -44,7 +44,7 @@ from components.cluster_tls import (
     PRIVATE_KEY_KEY,
     TLS_CHECKSUM,
 )
-from components.kube import MANAGED_BY, Component, helm_release, resources
+from components.kube import MANAGED_BY, Component, from_secret_config, helm_release, resources
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.settings import PROJECT, LoggingSettings, S3Settings, quantity_bytes
@@ -85,7 +85,9 @@ class OpenSearchArgs(TypedDict):
     cluster_name: str
     """This cluster's name: the snapshot prefix (`base_path`) inside the bucket."""
     hostname: str
-    """Ingress host of the REST API, e.g. opensearch.mkube-196.miribit.lab; Pulumi calls the API there."""
+    """Ingress host of the REST API, e.g. opensearch.mkube-196.miribit.lab; Pulumi asks Traefik for it."""
+    node_address: str
+    """The host's IP, where Traefik listens on 443: Pulumi connects there (unless `logging.apiUrl` is set)."""
     chart_version: str
     """Pinned opensearch chart version."""
     storage_class: str
@@ -100,6 +102,11 @@ class OpenSearchArgs(TypedDict):
     """The platform CA: Pulumi verifies `https://<hostname>` (served by Traefik) against it."""
     tls_checksum: pulumi.Input[str]
     """Hash of OpenSearch's certificate (`ClusterTls.opensearch_checksum`): a renewal rolls the pod."""
+
+
+def address_in_url(address: str) -> str:
+    """An IP address as a URL's host: IPv6 in brackets."""
+    return f"[{address}]" if ":" in address else address
 
 
 def heap_mib(memory: str) -> int:
@@ -134,7 +141,9 @@ def security_settings() -> dict[str, Any]:
     settings |= {
         "plugins.security.ssl.http.enabled": True,
         # Nodes dial each other by pod IP, which no certificate names; they are told apart by `nodes_dn`.
-        "plugins.security.ssl.transport.enforce_hostname_verification": False,
+        # Core's setting: the security plugin's own (`plugins.security.ssl.transport.enforce_hostname_
+        # verification`) is deprecated since 3.x, and the plugin registers it only when this one is absent.
+        "transport.ssl.enforce_hostname_verification": False,
         "plugins.security.nodes_dn": [NODE_DN],
         # Initialise the security index from the mounted files on first start (what the demo installer did).
         "plugins.security.allow_default_init_securityindex": True,
@@ -391,7 +400,12 @@ class OpenSearch(Component):
         self.admin_password = pulumi.Output.secret(generated.result if chosen is None else chosen)
         users = k8s.core.v1.Secret(
             INTERNAL_USERS_SECRET,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=INTERNAL_USERS_SECRET, namespace=ns, labels=MANAGED_BY),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=INTERNAL_USERS_SECRET,
+                namespace=ns,
+                labels=MANAGED_BY,
+                annotations=from_secret_config(*([] if chosen is None else [api.PASSWORD_CONFIG_KEY])),
+            ),
             type="Opaque",
             string_data=pulumi.Output.secret({"internal_users.yml": self.admin_password.apply(internal_users)}),
             opts=self.child(),
@@ -443,8 +457,10 @@ class OpenSearch(Component):
 
     def _connection(self, args: OpenSearchArgs) -> api.ApiConnection:
         logging = args["logging"]
+        direct = logging.api_url is None
         return {
-            "url": self.url,
+            "url": f"https://{address_in_url(args['node_address'])}" if direct else str(logging.api_url),
+            "server_name": args["hostname"] if direct else None,
             "username": ADMIN_USER,
             "password": self.admin_password,
             "ca_certificate": args["ca_certificate"],
@@ -474,6 +490,12 @@ class OpenSearch(Component):
             policies.index_template(index_replicas(logging.replicas)),
         )
         ism = self._object(f"{name}-ism-policy", api.IsmPolicyKind(), policies.ISM_POLICY, policies.ism_policy(logging))
+        self._object(
+            f"{name}-audit-ism-policy",
+            api.IsmPolicyKind(),
+            policies.AUDIT_ISM_POLICY,
+            policies.audit_ism_policy(logging),
+        )
         repository = self._object(
             f"{name}-snapshot-repository",
             api.SnapshotRepositoryKind(),

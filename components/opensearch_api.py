@@ -1,6 +1,8 @@
 """A Pulumi dynamic provider for the OpenSearch REST API objects the program manages.
 
-Pulumi reaches OpenSearch through its ingress, `https://opensearch.<domain>`. Each
+Pulumi reaches OpenSearch through its ingress: it connects to the host's address on 443 and names
+`opensearch.<domain>` as TLS server name and `Host`, so the operator's machine needs no DNS entry for
+it (`logging.apiUrl` dials a URL as it is instead, for a machine with DNS or a proxy). Each
 resource is one named object: a snapshot repository, an ISM policy, a Snapshot Management policy,
 an index template, or a security role, user or role mapping. For every kind the provider:
 
@@ -48,7 +50,16 @@ RETRY_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
 DRIFT_CHECK_RETRIES = 1
 DRIFT_CHECK_TIMEOUT_SECONDS = 5.0
 DRIFT_CHECK_CONNECT_TIMEOUT_SECONDS = 3.0
-CONNECTION_INPUTS = ("url", "username", "password", "ca_certificate", "timeout_seconds", "retries", "backoff_factor")
+CONNECTION_INPUTS = (
+    "url",
+    "server_name",
+    "username",
+    "password",
+    "ca_certificate",
+    "timeout_seconds",
+    "retries",
+    "backoff_factor",
+)
 
 
 class OpenSearchError(Exception):
@@ -69,6 +80,8 @@ class Connection:
     url: str
     username: str
     password: str
+    server_name: str | None = None
+    """The name the server is asked for (TLS server name and `Host`) when `url` is an address; None: `url`'s."""
     ca_certificate: str | None = None
     """PEM of the only CA the server's certificate may chain to (the platform CA); None: the system's CAs.
     Verification is never off."""
@@ -83,6 +96,7 @@ class Connection:
             url=str(props["url"]).rstrip("/"),
             username=str(props["username"]),
             password=str(props["password"]),
+            server_name=str(props["server_name"]) if props.get("server_name") else None,
             ca_certificate=str(props["ca_certificate"]) if props.get("ca_certificate") else None,
             timeout_seconds=float(props.get("timeout_seconds", 30.0)),
             retries=int(props.get("retries", 6)),
@@ -95,6 +109,7 @@ class Connection:
             self.url,
             self.username,
             self.password,
+            self.server_name,
             self.ca_certificate,
             min(self.timeout_seconds, DRIFT_CHECK_TIMEOUT_SECONDS),
             min(self.retries, DRIFT_CHECK_RETRIES),
@@ -123,9 +138,13 @@ class Client:
             respect_retry_after_header=True,
         )
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = ServerNameAdapter(connection.server_name, max_retries=retry)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        if connection.server_name:
+            self.session.headers["Host"] = connection.server_name
+            # The address is the host's own: a proxy from the environment would be asked for it instead.
+            self.session.trust_env = False
         self.session.auth = (connection.username, connection.password)
         self.session.verify = ca_file(connection.ca_certificate, "platform-ca") if connection.ca_certificate else True
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
@@ -155,6 +174,19 @@ class Client:
         if response.ok or response.status_code in allow:
             return response
         raise OpenSearchError(f"{method} /{path} failed with HTTP {response.status_code}: {reason(response)}")
+
+
+class ServerNameAdapter(HTTPAdapter):
+    """Dials the URL's address but asks TLS for `server_name` and verifies the certificate against it."""
+
+    def __init__(self, server_name: str | None, **options: Any) -> None:
+        self.server_name = server_name
+        super().__init__(**options)
+
+    def init_poolmanager(self, *args: Any, **options: Any) -> None:
+        if self.server_name:
+            options |= {"server_hostname": self.server_name, "assert_hostname": self.server_name}
+        super().init_poolmanager(*args, **options)
 
 
 def _innermost(error: BaseException) -> str:
@@ -491,18 +523,19 @@ class AdminPasswordRejected(OpenSearchError):
 
 def rejection(url: str, changed: bool) -> AdminPasswordRejected:
     """Why a 401 cannot be fixed from the stack alone, and where the way out is described."""
-    # The demo installer reads OPENSEARCH_INITIAL_ADMIN_PASSWORD on the first start only, and the
-    # security plugin's REST API refuses to change the reserved `admin` user.
+    # The security plugin reads `internal_users.yml` (our Secret opensearch-internal-users) only when
+    # it creates its security index, on the first start; from then on the index holds the password.
     what = (
         f"The OpenSearch admin password changed in the stack but not in OpenSearch: {url} rejects the new one"
         if changed
         else f"OpenSearch at {url} does not accept the stack's admin password"
     )
     return AdminPasswordRejected(
-        f"{what} (HTTP 401). OpenSearch reads OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start, so "
-        "a new password in the stack never reaches it, and its REST API cannot change the reserved admin user. "
-        "Make the two agree: change the password inside OpenSearch, then give the same one to the stack with "
-        f"`pulumi config set --secret {PASSWORD_CONFIG_KEY} <password>` "
+        f"{what} (HTTP 401). OpenSearch took the admin password from internal_users.yml when it created its "
+        "security index, on its first start, and keeps it there: a new password in the stack never reaches it. "
+        "Make the two agree: change the password inside OpenSearch with the account API (as admin, with the "
+        "current password; the security plugin asks for a strong password by its zxcvbn score), then give the "
+        f"same one to the stack with `pulumi config set --secret {PASSWORD_CONFIG_KEY} <password>` "
         f'(see the README section "{ROTATION_SECTION}").'
     )
 
@@ -568,7 +601,9 @@ class ApiConnection(TypedDict):
     """How Pulumi reaches the REST API (through the ingress)."""
 
     url: str
-    """`https://opensearch.<domain>`."""
+    """`https://<host address>`, or `logging.apiUrl`."""
+    server_name: str | None
+    """`opensearch.<domain>` when `url` is the host's address; None when `url` names the server itself."""
     username: pulumi.Input[str]
     password: pulumi.Input[str]
     """Made secret before it becomes an input."""
@@ -583,6 +618,7 @@ class ApiConnection(TypedDict):
 def _connection_props(connection: ApiConnection) -> dict[str, Any]:
     return {
         "url": connection["url"],
+        "server_name": connection["server_name"],
         "username": connection["username"],
         "password": pulumi.Output.secret(connection["password"]),
         "ca_certificate": connection["ca_certificate"],

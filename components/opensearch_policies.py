@@ -1,11 +1,12 @@
 """The OpenSearch objects the program manages, as the JSON bodies the REST API takes.
 
 Pure functions of the settings, so the tests can read them like the specification:
-- the snapshot repository holds only `{bucket, base_path, client}`; endpoint and TLS are client
+- the snapshot repository holds only `{bucket, base_path, client}` and its S3 client type; endpoint and TLS are client
   settings in `opensearch.yml`, the keys live in the keystore (OpenSearch rejects keys in repository
   settings as insecure);
-- ISM deletes `logs-*` indices after `retentionDays`, attached through `ism_template` (the index
-  setting that used to attach it is deprecated);
+- ISM deletes `logs-*` indices after `retentionDays` and the security plugin's audit indices after
+  `auditRetentionDays`, attached through `ism_template` (the index setting that used to attach it is
+  deprecated);
 - Snapshot Management snapshots `logs-*` daily and deletes snapshots by age with a `min_count`;
   snapshots share files, so a bucket lifecycle rule expiring them by age would corrupt newer ones;
 - the index template maps the fields Fluent-bit sends;
@@ -21,6 +22,8 @@ from components.settings import LoggingSettings
 LOG_INDEX_PREFIX = "logs"
 LOG_INDEX_PATTERN = f"{LOG_INDEX_PREFIX}-*"
 ISM_POLICY = "logs-retention"
+AUDIT_INDEX_PATTERN = "security-auditlog-*"
+AUDIT_ISM_POLICY = "audit-retention"
 SNAPSHOT_POLICY = "logs-daily"
 INDEX_TEMPLATE = "logs"
 WRITER_ROLE = "logs_writer"
@@ -29,32 +32,48 @@ WRITER_USER = "fluent-bit"
 TEMPLATE_PRIORITY = 100
 
 
+ASYNC_CLIENT = "netty"
+"""repository-s3's asynchronous S3 client. OpenSearch 3's default, AWS CRT, trusts only the operating
+system's CA bundle, so with a private MinIO CA (given to the JVM's truststore) repository verification
+and snapshot deletion fail (OpenSearch issues 20501, 21855); Netty's client uses the JVM's truststore."""
+
+
 def snapshot_repository(bucket: str, cluster_name: str) -> dict[str, Any]:
     """`PUT _snapshot/<name>`: no endpoint and no keys here; OpenSearch rejects keys as insecure."""
-    return {"type": "s3", "settings": {"bucket": bucket, "base_path": cluster_name, "client": "default"}}
+    settings = {"bucket": bucket, "base_path": cluster_name, "client": "default", "s3_async_client_type": ASYNC_CLIENT}
+    return {"type": "s3", "settings": settings}
 
 
 def ism_policy(logging: LoggingSettings) -> dict[str, Any]:
-    """`PUT _plugins/_ism/policies/<id>` (`policy` content): keep `logs-*` for `retentionDays`, then delete.
+    """`PUT _plugins/_ism/policies/<id>` (`policy` content): keep `logs-*` for `retentionDays`, then delete."""
+    return retention_policy(LOG_INDEX_PATTERN, logging.retention_days)
 
-    `ism_template` attaches the policy to every new matching index (the index setting that used to do
+
+def audit_ism_policy(logging: LoggingSettings) -> dict[str, Any]:
+    """The security plugin's daily audit indices (`security-auditlog-YYYY.MM.dd`), kept `auditRetentionDays`:
+    the plugin never deletes them itself, so without this they would fill the volume."""
+    return retention_policy(AUDIT_INDEX_PATTERN, logging.audit_retention_days)
+
+
+def retention_policy(pattern: str, days: int) -> dict[str, Any]:
+    """Delete indices matching `pattern` `days` after their creation.
+
+    `ism_template` attaches the policy to every new matching index (the index setting that used to attach
     it is deprecated); it does not touch indices that existed before the policy.
     """
-    age = f"{logging.retention_days}d"
+    age = f"{days}d"
     return {
-        "description": f"Delete {LOG_INDEX_PATTERN} indices {age} after creation",
+        "description": f"Delete {pattern} indices {age} after creation",
         "default_state": "hot",
         "states": [
             {
                 "name": "hot",
                 "actions": [],
-                "transitions": [
-                    {"state_name": "delete", "conditions": {"min_index_age": f"{logging.retention_days}d"}}
-                ],
+                "transitions": [{"state_name": "delete", "conditions": {"min_index_age": age}}],
             },
             {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
         ],
-        "ism_template": [{"index_patterns": [LOG_INDEX_PATTERN], "priority": TEMPLATE_PRIORITY}],
+        "ism_template": [{"index_patterns": [pattern], "priority": TEMPLATE_PRIORITY}],
     }
 
 
@@ -82,7 +101,7 @@ def snapshot_policy(logging: LoggingSettings) -> dict[str, Any]:
             "repository": logging.repository_name,
             "indices": LOG_INDEX_PATTERN,
             "date_format": "yyyy.MM.dd-HH.mm",
-            "timezone": logging.snapshot_timezone,
+            "date_format_timezone": logging.snapshot_timezone,
             "include_global_state": False,
             "ignore_unavailable": True,
             "partial": False,

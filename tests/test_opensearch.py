@@ -14,12 +14,14 @@ import pulumi.dynamic
 import pytest
 import yaml
 
+from components import opensearch_api as api
 from components import opensearch_exporter as exporter
 from components import opensearch_policies as policies
 from components import versions
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import INTERNAL_USERS_SECRET, NODE_DN, SERVICE, WRITER_SECRET, password_hash
 from components.settings import PROJECT, SECRET_KEYS, SettingsError, quantity_bytes
+from tests.certificates import throwaway_ca
 from tests.conftest import requires_charts, requires_reference, run_fixture, settings, with_section
 from tools.cluster import KubeObject, Pod, cluster
 from tools.engine import (
@@ -47,21 +49,22 @@ KINDS = (
 """Every kind of API object; until all became `Object`, each was a resource class of that name."""
 ADMIN_PASSWORD_KEY = f"{PROJECT}:opensearchAdminPassword"
 ROTATED_PASSWORD = "Rotated-adm1n.pass"
-FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+FAKE_CA, _ = throwaway_ca()
 
 
 def values(stack: Rendering) -> dict[str, Any]:
     return stack.release("opensearch").inputs["values"]
 
 
-def dynamic(stack: Rendering, kind: str, of_exporter: bool = False) -> Resource:
-    """The one API object of `kind` (e.g. `IsmPolicy`); security objects of Fluent-bit's writer,
-    or with `of_exporter` those of the snapshot exporter."""
-    exporter_objects = {exporter.USER, exporter.ROLE}
+def dynamic(stack: Rendering, kind: str, of_exporter: bool = False, name: str | None = None) -> Resource:
+    """The one API object of `kind` (e.g. `IsmPolicy`, the logs' one unless `name` says which); security
+    objects of Fluent-bit's writer, or with `of_exporter` those of the snapshot exporter."""
+    others = {exporter.USER, exporter.ROLE, policies.AUDIT_ISM_POLICY}
     (resource,) = [
         r
         for r in stack.of_type(OBJECT)
-        if r.inputs["kind"] == kind and (r.inputs["object_name"] in exporter_objects) == of_exporter
+        if r.inputs["kind"] == kind
+        and (r.inputs["object_name"] == name if name else (r.inputs["object_name"] in others) == of_exporter)
     ]
     return resource
 
@@ -70,8 +73,8 @@ def guard(stack: Rendering) -> Resource:
     return stack.one(GUARD)
 
 
-def body(stack: Rendering, kind: str) -> dict[str, Any]:
-    return unwrap(dynamic(stack, kind).inputs["body"])
+def body(stack: Rendering, kind: str, name: str | None = None) -> dict[str, Any]:
+    return unwrap(dynamic(stack, kind, name=name).inputs["body"])
 
 
 def rendered_objects(stack: Rendering) -> list[KubeObject]:
@@ -225,6 +228,10 @@ def test_the_security_plugin_serves_our_certificate_on_both_layers_not_the_demo_
     assert config["plugins.security.ssl.http.enabled"] is True
     assert config["plugins.security.nodes_dn"] == [NODE_DN]
     assert config["plugins.security.allow_default_init_securityindex"] is True
+    # Pod IPs are in no certificate: hostname verification is off, with core's setting (the plugin's own
+    # is deprecated in 3.6, and setting both would leave the plugin's unregistered, refusing the start).
+    assert config["transport.ssl.enforce_hostname_verification"] is False
+    assert not [key for key in config if key.startswith("plugins.security.ssl.") and "hostname" in key]
     assert "security_rest_api_access" in config["plugins.security.restapi.roles_enabled"]
     assert not [key for key in config if "demo" in key or "allow_unsafe_democertificates" in key]
     envs = {e["name"]: e for e in values(any_stack)["extraEnvs"]}
@@ -278,17 +285,25 @@ def test_the_3x_image_gets_its_heap_and_plugin_install_and_skips_the_demo_instal
     assert container["image"] == versions.OPENSEARCH_IMAGE
 
 
-def test_repository_settings_hold_bucket_prefix_and_client_only(any_stack: Rendering) -> None:
+def test_repository_settings_hold_bucket_prefix_client_and_the_async_client_only(any_stack: Rendering) -> None:
     repository = dynamic(any_stack, "SnapshotRepository")
     assert repository.inputs["object_name"] == "logs-s3"
     assert body(any_stack, "SnapshotRepository") == {
         "type": "s3",
-        "settings": {"bucket": "opensearch-logs", "base_path": any_stack.stack, "client": "default"},
+        "settings": {
+            "bucket": "opensearch-logs",
+            "base_path": any_stack.stack,
+            "client": "default",
+            # AWS CRT, the default, ignores the JVM truststore that holds a private MinIO CA.
+            "s3_async_client_type": "netty",
+        },
     }
 
 
 def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) -> None:
-    public = run_fixture(edge.stack, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    public = run_fixture(
+        edge.stack, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443", "publicCa": True})}
+    )
     assert "extraInitContainers" not in values(public)
     stack = with_section(edge.stack, "s3", caCertificate=FAKE_CA)
     v = values(stack)
@@ -348,6 +363,17 @@ def test_ism_deletes_log_indices_after_14_days_through_ism_template(any_stack: R
     assert "policy_id" not in json.dumps(body(any_stack, "IndexTemplate"))
 
 
+def test_the_security_audit_indices_are_deleted_after_their_own_retention(any_stack: Rendering) -> None:
+    audit = body(any_stack, "IsmPolicy", name=policies.AUDIT_ISM_POLICY)
+    assert audit["ism_template"][0]["index_patterns"] == ["security-auditlog-*"]
+    days = settings(any_stack).logging.audit_retention_days
+    assert audit["states"][0]["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": f"{days}d"}}]
+    longer = with_section(any_stack.stack, "logging", auditRetentionDays=90)
+    assert body(longer, "IsmPolicy", name=policies.AUDIT_ISM_POLICY)["states"][0]["transitions"][0]["conditions"] == {
+        "min_index_age": "90d"
+    }
+
+
 def test_snapshot_management_snapshots_daily_and_deletes_after_180_days(any_stack: Rendering) -> None:
     policy = body(any_stack, "SnapshotPolicy")
     assert policy["snapshot_config"]["indices"] == "logs-*"
@@ -356,6 +382,11 @@ def test_snapshot_management_snapshots_daily_and_deletes_after_180_days(any_stac
     # The API's field is `deletion.condition` (DESIGN C10 writes `delete_condition`, which the API ignores).
     assert policy["deletion"]["condition"] == {"max_age": "180d", "min_count": 7}
     assert policy["snapshot_config"]["include_global_state"] is False
+    # Snapshot names are dated in the configured zone: SM reads `date_format_timezone` (not `timezone`).
+    timezone = settings(any_stack).logging.snapshot_timezone
+    assert policy["snapshot_config"]["date_format_timezone"] == timezone
+    assert "timezone" not in policy["snapshot_config"]
+    assert policy["creation"]["schedule"]["cron"]["timezone"] == timezone
     sm = dynamic(any_stack, "SnapshotPolicy")
     assert any_stack.depends_on(sm, dynamic(any_stack, "SnapshotRepository"))
 
@@ -379,10 +410,13 @@ def test_index_template_maps_the_fields_fluent_bit_sends(any_stack: Rendering) -
 def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack: Rendering) -> None:
     objects = [r for r in any_stack.resources if r.type.startswith("pulumi-python:dynamic/")]
     security = ("SecurityRole", "InternalUser", "RoleMapping")  # Fluent-bit's writer and the snapshot exporter
-    assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, *security, GUARD])
+    audit = ("IsmPolicy",)
+    assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, *security, *audit, GUARD])
     for resource in objects:
         assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
-        assert resource.inputs["url"] == any_stack.outputs["opensearchUrl"]
+        # The host's address on 443, asking Traefik for the ingress name: no DNS needed where Pulumi runs.
+        assert resource.inputs["url"] == f"https://{settings(any_stack).ip}"
+        assert f"https://{resource.inputs['server_name']}" == any_stack.outputs["opensearchUrl"]
         assert resource.inputs["username"] == "admin"
         assert resource.inputs["ca_certificate"] == any_stack.outputs["platformCaCertificate"]
         assert isinstance(resource.inputs["password"], Secret), resource.name
@@ -391,13 +425,23 @@ def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack
         assert parent is not None and parent.type == "thanos-multi-cluster:opensearch:OpenSearch"
 
 
+def test_an_operator_with_dns_or_a_proxy_names_the_api_url_instead(edge: Rendering) -> None:
+    through = with_section(edge.stack, "logging", apiUrl="https://os.proxy.example:8443")
+    assert (guard(through).inputs["url"], guard(through).inputs.get("server_name")) == (
+        "https://os.proxy.example:8443",
+        None,
+    )
+    with pytest.raises(SettingsError, match=r"logging\.apiUrl"):
+        with_section(edge.stack, "logging", apiUrl="http://os.example/path")
+
+
 def test_every_api_object_waits_for_the_admin_password_check(any_stack: Rendering) -> None:
     check = guard(any_stack)
     assert any_stack.depends_on(check, any_stack.release("opensearch"))
     for kind in KINDS:
         resource = dynamic(any_stack, kind)
         assert check.urn in resource.depends_on, kind
-    connection = ("url", "username", "password", "ca_certificate", "timeout_seconds", "retries", "backoff_factor")
+    connection = api.CONNECTION_INPUTS
     for kind in KINDS:
         assert {key: dynamic(any_stack, kind).inputs[key] for key in connection} == {
             key: check.inputs[key] for key in connection

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from components import opensearch_api as api
 from components import opensearch_policies as policies
 from components.settings import LoggingSettings
 from tests.conftest import CENTRAL_STACK, EDGE
+from tests.fakes.pki import CA
+from tests.fakes.server import FakeServer, json_reply
 
 PASSWORD = "Adm1n-pass-word"
 NEW_PASSWORD = "R0tated-pass-word"
@@ -332,6 +335,7 @@ def test_create_registers_the_repository_and_verifies_it(fake: tuple[FakeOpenSea
         "bucket": "opensearch-logs",
         "base_path": EDGE,
         "client": "default",
+        "s3_async_client_type": "netty",
     }
     assert [r[0] for r in server.requests] == ["GET", "PUT", "POST"]
     assert server.calls("POST", "_snapshot/logs-s3/_verify")
@@ -622,7 +626,8 @@ def test_create_with_a_password_opensearch_rejects_fails_with_the_way_out(fake: 
         GUARD.create(credentials(url))
     message = str(raised.value)
     assert f"OpenSearch at {url} does not accept the stack's admin password (HTTP 401)" in message
-    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start" in message
+    assert "took the admin password from internal_users.yml when it created its security index" in message
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" not in message, "the demo installer's variable plays no part"
     assert "`pulumi config set --secret opensearchAdminPassword <password>`" in message
     assert ROTATION in message
     assert len(password_checks(server)) == 1, "a 401 is an answer, not retried"
@@ -650,8 +655,8 @@ def test_diff_of_a_new_password_opensearch_rejects_fails_the_preview(fake: tuple
     message = str(raised.value)
     assert message.startswith("The OpenSearch admin password changed in the stack but not in OpenSearch: ")
     assert f"{url} rejects the new one (HTTP 401)" in message
-    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD only on its first start" in message
-    assert "cannot change the reserved admin user" in message
+    assert "internal_users.yml" in message and "account API" in message and "zxcvbn" in message
+    assert "reserved" not in message, "our admin is not reserved: it changes its own password"
     assert ROTATION in message
     assert password_checks(server) == [("admin", NEW_PASSWORD)], "checked with the new password"
 
@@ -755,3 +760,68 @@ def test_drift_checks_use_a_short_leash() -> None:
     quick = api.Connection("https://opensearch.example", "admin", "x", timeout_seconds=60, retries=8).quick()
     assert quick.retries == 1
     assert quick.timeout_seconds <= 5 and quick.connect_timeout_seconds <= 3
+
+
+# --- where Pulumi connects -----------------------------------------------------------------
+
+INGRESS_NAME = "opensearch.edge.lab.test"
+
+
+@pytest.fixture(scope="module")
+def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeServer, CA, list[str | None]]]:
+    """Traefik as the operator's machine sees it: a certificate for the ingress name only, no IP."""
+    ca = CA(tmp_path_factory.mktemp("pki"), "platform-ca")
+    server = FakeServer(lambda request: json_reply({"user_name": "admin"}), ca.issue("ingress", (INGRESS_NAME,)))
+    names: list[str | None] = []
+    server.server.socket.context.sni_callback = lambda _socket, name, _context: names.append(name)  # type: ignore[attr-defined]
+    yield server, ca, names
+    server.stop()
+
+
+def test_the_api_is_reached_at_an_address_asking_for_the_ingress_name(
+    ingress: tuple[FakeServer, CA, list[str | None]],
+) -> None:
+    server, ca, names = ingress
+    direct = api.Connection(
+        f"https://127.0.0.1:{server.port}", "admin", PASSWORD, server_name=INGRESS_NAME, ca_certificate=ca.pem
+    )
+    api.verify_admin(direct)
+    assert names[-1] == INGRESS_NAME, "TLS asks for the ingress name (SNI), so Traefik serves its certificate"
+    assert server.requests[-1].headers["host"] == INGRESS_NAME, "and the router sees it as Host"
+
+
+def test_without_the_server_name_the_address_does_not_match_the_certificate(
+    ingress: tuple[FakeServer, CA, list[str | None]],
+) -> None:
+    server, ca, _ = ingress
+    bare = api.Connection(f"https://127.0.0.1:{server.port}", "admin", PASSWORD, ca_certificate=ca.pem, retries=0)
+    with pytest.raises(api.OpenSearchUnreachable, match=r"CERTIFICATE_VERIFY_FAILED|match"):
+        api.verify_admin(bare)
+
+
+def test_a_named_server_is_verified_against_the_platform_ca_only(
+    ingress: tuple[FakeServer, CA, list[str | None]], tmp_path: Path
+) -> None:
+    server, _, _ = ingress
+    stranger = CA(tmp_path, "another-ca")
+    direct = api.Connection(
+        f"https://127.0.0.1:{server.port}",
+        "admin",
+        PASSWORD,
+        server_name=INGRESS_NAME,
+        ca_certificate=stranger.pem,
+        retries=0,
+    )
+    with pytest.raises(api.OpenSearchUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        api.verify_admin(direct)
+
+
+def test_a_proxy_from_the_environment_is_not_asked_for_the_hosts_address(
+    monkeypatch: pytest.MonkeyPatch, ingress: tuple[FakeServer, CA, list[str | None]]
+) -> None:
+    server, ca, _ = ingress
+    monkeypatch.setenv("HTTPS_PROXY", UNREACHABLE)
+    direct = api.Connection(
+        f"https://127.0.0.1:{server.port}", "admin", PASSWORD, server_name=INGRESS_NAME, ca_certificate=ca.pem
+    )
+    api.verify_admin(direct)

@@ -63,6 +63,8 @@ class PlatformAlertsArgs(TypedDict):
     """Central gets the rules for its own Thanos components and the fleet dashboard."""
     expected_clusters: Sequence[str]
     """Central: every cluster whose sidecar Query must see (itself and each edge)."""
+    snapshot_repository: str
+    """OpenSearch's snapshot repository (`logging.repositoryName`), whose disappearance alerts."""
 
 
 def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -275,8 +277,12 @@ def bucket_rules() -> dict[str, Any]:
     }
 
 
-def logging_rules() -> dict[str, Any]:
-    """OpenSearch snapshots (through the snapshot exporter) and Fluent-bit's delivery to OpenSearch."""
+def logging_rules(repository: str) -> dict[str, Any]:
+    """OpenSearch snapshots (through the snapshot exporter) and Fluent-bit's delivery to OpenSearch.
+
+    Metric names are elasticsearch-exporter v1.10.0's: its snapshots collector reports success as
+    `elasticsearch_scrape_success{collector="snapshots"}` (there is no `..._snapshot_stats_up`), and
+    `..._number_of_snapshots` for every repository OpenSearch lists, also one without snapshots."""
     exporter = f'job="{opensearch_exporter.SERVICE}"'
     fluent_bit = f'job="{FLUENT_BIT_JOB}"'
     snapshot = "elasticsearch_snapshot_stats"
@@ -307,13 +313,25 @@ def logging_rules() -> dict[str, Any]:
             ),
             alert(
                 "OpenSearchSnapshotMetricsMissing",
-                f"max by (namespace, pod) ({snapshot}_up{{{exporter}}}) == 0\nor\n"
-                f"max by (namespace, pod) (up{{{exporter}}}) == 0",
+                f'max by (namespace, pod) (elasticsearch_scrape_success{{{exporter}, collector="snapshots"}}) == 0\n'
+                f"or\nmax by (namespace, pod) (up{{{exporter}}}) == 0",
                 "30m",
                 "warning",
                 "The snapshot exporter beside {{ $labels.pod }} cannot read OpenSearch's snapshots",
                 "Without these metrics a failing snapshot goes unnoticed. Check the snapshot-exporter container's log "
                 "(credentials of the snapshot-exporter user, OpenSearch down).",
+            ),
+            alert(
+                "OpenSearchSnapshotRepositoryMissing",
+                # The exporter runs and reads snapshots, but the repository's series are gone: without
+                # them OpenSearchNoRecentSnapshot cannot fire either.
+                f'absent({snapshot}_number_of_snapshots{{{exporter}, repository="{repository}"}})\n'
+                f'and on ()\ncount(elasticsearch_scrape_success{{{exporter}, collector="snapshots"}} == 1) > 0',
+                "30m",
+                "critical",
+                f"OpenSearch has no snapshot repository {repository}",
+                f"The repository {repository} is gone (deleted, or never registered): Snapshot Management takes no "
+                "snapshot and nothing reports it. `pulumi up` registers it again; `GET _snapshot` shows what exists.",
             ),
             alert(
                 "FluentBitOutputRetrying",
@@ -375,8 +393,8 @@ def ingress_rules() -> dict[str, Any]:
     }
 
 
-def rule_groups(central: bool, expected_clusters: Sequence[str]) -> list[dict[str, Any]]:
-    groups = [sidecar_rules(), bucket_rules(), logging_rules(), storage_rules(), ingress_rules()]
+def rule_groups(central: bool, expected_clusters: Sequence[str], repository: str) -> list[dict[str, Any]]:
+    groups = [sidecar_rules(), bucket_rules(), logging_rules(repository), storage_rules(), ingress_rules()]
     if central:
         groups.append(central_rules(expected_clusters))
     return groups
@@ -404,7 +422,7 @@ class PlatformAlerts(Component):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=RULE_NAME, namespace=namespace, labels=MANAGED_BY | SELECTOR_LABELS
             ),
-            spec={"groups": rule_groups(args["central"], args["expected_clusters"])},
+            spec={"groups": rule_groups(args["central"], args["expected_clusters"], args["snapshot_repository"])},
             opts=self.child(),
         )
         if args["central"]:

@@ -224,12 +224,15 @@ def query(endpoints: str, grpc_tls_checksum: pulumi.Input[str]) -> Workload:
     )
 
 
-def in_memory_cache(max_size: str) -> str:
-    """A Query Frontend response-cache config (YAML; JSON is YAML)."""
-    return json.dumps({"type": "IN-MEMORY", "config": {"max_size": max_size, "validity": "0s"}}, sort_keys=True)
+def in_memory_cache(max_size: str, validity: str) -> str:
+    """A Query Frontend response-cache config (YAML; JSON is YAML). `validity` bounds how long a result
+    that missed an unreachable edge is served from the cache (Thanos's `0s` keeps it until evicted)."""
+    config = {"max_size": max_size, "validity": validity}
+    return json.dumps({"type": "IN-MEMORY", "config": config}, sort_keys=True)
 
 
-def query_frontend() -> Workload:
+def query_frontend(settings: ThanosSettings) -> Workload:
+    response_cache = in_memory_cache(FRONTEND_CACHE_SIZE, settings.query_cache_validity)
     return Workload(
         name=QUERY_FRONTEND,
         subcommand="query-frontend",
@@ -240,7 +243,7 @@ def query_frontend() -> Workload:
             "--query-frontend.compress-responses",
             "--query-range.split-interval=24h",
             "--query-range.max-retries-per-request=3",
-            f"--query-range.response-cache-config={in_memory_cache(FRONTEND_CACHE_SIZE)}",
+            f"--query-range.response-cache-config={response_cache}",
             "--labels.split-interval=24h",
             # Raw samples live `thanos.retentionRaw` only: a range older than that that asks for raw
             # data (auto-downsampling picks step/5) comes back empty or cut short. Ask again for the
@@ -400,7 +403,7 @@ class ThanosCentral(Component):
         querier = query(endpoints, args["grpc_tls_checksum"])
         self._deployment(querier, version, settings.query_replicas, self._endpoints_config_map(querier, endpoints))
         self._pod_disruption_budget(querier)
-        frontend = query_frontend()
+        frontend = query_frontend(settings)
         self._deployment(frontend, version, 1)
         self._statefulset(store(settings), version, settings.store_storage_size, objstore_volume("store"))
         self._statefulset(compactor(settings), version, settings.compactor_storage_size, objstore_volume("compactor"))

@@ -14,7 +14,7 @@ import yaml
 
 from components import versions
 from components.settings import PROJECT, SettingsError, parse_settings, quantity_bytes
-from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings
+from tests.conftest import CENTRAL_STACK, EDGE, STACKS, raw_config, rendered, run_fixture, settings, with_section
 from tests.test_kube_prometheus_stack import CONTAINERS, at
 from tests.test_kube_prometheus_stack import values as kps_values
 from tools.engine import Rendering, Resource, Secret
@@ -250,9 +250,19 @@ def test_query_frontend_splits_caches_and_forwards_to_query(central: Rendering) 
     assert config["type"] == "IN-MEMORY"
     limit = container(central, "thanos-query-frontend")["resources"]["limits"]["memory"]
     assert quantity_bytes(config["config"]["max_size"].replace("MB", "Mi")) <= quantity_bytes(limit) // 2
+    # A result that missed an unreachable edge must not be served forever (Thanos reads `0s` as forever).
+    assert config["config"]["validity"] == settings(central).thanos.query_cache_validity == "1h"
     query = central.k8s("Service", "thanos-query", "monitoring").inputs["spec"]
     http = next(port["port"] for port in query["ports"] if port["name"] == "http")
     assert flag_values(arguments, "--query-frontend.downstream-url") == [f"http://thanos-query.monitoring.svc:{http}"]
+
+
+def test_the_frontend_cache_validity_is_configurable_but_never_forever(central: Rendering) -> None:
+    shorter = with_section(central.stack, "thanos", queryCacheValidity="10m")
+    (cache,) = flag_values(args(shorter, "thanos-query-frontend"), "--query-range.response-cache-config")
+    assert json.loads(cache)["config"]["validity"] == "10m"
+    with pytest.raises(SettingsError, match=r"thanos\.queryCacheValidity: '0s' is shorter than 1m"):
+        with_section(central.stack, "thanos", queryCacheValidity="0s")
 
 
 def test_query_frontend_is_behind_ingress_with_a_login(central: Rendering) -> None:

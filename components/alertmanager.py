@@ -151,6 +151,12 @@ def secret_data(
     return data
 
 
+def secret_config_keys(alerting: AlertingSettings) -> list[str]:
+    """The secret config keys the receivers' Secret holds."""
+    configured = {"alertWebhookUrl": alerting.webhook, "alertSmtpPassword": alerting.email}
+    return [key for key, receiver in configured.items() if receiver is not None]
+
+
 def egress(alerting: AlertingSettings) -> list[tuple[str, int]]:
     """Every (address block, port) Alertmanager must reach: the configured receivers, nothing else."""
     rules = [

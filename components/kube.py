@@ -13,6 +13,14 @@ from components.settings import PROJECT
 from components.versions import Chart
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": PROJECT}
+SECRET_CONFIG_ANNOTATION = f"{PROJECT}/from-secret-config"
+"""On a Secret whose data is the stack's secret config (`pulumi config set --secret`): the keys, comma
+separated. Such data has no resource behind it, and the policy pack cannot tell a secret from a literal."""
+
+
+def from_secret_config(*keys: str) -> dict[str, str]:
+    """The annotations of a Secret holding the secret config `keys` (none: no annotation)."""
+    return {SECRET_CONFIG_ANNOTATION: ",".join(keys)} if keys else {}
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None, cpu_limit: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from components.cluster_tls import (
     THANOS_GRPC_TLS_SECRET,
     TLS_CHECKSUM,
 )
-from components.kube import MANAGED_BY, Component, helm_release, resources
+from components.kube import MANAGED_BY, Component, from_secret_config, helm_release, resources
 from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import AlertingSettings, MonitoringSettings, quantity_bytes
@@ -379,7 +379,10 @@ class KubePrometheusStack(Component):
                 k8s.core.v1.Secret(
                     alertmanager.RECEIVERS_SECRET,
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=alertmanager.RECEIVERS_SECRET, namespace=namespace, labels=MANAGED_BY
+                        name=alertmanager.RECEIVERS_SECRET,
+                        namespace=namespace,
+                        labels=MANAGED_BY,
+                        annotations=from_secret_config(*alertmanager.secret_config_keys(alerting)),
                     ),
                     type="Opaque",
                     string_data=pulumi.Output.secret(receiver_secrets),

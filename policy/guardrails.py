@@ -44,6 +44,21 @@ POD_TEMPLATES = {
     "kubernetes:core/v1:Pod": ("spec",),
 }
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+SECRET_CONFIG_ANNOTATION = "thanos-multi-cluster/from-secret-config"
+"""`components/kube.py`'s annotation of a Secret fed from secret config (the pack has no project imports)."""
+SECRET_CONFIG_KEYS = frozenset(
+    {
+        "sshPrivateKey",
+        "sshPrivateKeyPassword",
+        "minioAdminUser",
+        "minioAdminPassword",
+        "platformCaKey",
+        "opensearchAdminPassword",
+        "alertWebhookUrl",
+        "alertSmtpPassword",
+    }
+)
+"""`components/settings.py`'s SECRET_KEYS (a test keeps the two equal)."""
 
 
 @dataclass(frozen=True)
@@ -286,16 +301,27 @@ def namespaces_without_default_deny(resources: list[Resource]) -> list[tuple[str
 
 def secrets_from_plain_config(resources: list[Resource]) -> list[tuple[str, str]]:
     """A Kubernetes Secret's data comes from resources (generated passwords, object-store users,
-    StackReferences), never from literals: config typed in plain text cannot end up in one."""
+    StackReferences) or from secret config, never from literals: plain config cannot end up in one.
+
+    An analyzer sees secrets unwrapped, so data from `pulumi config set --secret`, which no resource
+    produces, looks like a literal: such a Secret names its keys in `SECRET_CONFIG_ANNOTATION`, and
+    only the project's secret config keys are accepted there."""
     violations = []
     for resource in resources:
         if resource.type != SECRET:
             continue
         sources = [key for key in ("data", "stringData") if resource.props.get(key)]
-        if sources and not any(resource.property_dependencies.get(key) for key in sources):
+        if not sources or any(resource.property_dependencies.get(key) for key in sources):
+            continue
+        declared = str(_dig(resource.props, "metadata", "annotations", SECRET_CONFIG_ANNOTATION) or "")
+        keys = {key.strip() for key in declared.split(",") if key.strip()}
+        unknown = sorted(keys - SECRET_CONFIG_KEYS)
+        if not keys:
             violations.append(
                 (resource.urn, f"Secret {resource.name!r} holds only literal values, not generated or referenced ones")
             )
+        elif unknown:
+            violations.append((resource.urn, f"Secret {resource.name!r} names {unknown}, which are no secret config"))
     return violations
 
 

@@ -15,6 +15,7 @@ from components import versions
 from components.kube_prometheus_stack import CRD_UPGRADE_POD_LABELS
 from components.namespaces import NODE_EXPORTER
 from components.settings import PROJECT, SettingsError, parse_settings
+from tests.certificates import throwaway_ca
 from tests.conftest import (
     CENTRAL_STACK,
     EDGE,
@@ -70,16 +71,18 @@ def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) ->
 
 
 def test_no_ca_means_no_extra_mount() -> None:
-    public = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    public = run_fixture(
+        CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443", "publicCa": True})}
+    )
     spec = values(public)["prometheus"]["prometheusSpec"]
     assert "volumes" not in spec and "volumeMounts" not in spec["thanos"]
-    edge = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443"})})
+    edge = run_fixture(EDGE, {f"{PROJECT}:s3": json.dumps({"endpoint": "minio.example.org:443", "publicCa": True})})
     edge_spec = values(edge)["prometheus"]["prometheusSpec"]
     assert [v["name"] for v in edge_spec["volumes"]] == ["thanos-grpc-tls"], "the gRPC certificate only"
 
 
 def test_a_configured_ca_is_mounted_where_the_objstore_config_expects_it() -> None:
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    pem, _ = throwaway_ca("Another MinIO CA")
     s3 = raw_config(CENTRAL_STACK)["s3"] | {"caCertificate": pem}
     stack = run_fixture(CENTRAL_STACK, {f"{PROJECT}:s3": json.dumps(s3)})
     spec = values(stack)["prometheus"]["prometheusSpec"]

@@ -3,81 +3,22 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-from pulumi_policy import (
-    PolicyCustomTimeouts,
-    PolicyResource,
-    PolicyResourceOptions,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
 
-from policy.guardrails import POLICIES
-from tests.conftest import STACKS, rendered
-from tools.engine import Rendering, Resource, unwrap
-
-
-def _options(resource: Resource) -> PolicyResourceOptions:
-    return PolicyResourceOptions(
-        protect=resource.protect,
-        ignore_changes=resource.ignore_changes,
-        delete_before_replace=resource.delete_before_replace,
-        aliases=[],
-        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
-        additional_secret_outputs=resource.additional_secret_outputs,
-        parent=resource.parent_urn,
-    )
-
-
-def policy_resources(resources: list[Resource]) -> list[PolicyResource]:
-    """The engine's records as pulumi-policy presents them (secrets unwrapped, as analyzers see them)."""
-    by_urn: dict[str, PolicyResource] = {}
-    for resource in resources:
-        by_urn[resource.urn] = PolicyResource(
-            resource_type=resource.type,
-            props=unwrap(resource.inputs),
-            urn=resource.urn,
-            name=resource.name,
-            opts=_options(resource),
-            provider=None,
-            parent=None,
-            dependencies=[],
-            property_dependencies={},
-        )
-    for resource in resources:
-        by_urn[resource.urn].property_dependencies = {
-            key: [by_urn[urn] for urn in urns if urn in by_urn] for key, urns in resource.property_dependencies.items()
-        }
-    return list(by_urn.values())
+from components import kube
+from components.settings import PROJECT, SECRET_KEYS
+from policy.guardrails import POLICIES, SECRET_CONFIG_ANNOTATION, SECRET_CONFIG_KEYS
+from tests.conftest import CENTRAL_STACK, STACKS, rendered, run_fixture
+from tools.engine import Rendering, Resource
+from tools.validators import policy_pack
 
 
 def violations(resources: list[Resource], only: str | None = None) -> list[str]:
-    """Run every policy (or the one named) over the records; return the reported messages."""
-    reported: list[str] = []
-
-    def report(message: str, urn: str | None = None) -> None:
-        reported.append(message)
-
-    records = policy_resources(resources)
-    for policy in POLICIES:
-        if only and policy.name != only:
-            continue
-        if isinstance(policy, ResourceValidationPolicy):
-            for record in records:
-                args = ResourceValidationArgs(
-                    record.resource_type, record.props, record.urn, record.name, record.opts, None
-                )
-                for validate in policy.validate if isinstance(policy.validate, list) else [policy.validate]:
-                    assert validate is not None
-                    validate(args, report)
-        elif isinstance(policy, StackValidationPolicy):
-            assert policy.validate is not None
-            policy.validate(StackValidationArgs(records), report)
-    return reported
+    """The messages of every policy (or the one named) over the records."""
+    return [violation.message for violation in policy_pack.violations(resources, only)]
 
 
 def broken(stack: Rendering, type_: str, mutate: Any, name: str | None = None) -> list[Resource]:
@@ -142,6 +83,44 @@ def test_a_namespace_without_default_deny_is_reported(central: Rendering) -> Non
     assert violations(resources, "owned-namespaces-default-deny") == [
         "namespace 'logging' has no default-deny NetworkPolicy"
     ]
+
+
+def test_secrets_fed_from_secret_config_pass_as_the_readme_configures_them() -> None:
+    """Alerting with its secret URL and a rotated OpenSearch admin password (README, "Alerts" and
+    "Rotate the OpenSearch admin password"): data no resource produces, named by its annotation."""
+    configured = run_fixture(
+        CENTRAL_STACK,
+        {
+            f"{PROJECT}:alerting": json.dumps({"webhook": {"egress": [{"cidr": "203.0.113.10/32", "port": 443}]}}),
+            f"{PROJECT}:alertWebhookUrl": "https://chat.example.org/hooks/T0KEN",
+            f"{PROJECT}:opensearchAdminPassword": "Rotated-adm1n.pass",
+        },
+    )
+    assert violations(configured.resources) == []
+    annotations = {
+        r.metadata["name"]: r.metadata.get("annotations", {}).get(SECRET_CONFIG_ANNOTATION)
+        for r in configured.kubernetes_objects()
+        if r.kind == "Secret" and r.metadata.get("annotations", {}).get(SECRET_CONFIG_ANNOTATION)
+    }
+    assert annotations == {
+        "alertmanager-receivers": "alertWebhookUrl",
+        "opensearch-internal-users": "opensearchAdminPassword",
+    }
+
+
+def test_a_secret_naming_what_is_no_secret_config_is_reported(central: Rendering) -> None:
+    resources = copy.deepcopy(central.resources)
+    secret = next(r for r in resources if r.kind == "Secret")
+    secret.property_dependencies = {}
+    secret.inputs["metadata"]["annotations"] = {SECRET_CONFIG_ANNOTATION: "opensearchAdminPassword,domain"}
+    assert violations(resources, "secrets-not-from-plain-config") == [
+        f"Secret {secret.name!r} names ['domain'], which are no secret config"
+    ]
+
+
+def test_the_pack_knows_the_projects_secret_config_keys() -> None:
+    assert {secret.key for secret in SECRET_KEYS} == SECRET_CONFIG_KEYS
+    assert kube.SECRET_CONFIG_ANNOTATION == SECRET_CONFIG_ANNOTATION
 
 
 def test_a_secret_of_literal_values_is_reported(central: Rendering) -> None:

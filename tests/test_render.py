@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from components import namespaces, network_policies, traefik
+from components.kube import restricted_container_security
+from policy.guardrails import POLICIES
 from tests import synthetic
-from tests.conftest import COMMITTED_STACKS, ROOT, committed, operator_config_args, requires_charts
+from tests.conftest import COMMITTED_STACKS, ROOT, committed, operator_config, operator_config_args, requires_charts
 from tools import render
 from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
 
@@ -131,6 +133,7 @@ def test_check_prints_the_capacity_report_and_exits_by_findings(cli_run: tuple[s
     assert "Traceback" not in result.stderr
     assert "Invalid file descriptor" not in result.stderr
     assert f"capacity of {stack}: node " in result.stdout
+    assert f"policy pack: {len(POLICIES)} policies ran, 0 violated" in result.stdout.splitlines()
     findings = [line for line in result.stdout.splitlines() if line.split(":", 1)[0] in _validator_names()]
     verdict = result.stdout.strip().splitlines()[-1]
     if findings:
@@ -151,11 +154,12 @@ def _validator_names() -> set[str]:
 def test_bad_config_exits_2_with_the_one_line_reason(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    def bad_config(stack: str) -> Rendering:
-        return run_stack(stack, {f"{PROJECT}:minikube": json.dumps({"cni": "bridge"})})
+    def bad_config(stack: str, **options: Any) -> Rendering:
+        return run_stack(stack, {f"{PROJECT}:minikube": json.dumps({"cni": "bridge"})}, **options)
 
     monkeypatch.setattr(render, "run_stack", bad_config)
-    assert render.main(["--stack", A_STACK, "--out", str(tmp_path / "out"), "--check"]) == 2
+    out = str(tmp_path / "out")
+    assert render.main(["--stack", A_STACK, "--out", out, "--check", *operator_config_args(A_STACK)]) == 2
     err = capsys.readouterr().err
     assert err == (
         "invalid stack config: thanos-multi-cluster:minikube.cni: Input should be 'calico' or 'cilium' (got 'bridge')\n"
@@ -182,7 +186,7 @@ def test_check_exits_1_and_lists_every_finding(
 ) -> None:
     unsized = synthetic.container(imagePullPolice="x", resources={})
     broken = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[unsized])))
-    monkeypatch.setattr(render, "run_stack", lambda stack: broken)
+    monkeypatch.setattr(render, "run_stack", lambda stack, **_: broken)
     assert render.main(["--stack", A_STACK, "--check"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("capacity of test: ")
@@ -190,13 +194,19 @@ def test_check_exits_1_and_lists_every_finding(
     assert (
         "\ncapacity: Deployment default/app container app: no CPU request, no memory request, no memory limit\n" in out
     )
-    assert out.endswith("check test: 2 finding(s)\n")
+    # The policy pack says so too, with the other guardrails the synthetic workload breaks.
+    assert f"\npolicy pack: {len(POLICIES)} policies ran, 3 violated\n" in out
+    assert "\npolicy-pack: Deployment default/app: containers-have-requests-and-memory-limits: " in out
+    assert out.endswith("check test: 5 finding(s)\n")
 
 
 @requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    clean = synthetic.rendering(synthetic.kubernetes(synthetic.deployment()))
-    monkeypatch.setattr(render, "run_stack", lambda stack: clean)
+    guarded = synthetic.container(securityContext=restricted_container_security())
+    workload = synthetic.deployment(containers=[guarded])
+    workload["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    clean = synthetic.rendering(synthetic.kubernetes(workload))
+    monkeypatch.setattr(render, "run_stack", lambda stack, **_: clean)
     assert render.main(["--stack", A_STACK, "--check"]) == 0
     out = capsys.readouterr().out
     assert "Deployment default/app container app" in out  # the capacity report is printed either way
@@ -207,8 +217,8 @@ def test_check_exits_0_when_clean(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
 
 def test_two_renderings_of_a_stack_are_identical(tmp_path: Path) -> None:
-    render.write(run_stack(A_STACK), tmp_path / "a")
-    render.write(run_stack(A_STACK), tmp_path / "b")
+    render.write(run_stack(A_STACK, settings=operator_config(A_STACK)), tmp_path / "a")
+    render.write(run_stack(A_STACK, settings=operator_config(A_STACK)), tmp_path / "b")
     for path in (tmp_path / "a").rglob("*.*"):
         assert path.read_text() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_text(), path
 
@@ -257,7 +267,7 @@ def test_the_cli_closes_the_event_loops_worker_threads_left_behind() -> None:
 
 
 def check_edge(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = render.main(["--stack", AN_EDGE, "--check"])
+    code = render.main(["--stack", AN_EDGE, "--check", *operator_config_args(AN_EDGE)])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -266,7 +276,7 @@ def test_check_refuses_a_default_provider_the_project_disables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     every_package = {"pulumi:disable-default-providers": json.dumps(["*"])}
-    monkeypatch.setattr(render, "run_stack", lambda stack: run_stack(stack, dict(every_package)))
+    monkeypatch.setattr(render, "run_stack", lambda stack, **options: run_stack(stack, dict(every_package), **options))
     code, output = check_edge(capsys)
     assert code == 2
     assert output.strip().startswith("Default provider for 'command' disabled.")
@@ -309,7 +319,7 @@ def test_without_the_reference_material_check_skips_what_needs_it_and_says_how_t
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("THANOS_MC_REFERENCE", str(tmp_path / "nowhere"))
-    assert render.main(["--stack", A_STACK, "--check"]) == 0
+    assert render.main(["--stack", A_STACK, "--check", *operator_config_args(A_STACK)]) == 0
     out = capsys.readouterr().out
     skipped = next(line for line in out.splitlines() if line.startswith("skipped "))
     assert "helm-values" in skipped and "network-flows" in skipped and "promtool" not in skipped

@@ -463,12 +463,13 @@ class _RecordingMonitor(mocks.MockMonitor):
 # --- running -----------------------------------------------------------------------------
 
 
-def offline_outputs(stack: str, stacks_dir: Path = ROOT) -> StackOutputs:
-    """What a StackReference to `stack` sees offline: that stack's own offline outputs."""
+def offline_outputs(stack: str, stacks_dir: Path = ROOT, settings: Mapping[str, str] | None = None) -> StackOutputs:
+    """What a StackReference to `stack` sees offline: that stack's own offline outputs (rendered with
+    the same run `settings`)."""
     short = stack.rsplit("/", 1)[-1]
     if not stack_file(short, stacks_dir).exists():
         return {}
-    nested = _in_fresh_context(lambda name: run_stack(name, stacks_dir=stacks_dir), short)
+    nested = _in_fresh_context(lambda name: run_stack(name, stacks_dir=stacks_dir, settings=settings), short)
     return {key: unwrap(value) for key, value in nested.outputs.items()}
 
 
@@ -502,18 +503,22 @@ def run_stack(
     config_overrides: Mapping[str, str | None] | None = None,
     stack_outputs: Callable[[str], StackOutputs] | None = None,
     stacks_dir: Path = ROOT,
+    settings: Mapping[str, str] | None = None,
 ) -> Rendering:
     """Run the program for `stack` offline and return what it registered and exported.
 
     `config_overrides` replaces (or, with None, removes) full config keys such as
-    `thanos-multi-cluster:role`; `stack_outputs` answers StackReferences (default: the
+    `thanos-multi-cluster:role`; `settings` sets project keys for this run, dotted ones inside
+    their structured value (`s3.caCertificate`, as `pulumi config set --path`), here and in the
+    stacks a StackReference renders; `stack_outputs` answers StackReferences (default: the
     referenced stack rendered offline); `stacks_dir` holds the stack files (default: the
     project's own, next to `Pulumi.yaml`; the tests keep small fixture stacks elsewhere).
     """
     if stack_outputs is None:
-        stack_outputs = functools.partial(offline_outputs, stacks_dir=stacks_dir)
+        stack_outputs = functools.partial(offline_outputs, stacks_dir=stacks_dir, settings=settings)
     config, secret_keys = _with_secret_placeholders(project_config() | load_stack_config(stack, stacks_dir))
-    for key, value in (config_overrides or {}).items():
+    overrides = {**config_path_overrides(stack, settings or {}, stacks_dir), **(config_overrides or {})}
+    for key, value in overrides.items():
         if value is None:
             config.pop(key, None)
         else:

@@ -34,7 +34,7 @@ from pulumi.output import Unknown
 
 from components.settings import SettingsError
 from tools.cluster import cluster
-from tools.engine import EngineRefusal, Rendering, Resource, config_path_overrides, redact, run_stack
+from tools.engine import EngineRefusal, Rendering, Resource, redact, run_stack
 
 EXIT_FINDINGS = 1
 EXIT_BAD_CONFIG = 2
@@ -72,7 +72,7 @@ def _render(stack: str, out: Path | None, check: bool, settings: dict[str, str] 
         print("render: nothing to do: give --out DIR, --check, or both", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
-        rendering = run_stack(stack, config_path_overrides(stack, settings or {}))
+        rendering = run_stack(stack, settings=settings)
     except (SettingsError, EngineRefusal, FileNotFoundError) as error:
         print(str(error).splitlines()[0] if str(error) else type(error).__name__, file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -91,7 +91,7 @@ def summary(rendering: Rendering) -> str:
 
 def run_checks(rendering: Rendering) -> int:
     # Test requirements: only needed with --check.
-    from tools.validators import capacity, missing_prerequisite, needs_reference, run_all
+    from tools.validators import capacity, missing_prerequisite, needs_reference, policy_pack, run_all
 
     missing = missing_prerequisite()
     if missing is None:
@@ -101,6 +101,7 @@ def run_checks(rendering: Rendering) -> int:
     else:
         print(f"skipped {', '.join(sorted(needs_reference()))}: {missing}")
     findings = run_all(rendering)
+    print(policy_pack.summary(findings))
     for finding in findings:
         print(finding)
     verdict = f"{len(findings)} finding(s)" if findings else "no findings"

@@ -12,7 +12,8 @@
 - `pod_security`: every pod passes its namespace's Pod Security level, and that level is the strictest it can be;
 - `network_flows`: the NetworkPolicies allow every flow the platform needs and none it must not have;
 - `transport_security`: every Ingress over TLS with a certificate for its host, no client with
-  verification off, the exposed StoreAPI requiring client certificates.
+  verification off, the exposed StoreAPI requiring client certificates;
+- `policy_pack`: the policy pack (`policy/`) as `pulumi preview --policy-pack policy` runs it.
 
 The modules are imported when `validators()` is first asked for, not with the package: the checks
 of the whole cluster (`tools.cluster`) use the helpers in `common`, so an eager import would be a cycle.
@@ -45,6 +46,7 @@ MODULES = (
     "pod_security",
     "network_flows",
     "transport_security",
+    "policy_pack",
 )
 
 

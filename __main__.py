@@ -271,6 +271,7 @@ FluentBit(
 pulumi.export("role", config.role.value)
 pulumi.export("kubeconfig", node.kubeconfig)
 pulumi.export("clusterName", cluster)
+pulumi.export("ingressAddress", config.ip)
 pulumi.export("longhornUrl", f"https://{config.hostname('longhorn')}/")
 pulumi.export("longhornUiPassword", storage.ui_password)
 pulumi.export("grafanaUrl", f"https://{config.hostname('grafana')}/")

@@ -37,10 +37,10 @@ import pulumi
 import pulumi.dynamic as dynamic
 import requests
 from pulumi.runtime import rpc
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from components.ca_file import ca_file
+from components.server_name import ServerNameAdapter
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -174,19 +174,6 @@ class Client:
         if response.ok or response.status_code in allow:
             return response
         raise OpenSearchError(f"{method} /{path} failed with HTTP {response.status_code}: {reason(response)}")
-
-
-class ServerNameAdapter(HTTPAdapter):
-    """Dials the URL's address but asks TLS for `server_name` and verifies the certificate against it."""
-
-    def __init__(self, server_name: str | None, **options: Any) -> None:
-        self.server_name = server_name
-        super().__init__(**options)
-
-    def init_poolmanager(self, *args: Any, **options: Any) -> None:
-        if self.server_name:
-            options |= {"server_hostname": self.server_name, "assert_hostname": self.server_name}
-        super().init_poolmanager(*args, **options)
 
 
 def _innermost(error: BaseException) -> str:

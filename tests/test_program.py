@@ -141,5 +141,6 @@ def test_the_outputs_are_what_verify_reads(stack: str) -> None:
         assert outputs.clusters == [stack, *(edge.name for edge in config.edges)]
         assert outputs.verifier is not None
     assert outputs.object_store is not None and outputs.object_store.endpoint == config.s3.endpoint
+    assert outputs.ingress_address == config.ip, "where Traefik serves every UI name: verify needs no DNS"
     urls = (outputs.grafana_url, outputs.longhorn_url, outputs.opensearch_url)
     assert all(url is not None and url.startswith("https://") for url in urls)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import pki
-from tests.fakes.platform import CENTRAL, EDGES, FakePlatform
+from tests.fakes.platform import CENTRAL, EDGES, INGRESS_ADDRESS, FakePlatform, ui_host
 from tests.fakes.server import Blackhole, Silent, closed_port
 from tools.verify.context import Options
 from tools.verify.outputs import parse
@@ -98,10 +98,11 @@ def test_one_failure_exits_1_and_prints_its_cause_and_fix(platform: FakePlatform
 def test_unreachable_endpoints_are_one_fail_each_within_the_timeout(platform: FakePlatform, tmp_path: Path) -> None:
     refused, blackhole, silent = closed_port(), Blackhole(), Silent()
     outputs = platform.outputs() | {
-        "opensearchUrl": f"https://localhost:{refused}/",
-        "thanosUrl": f"https://localhost:{blackhole.port}/",
-        "grafanaUrl": f"https://localhost:{silent.port}/",
+        "opensearchUrl": platform.url("opensearch", refused),
+        "thanosUrl": platform.url("thanos", blackhole.port),
+        "grafanaUrl": platform.url("grafana", silent.port),
     }
+    at = {service: f"{ui_host(service)} via {INGRESS_ADDRESS}" for service in ("opensearch", "thanos", "grafana")}
     try:
         started = time.monotonic()
         done = cli(tmp_path, outputs, "--json")
@@ -115,17 +116,19 @@ def test_unreachable_endpoints_are_one_fail_each_within_the_timeout(platform: Fa
     report = {line["check"]: line for line in json.loads(done.stdout)}
     fails = {name: line["detail"] for name, line in report.items() if line["status"] == "FAIL"}
     assert fails == {
-        "logging.index": f"OpenSearch (localhost:{refused}) unreachable: connection refused",
-        "thanos.stores": f"Thanos Query Frontend (localhost:{blackhole.port}) unreachable: no TCP connection within 1s",
+        "logging.index": f"OpenSearch ({at['opensearch']}:{refused}) unreachable: connection refused",
+        "thanos.stores": f"Thanos Query Frontend ({at['thanos']}:{blackhole.port}) unreachable: "
+        "no TCP connection within 1s",
         "grafana.login": fails["grafana.login"],
     }
-    assert fails["grafana.login"].startswith(f"Grafana (localhost:{silent.port}) unreachable:")
+    assert fails["grafana.login"].startswith(f"Grafana ({at['grafana']}:{silent.port}) unreachable:")
     assert "within 1s" in fails["grafana.login"]
-    for check, port in (("tls.opensearch", refused), ("tls.thanos", blackhole.port), ("tls.grafana", silent.port)):
-        assert report[check]["status"] == "SKIP" and f"localhost:{port} failed earlier" in report[check]["detail"]
+    for service, port in (("opensearch", refused), ("thanos", blackhole.port), ("grafana", silent.port)):
+        check = report[f"tls.{service}"]
+        assert check["status"] == "SKIP" and f"{at[service]}:{port} failed earlier" in check["detail"]
     assert (
         report["logging.snapshot-policy"]["detail"]
-        == f"not run: localhost:{refused} failed earlier (see logging.index)"
+        == f"not run: {at['opensearch']}:{refused} failed earlier (see logging.index)"
     )
     assert report["kubernetes.api"]["status"] == "OK"
 
@@ -173,7 +176,7 @@ def test_the_outputs_contract_requires_the_central_keys_only_on_central(platform
 
 def test_the_total_time_limit_stops_the_run_with_checks_not_run(platform: FakePlatform) -> None:
     blackhole = Blackhole()
-    outputs = platform.outputs() | {"thanosUrl": f"https://localhost:{blackhole.port}/"}
+    outputs = platform.outputs() | {"thanosUrl": platform.url("thanos", blackhole.port)}
     try:
         started = time.monotonic()
         results = verify(outputs, CENTRAL, Options(timeout=3, total_timeout=1.5, fluent_bit_window=0.05))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import pki
-from tests.fakes.platform import FAST, FakePlatform, run_checks
+from tests.fakes.platform import FAST, INGRESS_ADDRESS, FakePlatform, run_checks, ui_host
 from tests.fakes.server import FakeServer, closed_port
 from tests.fakes.web import FakeGrafana
 from tools.verify import tls
@@ -65,9 +65,9 @@ def test_certificates_from_the_platform_ca_pass(platform: FakePlatform) -> None:
 
 
 def test_a_certificate_from_another_ca_fails(platform: FakePlatform, rogue: pki.CA) -> None:
-    server = grafana_with(rogue.issue("grafana-rogue"))
+    server = grafana_with(rogue.issue("grafana-rogue", hosts=(ui_host("grafana"),)))
     try:
-        outputs = platform.outputs() | {"grafanaUrl": server.url()}
+        outputs = platform.outputs() | {"grafanaUrl": platform.url("grafana", server.port)}
         found = tls_results(outputs)["tls.grafana"]
     finally:
         server.stop()
@@ -79,16 +79,16 @@ def test_a_certificate_from_another_ca_fails(platform: FakePlatform, rogue: pki.
 def test_a_certificate_for_another_host_fails(platform: FakePlatform) -> None:
     server = grafana_with(platform.pki.platform.issue("grafana-elsewhere", hosts=("grafana.elsewhere.test",)))
     try:
-        found = tls_results(platform.outputs() | {"grafanaUrl": server.url()})["tls.grafana"]
+        found = tls_results(platform.outputs() | {"grafanaUrl": platform.url("grafana", server.port)})["tls.grafana"]
     finally:
         server.stop()
     assert found.status is Status.FAIL and "Hostname mismatch" in found.detail
 
 
 def test_a_certificate_expiring_within_the_threshold_fails(platform: FakePlatform) -> None:
-    server = grafana_with(platform.pki.platform.issue("grafana-expiring", days=10))
+    server = grafana_with(platform.pki.platform.issue("grafana-expiring", hosts=(ui_host("grafana"),), days=10))
     try:
-        outputs = platform.outputs() | {"grafanaUrl": server.url()}
+        outputs = platform.outputs() | {"grafanaUrl": platform.url("grafana", server.port)}
         strict = tls_results(outputs)["tls.grafana"]
         lenient = tls_results(outputs, Options(timeout=2, total_timeout=30, expiry_days=5))["tls.grafana"]
     finally:
@@ -99,9 +99,12 @@ def test_a_certificate_expiring_within_the_threshold_fails(platform: FakePlatfor
 
 def test_a_closed_port_is_reported_as_unreachable(platform: FakePlatform) -> None:
     port = closed_port()
-    found = tls_results(platform.outputs() | {"thanosUrl": f"https://localhost:{port}/"})["tls.thanos"]
+    found = tls_results(platform.outputs() | {"thanosUrl": platform.url("thanos", port)})["tls.thanos"]
     assert found.status is Status.FAIL
-    assert found.detail == f"thanos ingress (localhost:{port}) unreachable: connection refused"
+    assert (
+        found.detail
+        == f"thanos ingress ({ui_host('thanos')} via {INGRESS_ADDRESS}:{port}) unreachable: connection refused"
+    )
 
 
 def test_the_nearest_expiry_of_the_certificates_output_is_reported(platform: FakePlatform) -> None:

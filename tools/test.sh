@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: creates ./venv if needed, installs the pinned test
 # requirements and runs the whole suite offline (no cluster, no Pulumi CLI, no credentials).
-# promtool (Debian: prometheus), amtool and Alertmanager (prometheus-alertmanager) and shellcheck are
-# used when present; CI installs them.
+# promtool (Debian: prometheus) and shellcheck are used when present; CI installs them. The real
+# programs of the integration tier (`bash tools/integration.sh`) are skipped here with one reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x venv/bin/python ]; then

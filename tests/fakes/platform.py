@@ -1,6 +1,11 @@
 """A whole fake cluster of the platform: its CAs, a fake of every service, and the stack outputs
 that point at them. `FakePlatform.started()` starts it with every check passing; tests break one
-thing through a fake's state, and `reset()` makes it healthy again."""
+thing through a fake's state, and `reset()` makes it healthy again.
+
+The clusters are the fixture stacks (`tests/conftest.py`). As behind Traefik, each UI (Grafana,
+OpenSearch, the Longhorn UI, Thanos) is a name under its cluster's domain whose certificate names it
+alone, served at an address: its URL is `https://<service>.<domain>:<port>/` and `ingressAddress` is
+127.0.0.1, so the names need not (and, `*.lab.test`, cannot) resolve."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from tests.fakes import opensearch, s3, thanos, web
+from tests.conftest import CENTRAL_STACK, EDGE_STACKS, raw_config
+from tests.fakes import opensearch, pki, s3, thanos, web
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.fakes.opensearch import FakeOpenSearch
 from tests.fakes.pki import CA
@@ -28,8 +34,29 @@ from tools.verify.context import Context, Options
 from tools.verify.outputs import parse
 from tools.verify.report import Result
 
-CENTRAL = "hub"
-EDGES = ["edge-a", "edge-b"]
+CENTRAL = CENTRAL_STACK
+EDGES = list(EDGE_STACKS)
+INGRESS_ADDRESS = "127.0.0.1"
+"""Where every fake UI listens: the ingress address as the stack outputs give it."""
+UIS = ("grafana", "opensearch", "longhorn", "thanos")
+"""The services served by the ingress under a name of the cluster's domain."""
+
+
+@functools.cache
+def domain_of(stack: str) -> str:
+    """A fixture stack's wildcard DNS domain."""
+    domain: str = raw_config(stack)["domain"]
+    return domain
+
+
+def stack_of(role: str) -> str:
+    """The fixture stack the outputs of a role describe: central, or the first edge."""
+    return CENTRAL if role == "central" else EDGES[0]
+
+
+def ui_host(service: str, role: str = "central") -> str:
+    """The ingress name of a UI, e.g. `grafana.<domain>`."""
+    return f"{service}.{domain_of(stack_of(role))}"
 
 
 def _b64(path: Path) -> str:
@@ -81,7 +108,13 @@ class FakePlatform:
     def _server(self, name: str) -> FakeServer:
         ca = {"s3": self.pki.minio, "kubernetes": self.pki.minikube}.get(name, self.pki.platform)
         client_ca = self.pki.minikube.cert if name == "kubernetes" else None
-        return FakeServer(functools.partial(self._dispatch, name), ca.issue(name), client_ca=client_ca)
+        # A UI's certificate names its ingress names only (central's and the edge's): no address.
+        hosts = tuple(ui_host(name, role) for role in ("central", "edge")) if name in UIS else pki.LOCAL_HOSTS
+        return FakeServer(functools.partial(self._dispatch, name), ca.issue(name, hosts), client_ca=client_ca)
+
+    def url(self, service: str, port: int | None = None, role: str = "central") -> str:
+        """A UI's URL as the stack outputs give it, on its fake's port or on `port`."""
+        return f"https://{ui_host(service, role)}:{port or self.servers[service].port}/"
 
     def _dispatch(self, name: str, request: Request) -> Reply:
         reply: Reply = getattr(self, name).handle(request)
@@ -125,16 +158,17 @@ class FakePlatform:
         not_after = (dt.datetime.now(dt.UTC) + dt.timedelta(days=300)).isoformat()
         out: dict[str, Any] = {
             "role": role,
-            "clusterName": CENTRAL if role == "central" else EDGES[0],
+            "clusterName": stack_of(role),
             "kubeconfig": self._kubeconfig,
-            "grafanaUrl": self.servers["grafana"].url(),
+            "ingressAddress": INGRESS_ADDRESS,
+            "grafanaUrl": self.url("grafana", role=role),
             "grafanaAdminPassword": web.GRAFANA_PASSWORD,
-            "opensearchUrl": self.servers["opensearch"].url(),
+            "opensearchUrl": self.url("opensearch", role=role),
             "opensearchAdminPassword": opensearch.PASSWORD,
-            "longhornUrl": self.servers["longhorn"].url(),
+            "longhornUrl": self.url("longhorn", role=role),
             "longhornUiPassword": web.LONGHORN_PASSWORD,
             "platformCaCertificate": self.pki.platform.pem,
-            "certificates": {"ingress": {"notAfter": not_after, "hosts": ["*.hub.test"]}},
+            "certificates": {"ingress": {"notAfter": not_after, "hosts": [f"*.{domain_of(stack_of(role))}"]}},
             "objectStore": {
                 "endpoint": f"localhost:{self.servers['s3'].port}",
                 "useTls": True,
@@ -145,7 +179,7 @@ class FakePlatform:
         }
         if role == "central":
             out |= {
-                "thanosUrl": self.servers["thanos"].url(),
+                "thanosUrl": self.url("thanos"),
                 "thanosUiPassword": thanos.PASSWORD,
                 "clusters": [CENTRAL, *EDGES],
                 "verifierCredentials": {"accessKey": s3.ACCESS_KEY, "secretKey": s3.SECRET_KEY},

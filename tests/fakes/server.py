@@ -66,8 +66,11 @@ class FakeServer:
     def __init__(self, handler: Handler, issued: Issued, client_ca: Path | None = None) -> None:
         self.handler = handler
         self.requests: list[Request] = []
+        self.server_names: list[str | None] = []
+        """The TLS server name (SNI) each handshake asked for."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(issued.cert, issued.key)
+        context.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
         if client_ca is not None:
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(client_ca)

@@ -1,4 +1,4 @@
-"""`python -m tools.verify --stack S [--json] [--outputs FILE] [--timeout SECONDS]`."""
+"""`python -m tools.verify --stack S [--json] [--outputs FILE] [--timeout SECONDS] [--use-dns]`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between the two scrapes of Fluent-bit's counters (default 15)",
     )
     p.add_argument("--namespaces", help="comma-separated platform namespaces, instead of the built-in list")
+    p.add_argument(
+        "--use-dns",
+        action="store_true",
+        help="look the UI names up in DNS instead of dialling the stack's ingressAddress with them",
+    )
     return p
 
 
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         expiry_days=args.expiry_days,
         fluent_bit_window=args.fluent_bit_window,
         namespaces=tuple(ns.strip() for ns in args.namespaces.split(",") if ns.strip()) if args.namespaces else None,
+        use_dns=args.use_dns,
     )
     try:
         raw = (

@@ -4,25 +4,37 @@ Time is bounded twice: each request waits at most `--timeout` seconds (connect a
 the whole run at most `--total-timeout`; a check that would start past it is "not run". An endpoint
 that cannot be reached is reported once, by the first check that tries it; every later check on
 the same host and port is "not run" at once instead of waiting out its own timeout again.
+
+No DNS is needed for the UIs (Grafana, the Longhorn UI, OpenSearch, Thanos): their URLs name hosts
+under the cluster's wildcard domain, which Traefik serves on port 443 of the host's address, the
+stack output `ingressAddress`. A UI whose URL's host is a name is dialled at that address with the
+name as TLS server name (SNI), as the name its certificate must carry, and as `Host` (what Traefik
+routes by); its messages say both, e.g. `grafana.edge-a.lab.test via 10.20.0.11:443`. `--use-dns`
+looks the names up instead (a machine that resolves the wildcard domain), and so does a stack from
+before `ingressAddress` was exported. The Kubernetes API
+and MinIO are dialled as their URLs say.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import ipaddress
 import socket
 import ssl
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.util.ssl_match_hostname import CertificateError
 
+from components.server_name import ServerNameAdapter
 from tools.verify.outputs import MissingOutput, Outputs, need
 from tools.verify.report import Result, fail, not_run
 
@@ -130,6 +142,52 @@ def target_of(url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+WILDCARD_DNS_HINT = "check the wildcard DNS record for the cluster's domain"
+NAME_HINT = "check the host name in the stack output, and that this machine resolves it"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a URL's host is dialled: the host itself (looked up in DNS when it is a name), or
+    `address`, with the host as TLS server name and `netloc` as `Host`."""
+
+    host: str
+    port: int
+    netloc: str
+    """The URL's host and port as written: the `Host` header when dialled at `address`."""
+    address: str | None = None
+    dns_hint: str = NAME_HINT
+    """The fix when `host` does not resolve."""
+
+    @property
+    def target(self) -> str:
+        """The endpoint in messages and in down-tracking: `name via address:port` or `host:port`."""
+        if self.address is None:
+            return f"{self.host}:{self.port}"
+        return f"{self.host} via {self._address_netloc}"
+
+    @property
+    def _address_netloc(self) -> str:
+        address = f"[{self.address}]" if self.address and ":" in self.address else self.address
+        return f"{address}:{self.port}"
+
+    def dial(self, url: str) -> str:
+        """The URL to send: `url` with the address in place of the name (unchanged without one)."""
+        return url if self.address is None else urlunsplit(urlsplit(url)._replace(netloc=self._address_netloc))
+
+    def named(self, url: str) -> str:
+        """The URL as the operator knows it: the inverse of `dial`."""
+        return url if self.address is None else urlunsplit(urlsplit(url)._replace(netloc=self.netloc))
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     """The exception and its causes, including those urllib3 keeps in `args` (MaxRetryError.reason)."""
     chain: list[BaseException] = []
@@ -146,7 +204,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def describe_transport_error(
-    exc: BaseException, timeout: float, trust: str = "platformCaCertificate"
+    exc: BaseException, timeout: float, trust: str = "platformCaCertificate", dns_hint: str = NAME_HINT
 ) -> tuple[str, str]:
     """A short cause and fix for a failure below HTTP: refused, no answer, DNS, TLS."""
     chain = _chain(exc)
@@ -157,6 +215,10 @@ def describe_transport_error(
             f"failed TLS verification: {verification.verify_message or verification.reason}",
             f"its certificate must chain to {trust} and name this host",
         )
+    # urllib3 checks the name itself when it was given one (`ServerNameAdapter`): its own error.
+    mismatch = next((e for e in chain if isinstance(e, CertificateError)), None)
+    if mismatch is not None:
+        return (f"failed TLS verification: {mismatch}", f"its certificate must chain to {trust} and name this host")
     handshake = next((e for e in reversed(chain) if isinstance(e, ssl.SSLError)), None)
     if handshake is not None or isinstance(exc, requests.exceptions.SSLError):
         reason = (handshake.reason or str(handshake)) if handshake is not None else _last_line(text)
@@ -175,7 +237,7 @@ def describe_transport_error(
             "the service hangs or is overloaded; raise --timeout only if it is merely slow",
         )
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
-        return ("unreachable: the host name does not resolve", "check the wildcard DNS record for the cluster's domain")
+        return ("unreachable: the host name does not resolve", dns_hint)
     refused = any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text
     if refused or any(getattr(e, "errno", None) == errno.ECONNREFUSED for e in chain):
         return ("unreachable: connection refused", "nothing listens on that port: is the ingress controller running?")
@@ -200,13 +262,19 @@ class Endpoint:
     auth_hint: str = ""
     trust: str = "platformCaCertificate"
     """What its certificate must chain to, for the hint of a verification failure."""
+    ingress: bool = False
+    """Served by Traefik: a name is dialled at `ingressAddress` (see the module's docstring)."""
 
     def __post_init__(self) -> None:
+        self.route = self.ctx.route(self.base_url, self.ingress)
         self.session = requests.Session()
         self.session.trust_env = False  # a proxy from the environment must not stand between us and the host
         self.session.verify = self.verify
         self.session.auth = self.auth
         self.session.cert = self.cert
+        if self.route.address is not None:
+            self.session.mount("https://", ServerNameAdapter(self.route.host))
+            self.session.headers["Host"] = self.route.netloc
         self.session.headers.update(self.headers)
 
     def url(self, path: str) -> str:
@@ -220,17 +288,16 @@ class Endpoint:
         ok: tuple[int, ...] = (200,),
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        host, port = target_of(self.base_url)
-        target = f"{host}:{port}"
+        target = self.route.target
         self.ctx.raise_if_down(target)
         timeout = self.ctx.budget.timeout(self.ctx.timeout)
         url = self.url(path)
         try:
             response = self.session.request(
-                method, url, params=params, headers=headers, timeout=timeout, allow_redirects=False
+                method, self.route.dial(url), params=params, headers=headers, timeout=timeout, allow_redirects=False
             )
         except requests.exceptions.RequestException as exc:
-            cause, hint = describe_transport_error(exc, timeout, self.trust)
+            cause, hint = describe_transport_error(exc, timeout, self.trust, self.route.dns_hint)
             raise EndpointDown(self.name, self.ctx.mark_down(target, cause), hint) from None
         if response.status_code == 401 and 401 not in ok:
             # Every later request would be refused too: one FAIL line, the other checks "not run".
@@ -247,7 +314,7 @@ class Endpoint:
         try:
             return response.json()
         except ValueError:
-            raise UnexpectedResponse(f"{self.name}: {response.url} did not answer JSON") from None
+            raise UnexpectedResponse(f"{self.name}: {self.route.named(response.url)} did not answer JSON") from None
 
 
 @dataclass
@@ -257,6 +324,8 @@ class Options:
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     fluent_bit_window: float = DEFAULT_FLUENT_BIT_WINDOW
     namespaces: tuple[str, ...] | None = None
+    use_dns: bool = False
+    """Look the UI names up in DNS instead of dialling `ingressAddress`."""
 
 
 class Context:
@@ -296,6 +365,20 @@ class Context:
     def raise_if_down(self, target: str) -> None:
         if target in self._down:
             raise AlreadyDown(self._down[target])
+
+    def route(self, url: str, ingress: bool, port: int | None = None) -> Route:
+        """Where `url` is dialled; `ingress`: a UI served by Traefik (a name goes to `ingressAddress`)."""
+        host, default = target_of(url)
+        parts = urlsplit(url)
+        route = Route(host, port or default, parts.netloc.rpartition("@")[2])
+        if not ingress or is_address(host):
+            return route
+        if self.options.use_dns:
+            return replace(route, dns_hint=WILDCARD_DNS_HINT)
+        if self.outputs.ingress_address is None:
+            hint = f"{WILDCARD_DNS_HINT}, or `pulumi up` so the stack exports ingressAddress (no DNS needed then)"
+            return replace(route, dns_hint=hint)
+        return replace(route, address=self.outputs.ingress_address)
 
     # --- files ----------------------------------------------------------------------------
 

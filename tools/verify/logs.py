@@ -38,6 +38,7 @@ def endpoint(ctx: Context) -> Endpoint:
             "OpenSearch",
             need(ctx.outputs.opensearch_url, "opensearchUrl"),
             auth=(BASIC_AUTH_USER, need(ctx.outputs.opensearch_password, "opensearchAdminPassword")),
+            ingress=True,
             auth_hint="OpenSearch refused admin/opensearchAdminPassword: the password was rotated outside the stack "
             '(README "Rotate the OpenSearch admin password")',
         )

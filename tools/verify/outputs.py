@@ -4,6 +4,8 @@ The contract (every key a stack output of this program):
 
 - `role` ("central" | "edge"), `clusterName`;
 - `kubeconfig`: kubeconfig YAML with inline certificates, API server `https://<host>:8443`;
+- `ingressAddress`: the host's IP, where Traefik serves every UI name on 443 (optional: without it,
+  an older stack's UI names are looked up in DNS, and the `outputs` check says so);
 - `grafanaUrl`, `grafanaAdminPassword`; `opensearchUrl` (https), `opensearchAdminPassword` (user `admin`);
   `longhornUrl`, `longhornUiPassword` (user `admin`);
 - central only: `thanosUrl` (Query Frontend, basic auth user `admin`), `thanosUiPassword`, `clusters`
@@ -20,6 +22,7 @@ A missing or malformed key is reported once (check `outputs`); each check that n
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -87,7 +90,10 @@ class Outputs:
     certificates: list[Certificate] | None = None
     object_store: ObjectStore | None = None
     verifier: Credentials | None = None
+    ingress_address: str | None = None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the `outputs` check reports without failing (an optional key an older stack lacks)."""
 
     @property
     def central(self) -> bool:
@@ -162,6 +168,16 @@ class _Reader:
             self.problems.append(f"{key} is not an http(s) URL: {value!r}")
             return None
         return value
+
+    def address(self, key: str) -> str | None:
+        value = self.text(key, required=False)
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            self.problems.append(f"{key} is not an IP address: {value!r}")
+            return None
 
     def clusters(self) -> list[str] | None:
         value = self.raw.get("clusters")
@@ -245,6 +261,9 @@ class _Reader:
 
 
 BUCKET_ROLES = ("thanos", "opensearch", "longhorn")
+NO_INGRESS_ADDRESS = (
+    "no ingressAddress (a stack from before it was exported): the UI names are looked up in DNS; `pulumi up` exports it"
+)
 
 
 def parse(raw: dict[str, Any]) -> Outputs:
@@ -272,7 +291,10 @@ def parse(raw: dict[str, Any]) -> Outputs:
         certificates=read.certificates(),
         object_store=read.object_store(),
         verifier=read.credentials() if central else None,
+        ingress_address=read.address("ingressAddress"),
     )
+    if raw.get("ingressAddress") is None:
+        out.notes.append(NO_INGRESS_ADDRESS)
     if out.platform_ca is not None and "BEGIN CERTIFICATE" not in out.platform_ca:
         read.problems.append("platformCaCertificate is not a PEM certificate")
         out.platform_ca = None

@@ -56,6 +56,7 @@ def endpoint(ctx: Context) -> Endpoint:
             "Thanos Query Frontend",
             need(ctx.outputs.thanos_url, "thanosUrl"),
             auth=(BASIC_AUTH_USER, need(ctx.outputs.thanos_password, "thanosUiPassword")),
+            ingress=True,
             auth_hint="the ingress refused admin/thanosUiPassword: its basic-auth Secret and the output disagree; "
             "run `pulumi up` for central",
         )

@@ -4,7 +4,8 @@ certificates the stack reports in its `certificates` output.
 
 The handshake is made on port 443 of each URL's host (the ingress), or on the URL's own port when
 the URL is https with an explicit port, whatever the URL's scheme: an http URL still has its host
-served over TLS by the ingress.
+served over TLS by the ingress. A host that is a name is dialled at the stack's `ingressAddress`
+with the name as TLS server name, unless `--use-dns` (see `tools.verify.context`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from tools.verify.context import Context, EndpointDown, describe_transport_error
+from tools.verify.context import Context, EndpointDown, Route, describe_transport_error
 from tools.verify.outputs import need
 from tools.verify.report import Result, fail, not_run, ok, role_skip
 
@@ -43,11 +44,17 @@ def tls_target(url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-def peer_certificate(host: str, port: int, ca_pem: str, timeout: float) -> dict[str, Any]:
-    """The verified peer certificate (as `ssl` decodes it) of host:port, trusting `ca_pem` only."""
+def tls_route(ctx: Context, url: str) -> Route:
+    """Where the handshake for `url` is made (`tls_target`), dialled as `Context.route` says."""
+    return ctx.route(url, ingress=True, port=tls_target(url)[1])
+
+
+def peer_certificate(host: str, port: int, ca_pem: str, timeout: float, address: str | None = None) -> dict[str, Any]:
+    """The verified peer certificate (as `ssl` decodes it) of host:port, trusting `ca_pem` only;
+    dialled at `address` when given, still asking for and verifying `host`."""
     context = ssl.create_default_context(cadata=ca_pem)  # with cadata, no system CA is loaded
     with (
-        socket.create_connection((host, port), timeout=timeout) as raw,
+        socket.create_connection((address or host, port), timeout=timeout) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         cert = tls.getpeercert()
@@ -63,12 +70,12 @@ def days_left(not_after: dt.datetime, now: dt.datetime) -> float:
 def check_endpoint(ctx: Context, name: str) -> Result:
     check = f"tls.{name}"
     url = need(url_of(ctx, name), f"{name}Url")
-    host, port = tls_target(url)
-    target = f"{host}:{port}"
+    route = tls_route(ctx, url)
+    host, target = route.host, route.target
     ca = need(ctx.outputs.platform_ca, "platformCaCertificate")
     timeout = ctx.budget.timeout(ctx.timeout)
     try:
-        cert = peer_certificate(host, port, ca, timeout)
+        cert = peer_certificate(host, route.port, ca, timeout, route.address)
     except ssl.SSLCertVerificationError as exc:
         return fail(
             check,
@@ -79,7 +86,7 @@ def check_endpoint(ctx: Context, name: str) -> Result:
     except ssl.SSLError as exc:
         return fail(check, f"{target}: TLS handshake failed: {exc.reason or exc}", "is this port serving TLS?")
     except OSError as exc:
-        cause, hint = describe_transport_error(exc, timeout)
+        cause, hint = describe_transport_error(exc, timeout, dns_hint=route.dns_hint)
         raise EndpointDown(f"{name} ingress", ctx.mark_down(target, cause), hint) from None
     expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.UTC)
     left = days_left(expires, ctx.now)
@@ -123,8 +130,7 @@ def _endpoint_result(ctx: Context, name: str) -> list[Result]:
         return [role_skip(ctx, check)]
     url = url_of(ctx, name)
     if url is not None:
-        host, port = tls_target(url)
-        down = ctx.down(f"{host}:{port}")
+        down = ctx.down(tls_route(ctx, url).target)
         # A TLS failure seen by an HTTP client is this check's own subject: look again, in detail.
         if down is not None and not down.cause.startswith("failed TLS"):
             return [not_run(check, f"{down.target} failed earlier (see {down.reported_by})")]

@@ -16,6 +16,7 @@ def check_grafana(ctx: Context) -> Result:
         "Grafana",
         need(ctx.outputs.grafana_url, "grafanaUrl"),
         auth=(BASIC_AUTH_USER, need(ctx.outputs.grafana_password, "grafanaAdminPassword")),
+        ingress=True,
         auth_hint="Grafana refused admin/grafanaAdminPassword: the password was changed in Grafana; reset it with "
         "`grafana cli admin reset-admin-password` in its pod",
     )
@@ -28,6 +29,7 @@ def check_longhorn_ui(ctx: Context) -> Result:
         "Longhorn UI",
         need(ctx.outputs.longhorn_url, "longhornUrl"),
         auth=(BASIC_AUTH_USER, need(ctx.outputs.longhorn_password, "longhornUiPassword")),
+        ingress=True,
         auth_hint="the ingress refused admin/longhornUiPassword: its basic-auth Secret "
         "longhorn-system/longhorn-ui-basic-auth and the output disagree; run pulumi up",
     )

@@ -33,7 +33,7 @@ from pulumi_command import local, remote
 
 from components import versions
 from components.kube import Component
-from components.settings import MinikubeSettings
+from components.settings import PROJECT, MinikubeSettings
 
 SCRIPTS = Path(__file__).parent / "scripts"
 PROFILE = "minikube"
@@ -118,6 +118,17 @@ def prerequisite_variables(minikube: MinikubeSettings) -> dict[str, str]:
     }
 
 
+def unpinned_host_key_warning(host: str, port: int) -> str:
+    """Without `minikube.sshHostKey` pulumi-command accepts any host key (`InsecureIgnoreHostKey`)."""
+    scan = f"ssh-keyscan -t ed25519 {'-p ' + str(port) + ' ' if port != 22 else ''}{host} | cut -d' ' -f2-"
+    return (
+        f"the SSH host key of {host} is not pinned ({PROJECT}:minikube.sshHostKey): pulumi-command accepts any "
+        "key, so a man in the middle would get a root session on the host. Pin it: "
+        f'`pulumi config set --path minikube.sshHostKey "$({scan})"`, after checking its fingerprint on the host '
+        "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`)"
+    )
+
+
 class MinikubeNode(Component):
     """Host prerequisites and `minikube start`; exposes the kubeconfig as a secret output.
 
@@ -153,8 +164,11 @@ class MinikubeNode(Component):
                 delete_before_replace=True,  # one host runs one profile: the old must go first
                 additional_secret_outputs=["stdout"],
             ),
+            secret_stdout=True,
         )
         self.kubeconfig = pulumi.Output.secret(start.stdout)
+        if minikube.mode == "ssh" and minikube.ssh_host_key is None:
+            pulumi.log.warn(unpinned_host_key_warning(args["host"], minikube.ssh_port), resource=self)
         self.register_outputs({"kubeconfig": self.kubeconfig})
 
     @staticmethod
@@ -164,12 +178,22 @@ class MinikubeNode(Component):
         create: str,
         delete: str | None,
         opts: pulumi.ResourceOptions,
+        secret_stdout: bool = False,
     ) -> local.Command | remote.Command:
+        """`secret_stdout`: stdout is a secret (the kubeconfig, with its client key): only stderr is logged."""
         triggers = identity(args["host"])
         if args["minikube"].mode == "local":
             return local.Command(
-                name, create=create, delete=delete, interpreter=["/bin/bash", "-c"], triggers=triggers, opts=opts
+                name,
+                create=create,
+                delete=delete,
+                interpreter=["/bin/bash", "-c"],
+                triggers=triggers,
+                logging=local.Logging.STDERR if secret_stdout else local.Logging.STDOUT_AND_STDERR,
+                add_previous_output_in_env=False,
+                opts=opts,
             )
+        logging = remote.Logging.STDERR if secret_stdout else remote.Logging.STDOUT_AND_STDERR
         # No agent_socket_path: pulumi-command uses $SSH_AUTH_SOCK when it is set, and a path that
         # changes with every login would make every `pulumi up` run the scripts again.
         connection = remote.ConnectionArgs(
@@ -178,6 +202,7 @@ class MinikubeNode(Component):
             port=args["minikube"].ssh_port,
             private_key=args["ssh_private_key"],
             private_key_password=args["ssh_private_key_password"],
+            host_key=args["minikube"].ssh_host_key,
         )
         # remote.Command runs the text through the login shell; bash is asked for explicitly.
         return remote.Command(
@@ -186,5 +211,8 @@ class MinikubeNode(Component):
             create=f"bash -s <<'NODE_SCRIPT'\n{create}\nNODE_SCRIPT",
             delete=f"bash -s <<'NODE_SCRIPT'\n{delete}\nNODE_SCRIPT" if delete else None,
             triggers=triggers,
+            logging=logging,
+            # Not offered to sshd as PULUMI_COMMAND_STDOUT: for the start command that is the kubeconfig.
+            add_previous_output_in_env=False,
             opts=opts,
         )

@@ -8,6 +8,7 @@ wrong and what is accepted; no component ever sees unvalidated config.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import itertools
@@ -142,6 +143,35 @@ def _cron(value: str) -> str:
     return value
 
 
+_SSH_KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+
+
+def _ssh_host_key(value: str) -> str:
+    """`<type> <base64>[ comment]`, what Go's `ssh.ParseAuthorizedKey` (pulumi-command) reads."""
+    parts = value.split()
+    if len(parts) >= 3 and parts[1] in _SSH_KEY_TYPES:
+        raise ValueError("drop the host name in front: keep `<type> <base64>` of the ssh-keyscan line")
+    if len(parts) < 2 or parts[0] not in _SSH_KEY_TYPES:
+        raise ValueError(f"must be `<type> <base64>` with a type of {sorted(_SSH_KEY_TYPES)}")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        raise ValueError("the key after the type is not base64") from None
+    if not blob[4:].startswith(parts[0].encode()):
+        raise ValueError(f"the key is not of type {parts[0]}")
+    return f"{parts[0]} {parts[1]}"
+
+
 def _kubelet_settings(value: dict[str, str]) -> dict[str, str]:
     for key, setting in value.items():
         if key == "node-ip":
@@ -184,6 +214,10 @@ class MinikubeSettings(_Model):
     """`ssh`: remote.Command to the host; `local`: Pulumi runs on the host itself."""
     ssh_user: str = "root"
     ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_host_key: Annotated[str, AfterValidator(_ssh_host_key)] | None = None
+    """The host's SSH public key (`<type> <base64>`, as `ssh-keyscan` prints it without the host name):
+    pulumi-command then refuses any other key. Unset, it accepts whatever key answers, so a man in the
+    middle gets a root session; every preview says so."""
     driver: Literal["none", "docker", "kvm2", "qemu2", "podman", "virtualbox"] = "none"
     """`none` puts ingress, NodePort 30901 and the wildcard DNS on the host's own address; the docker driver
     hides the node on a bridge that other hosts cannot reach."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -30,7 +31,7 @@ from components.minikube_node import (
     with_exports,
 )
 from components.settings import PROJECT, MinikubeSettings, SettingsError
-from tests.conftest import EDGE, run_fixture, settings
+from tests.conftest import EDGE, rendered, run_fixture, settings
 from tools.engine import Rendering, Secret, secret_placeholder, unwrap
 from tools.plan import Step, plan
 
@@ -194,6 +195,58 @@ def test_ssh_connection_uses_the_secret_key(any_stack: Rendering) -> None:
     assert unwrap(connection)["host"] == host(any_stack)
     assert unwrap(connection)["privateKey"] == secret_placeholder("sshPrivateKey")
     assert "privateKeyPassword" not in unwrap(connection)
+
+
+# An ed25519 host key as `ssh-keyscan` prints it (after the host name): type, then its wire encoding.
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def unpinned_warnings(caplog: pytest.LogCaptureFixture, stack: Rendering) -> set[str]:
+    """The unpinned-host-key warnings about this stack's host (an edge also renders central)."""
+    return {r.getMessage() for r in caplog.records if f"SSH host key of {host(stack)} is not pinned" in r.getMessage()}
+
+
+def test_a_pinned_host_key_is_the_only_one_the_connection_accepts(caplog: pytest.LogCaptureFixture) -> None:
+    unpinned = rendered(EDGE)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        pinned = with_minikube(unpinned, sshHostKey=HOST_KEY)
+    for step in ("host-prerequisites", "minikube"):
+        assert unwrap(pinned.one(COMMAND, f"{EDGE}-{step}").inputs["connection"])["hostKey"] == HOST_KEY
+    assert unpinned_warnings(caplog, pinned) == set()
+
+
+def test_an_unpinned_host_key_is_said_at_every_preview_with_how_to_pin_it(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        stack = run_fixture(EDGE)
+    (warning,) = unpinned_warnings(caplog, stack)
+    assert f"SSH host key of {host(stack)} is not pinned ({PROJECT}:minikube.sshHostKey)" in warning
+    assert f"ssh-keyscan -t ed25519 {host(stack)}" in warning and "man in the middle" in warning
+    assert "hostKey" not in unwrap(stack.one(COMMAND, f"{EDGE}-minikube").inputs["connection"])
+
+
+@pytest.mark.parametrize(
+    ("key", "refusal"),
+    [
+        (f"10.20.0.11 {HOST_KEY}", "drop the host name in front"),
+        ("ssh-ed25519", "must be `<type> <base64>`"),
+        ("ssh-ed25519 not-base64!", "not base64"),
+        (HOST_KEY.replace("ssh-ed25519", "ecdsa-sha2-nistp256"), "not of type ecdsa-sha2-nistp256"),
+    ],
+)
+def test_a_host_key_pulumi_command_could_not_read_is_refused(key: str, refusal: str) -> None:
+    with pytest.raises(SettingsError, match=rf"minikube\.sshHostKey: .*{re.escape(refusal)}"):
+        with_minikube(rendered(EDGE), sshHostKey=key)
+
+
+def test_the_kubeconfig_is_neither_logged_nor_offered_to_sshd(any_stack: Rendering) -> None:
+    """The start command's stdout is the kubeconfig, with the cluster's client key."""
+    start = any_stack.one(COMMAND, f"{any_stack.stack}-minikube").inputs
+    assert start["logging"] == "stderr"
+    for step in ("host-prerequisites", "minikube"):
+        command = any_stack.one(COMMAND, f"{any_stack.stack}-{step}").inputs
+        assert command["addPreviousOutputInEnv"] is False, f"{step}: PULUMI_COMMAND_STDOUT would carry the last output"
+    assert any_stack.one(COMMAND, f"{any_stack.stack}-host-prerequisites").inputs["logging"] == "stdoutAndStderr"
 
 
 def test_an_encrypted_key_is_opened_with_its_passphrase() -> None:

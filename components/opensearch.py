@@ -353,7 +353,7 @@ def index_replicas(nodes: int) -> int:
 
 
 def generated_password(name: str, parent: Component) -> random.RandomPassword:
-    """Meets the security plugin's rule: upper, lower, digit and special character, 8 or more."""
+    """32 characters of four classes: well past the security plugin's rule (8 or more, `strong` by zxcvbn)."""
     return random.RandomPassword(
         name,
         length=32,

@@ -321,7 +321,8 @@ class SnapshotRepositoryKind(Kind):
         return f"_snapshot/{name}"
 
     def verify(self, client: Client, name: str) -> None:
-        # Every node writes and reads a test blob under base_path: fails on bad keys, bucket or CA.
+        # Every node writes, reads and deletes a test blob under base_path: fails on bad keys, bucket or
+        # CA. Not a proof of delete permission: a refused delete is only logged by the node.
         client.call("POST", f"_snapshot/{name}/_verify")
 
 

@@ -38,9 +38,21 @@ system's CA bundle, so with a private MinIO CA (given to the JVM's truststore) r
 and snapshot deletion fail (OpenSearch issues 20501, 21855); Netty's client uses the JVM's truststore."""
 
 
+SHARD_PATH_TYPE = "fixed"
+"""Where a repository puts shard files. OpenSearch 3.6's default, `hashed_prefix`, writes them under
+`<hash>/<base_path>/...`, outside `<base_path>/`, which is all a cluster's MinIO user may write: every
+snapshot would end PARTIAL (seen with the real repository-s3 3.6.0). `fixed` keeps them under it."""
+
+
 def snapshot_repository(bucket: str, cluster_name: str) -> dict[str, Any]:
     """`PUT _snapshot/<name>`: no endpoint and no keys here; OpenSearch rejects keys as insecure."""
-    settings = {"bucket": bucket, "base_path": cluster_name, "client": "default", "s3_async_client_type": ASYNC_CLIENT}
+    settings = {
+        "bucket": bucket,
+        "base_path": cluster_name,
+        "client": "default",
+        "s3_async_client_type": ASYNC_CLIENT,
+        "shard_path_type": SHARD_PATH_TYPE,
+    }
     return {"type": "s3", "settings": settings}
 
 

@@ -336,6 +336,7 @@ def test_create_registers_the_repository_and_verifies_it(fake: tuple[FakeOpenSea
         "base_path": EDGE,
         "client": "default",
         "s3_async_client_type": "netty",
+        "shard_path_type": "fixed",
     }
     assert [r[0] for r in server.requests] == ["GET", "PUT", "POST"]
     assert server.calls("POST", "_snapshot/logs-s3/_verify")

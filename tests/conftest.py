@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from components.settings import Settings, decode_config, settings_of  # noqa: E402
 from tests.certificates import throwaway_ca  # noqa: E402
-from tools import helm  # noqa: E402
+from tools import helm, podsecurity  # noqa: E402
 from tools import reference as reference_material  # noqa: E402
 from tools.engine import PROJECT, Rendering, load_stack_config, run_stack, stack_names  # noqa: E402
 
@@ -62,6 +62,12 @@ def _charts_missing() -> str | None:
 
 requires_charts = pytest.mark.skipif(_charts_missing() is not None, reason=_charts_missing() or "")
 """For tests that need the charts rendered by the real helm (tools.cluster)."""
+
+EVALUATOR_MISSING = podsecurity.unavailable()
+requires_evaluator = pytest.mark.skipif(
+    EVALUATOR_MISSING is not None, reason=f"the Pod Security evaluator cannot be had here: {EVALUATOR_MISSING}"
+)
+"""For the tests that run upstream's Pod Security evaluator (`tools/podsecurity`, built with Go)."""
 
 
 def any_stack_name(role: str) -> str:

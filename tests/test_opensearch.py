@@ -22,7 +22,7 @@ from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.opensearch import INTERNAL_USERS_SECRET, NODE_DN, SERVICE, WRITER_SECRET, password_hash
 from components.settings import PROJECT, SECRET_KEYS, SettingsError, quantity_bytes
 from tests.certificates import throwaway_ca
-from tests.conftest import requires_charts, requires_reference, run_fixture, settings, with_section
+from tests.conftest import requires_charts, requires_evaluator, requires_reference, run_fixture, settings, with_section
 from tools.cluster import KubeObject, Pod, cluster
 from tools.engine import (
     MOCK_PASSWORD,
@@ -296,6 +296,8 @@ def test_repository_settings_hold_bucket_prefix_client_and_the_async_client_only
             "client": "default",
             # AWS CRT, the default, ignores the JVM truststore that holds a private MinIO CA.
             "s3_async_client_type": "netty",
+            # 3.6's default, hashed_prefix, writes shard files outside base_path, where the user may not.
+            "shard_path_type": "fixed",
         },
     }
 
@@ -319,6 +321,7 @@ def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) ->
 
 
 @requires_charts
+@requires_evaluator
 def test_every_opensearch_container_passes_the_restricted_pod_security_level(edge: Rendering) -> None:
     """Since chart 3.2.1 the config-copy and keystore init containers run with `securityContext`, so
     with our values the pod needs no more than `restricted`, also with the truststore init container."""

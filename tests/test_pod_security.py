@@ -1,851 +1,421 @@
-"""The Pod Security Admission model, as a specification table.
+"""The `pod-security` validator, through upstream's own evaluator (`tools.podsecurity`).
 
-A compliant restricted pod is the baseline of every case: each case breaks exactly one check and
-states which levels reject it and what the single message says, so a check that stops firing, fires
-at the wrong level, or fires alongside another check fails the table. Expected messages are written
-out in full from upstream's wording (k8s.io/pod-security-admission/policy/check_*.go).
+The verdicts are upstream's (`k8s.io/pod-security-admission`), so these tests do not restate its
+checks: they pin what the validator does with them. Every stack's pods pass the level their
+namespace enforces at its pinned version; a real pod of a restricted namespace broken one way is
+reported with upstream's reason; a namespace enforcing less than its pods need is reported; and the
+runner builds the evaluator once, caches it, and says why when it cannot (no Go, a failed build).
+
+The pods come from the fixture stacks (`tests/conftest.py`); the tests that need the evaluator skip
+with one reason where it cannot be had (no Go), so the rest still run on such a machine.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tools.validators.pod_security import (
-    ENFORCE_LABEL,
-    LEVELS,
-    SUPPORTED_VERSIONS,
-    Level,
-    level_of,
-    strictest_level,
-    violations,
-)
+from components import namespaces, versions
+from tests import synthetic
+from tests.conftest import CENTRAL_STACK, EDGE, ROOT, STACKS, rendered, requires_charts, requires_evaluator
+from tools import podsecurity
+from tools.cluster import cluster
+from tools.engine import Rendering, Resource
+from tools.podsecurity import Check, EvaluatorError, EvaluatorUnavailable
+from tools.validators import Finding, pod_security
 
-Path = tuple[str | int, ...]
-DELETE = object()
-"""A change value that removes the key instead of setting it."""
-
-C0: Path = ("spec", "containers", 0)
-C0_SC: Path = (*C0, "securityContext")
-POD_SC: Path = ("spec", "securityContext")
-APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
+ENFORCE = "pod-security.kubernetes.io/enforce"
 
 
-def compliant_pod() -> dict[str, Any]:
-    """A pod every level admits: the restricted profile, written the usual way."""
-    return {
-        "metadata": {"name": "app", "annotations": {"team": "obs"}},
-        "spec": {
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
-                "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
-            },
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.example/app:1",
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "readOnlyRootFilesystem": True,
-                    },
-                }
-            ],
-            "volumes": [
-                {"name": "config", "configMap": {"name": "app"}},
-                {"name": "tmp", "emptyDir": {}},
-                {"name": "token", "projected": {"sources": []}},
-            ],
-        },
-    }
+def messages(findings: list[Finding]) -> list[str]:
+    return sorted(str(finding) for finding in findings)
 
 
-def changed(pod: Mapping[str, Any], changes: Sequence[tuple[Path, Any]]) -> dict[str, Any]:
-    """A deep copy of `pod` with each path set to its value (or removed, for DELETE); parents are created."""
-    result = copy.deepcopy(dict(pod))
-    for path, value in changes:
-        parent: Any = result
-        for key, next_key in itertools.pairwise(path):
-            if isinstance(parent, dict) and key not in parent:
-                parent[key] = [] if isinstance(next_key, int) else {}
-            parent = parent[key]
-        if value is DELETE:
-            del parent[path[-1]]
-        elif isinstance(parent, list) and path[-1] == len(parent):
-            parent.append(value)
-        else:
-            parent[path[-1]] = value
-    return result
+# --- a real pod of a restricted namespace, broken one way at a time -------------------------
 
 
-def second_container(name: str, **overrides: Any) -> dict[str, Any]:
-    """A restricted-compliant container, with top-level fields replaced."""
-    container: dict[str, Any] = {
-        "name": name,
-        "image": "registry.example/helper:1",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-    }
-    container.update(overrides)
+def restricted_workload(stack: Rendering) -> tuple[Resource, Resource]:
+    """The first workload of ours in a namespace enforcing restricted, and that Namespace."""
+    restricted = {name for name, level in namespaces.ENFORCED_LEVEL.items() if level == "restricted"}
+    workload = min(
+        (
+            r
+            for r in stack.kubernetes_objects()
+            if r.kind in ("Deployment", "StatefulSet") and r.metadata.get("namespace") in restricted
+        ),
+        key=lambda r: r.urn,  # registration order varies between runs
+    )
+    namespace = next(
+        r
+        for r in stack.kubernetes_objects()
+        if r.kind == "Namespace" and r.metadata.get("name") == workload.metadata["namespace"]
+    )
+    return copy.deepcopy(workload), copy.deepcopy(namespace)
+
+
+def pod_spec(workload: Resource) -> dict[str, Any]:
+    spec: dict[str, Any] = workload.inputs["spec"]["template"]["spec"]
+    return spec
+
+
+def first_container(spec: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = spec["containers"][0]
     return container
 
 
-@dataclass(frozen=True)
-class Case:
-    """A pod breaking one check: the changes, and the message each rejecting level gives (others admit)."""
-
-    name: str
-    changes: Sequence[tuple[Path, Any]]
-    rejected: Mapping[Level, str] = field(default_factory=dict)
-    version: str = "latest"
-
-    def pod(self) -> dict[str, Any]:
-        return changed(compliant_pod(), self.changes)
-
-
-def both(message: str) -> dict[Level, str]:
-    """A baseline check: both baseline and restricted give the same message."""
-    return {"baseline": message, "restricted": message}
+def judged(
+    change: Callable[[dict[str, Any]], None] | None = None, labels: dict[str, str] | None = None
+) -> tuple[str, list[str]]:
+    """The restricted workload with `change` made to its pod spec and `labels` replaced in its
+    namespace's: where the findings are reported, and what they say."""
+    workload, namespace = restricted_workload(rendered(CENTRAL_STACK))
+    if change is not None:
+        change(pod_spec(workload))
+    namespace.inputs["metadata"]["labels"].update(labels or {})
+    findings = pod_security.validate(synthetic.rendering(namespace, workload))
+    where = cluster(synthetic.rendering(workload)).pods()[0].source.describe()
+    return where, messages(findings)
 
 
-def assert_case(case: Case) -> None:
-    for level in LEVELS:
-        expected = [case.rejected[level]] if level in case.rejected else []
-        assert violations(case.pod(), level, case.version) == expected, level
+def enforced(reason: str) -> str:
+    """A finding on the restricted workload, as the validator words it."""
+    workload, _ = restricted_workload(rendered(CENTRAL_STACK))
+    where = cluster(synthetic.rendering(workload)).pods()[0].source.describe()
+    return f"pod-security: {where}: namespace {workload.metadata['namespace']} enforces restricted: {reason}"
 
 
-# --- the compliant pod ---------------------------------------------------------------------------------
+def pinned_version() -> str:
+    """The Pod Security version the program pins on the restricted workload's namespace (`v1.36`)."""
+    _, namespace = restricted_workload(rendered(CENTRAL_STACK))
+    return str(namespace.inputs["metadata"]["labels"][f"{ENFORCE}-version"])
 
 
-@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
-def test_the_compliant_pod_is_admitted_at_every_level_and_version(version: str) -> None:
-    for level in LEVELS:
-        assert violations(compliant_pod(), level, version) == []
-    assert strictest_level(compliant_pod(), version) == "restricted"
+def container_name() -> str:
+    workload, _ = restricted_workload(rendered(CENTRAL_STACK))
+    return str(first_container(pod_spec(workload))["name"])
 
 
-def test_the_privileged_level_admits_anything() -> None:
-    pod = changed(
-        compliant_pod(),
-        [(("spec", "hostNetwork"), True), ((*C0_SC, "privileged"), True), ((*C0_SC, "allowPrivilegeEscalation"), True)],
-    )
-    assert violations(pod, "privileged") == []
-    assert len(violations(pod, "restricted")) == 3
+def set_privileged(spec: dict[str, Any]) -> None:
+    first_container(spec)["securityContext"]["privileged"] = True
 
 
-# --- one check broken at a time ------------------------------------------------------------------------
+def add_host_path(spec: dict[str, Any]) -> None:
+    spec.setdefault("volumes", []).append({"name": "host-logs", "hostPath": {"path": "/var/log"}})
 
-BASELINE_CASES = [
-    Case("hostNetwork", [(("spec", "hostNetwork"), True)], both("host namespaces (hostNetwork=true)")),
-    Case("hostPID", [(("spec", "hostPID"), True)], both("host namespaces (hostPID=true)")),
-    Case("hostIPC", [(("spec", "hostIPC"), True)], both("host namespaces (hostIPC=true)")),
-    Case(
-        "all host namespaces",
-        [(("spec", "hostIPC"), True), (("spec", "hostNetwork"), True), (("spec", "hostPID"), True)],
-        both("host namespaces (hostNetwork=true, hostPID=true, hostIPC=true)"),
-    ),
-    Case(
-        "privileged",
-        [((*C0_SC, "privileged"), True)],
-        both('privileged (container "app" must not set securityContext.privileged=true)'),
-    ),
-    Case(
-        "capability beyond the default set",
-        [((*C0_SC, "capabilities", "add"), ["NET_ADMIN", "SYS_ADMIN", "CHOWN"])],
-        {
-            "baseline": 'non-default capabilities (container "app" must not include "NET_ADMIN", "SYS_ADMIN" '
-            "in securityContext.capabilities.add)",
-            # The restricted capabilities check replaces the baseline one (OverrideCheckIDs).
-            "restricted": 'unrestricted capabilities (container "app" must not include "CHOWN", "NET_ADMIN", '
-            '"SYS_ADMIN" in securityContext.capabilities.add)',
-        },
-    ),
-    Case(
-        "NET_RAW is not a default capability",
-        [((*C0_SC, "capabilities", "add"), ["NET_RAW"])],
-        {
-            "baseline": 'non-default capabilities (container "app" must not include "NET_RAW" '
-            "in securityContext.capabilities.add)",
-            "restricted": 'unrestricted capabilities (container "app" must not include "NET_RAW" '
-            "in securityContext.capabilities.add)",
-        },
-    ),
-    Case(
-        "hostPath volume",
-        [(("spec", "volumes", 3), {"name": "varlog", "hostPath": {"path": "/var/log"}})],
-        {
-            "baseline": 'hostPath volumes (volume "varlog")',
-            # restrictedVolumes replaces hostPathVolumes at restricted.
-            "restricted": 'restricted volume types (volume "varlog" uses restricted volume type "hostPath")',
-        },
-    ),
-    Case(
-        "hostPort",
-        [((*C0, "ports", 0, "hostPort"), 8080)],
-        both('hostPort (container "app" uses hostPort 8080)'),
-    ),
-    Case(
-        "AppArmor annotation unconfined",
-        [(("metadata", "annotations", APPARMOR + "app"), "unconfined")],
-        both(
-            f'forbidden AppArmor profile (annotation must not set AppArmor profile type to {APPARMOR}app="unconfined")'
-        ),
-    ),
-    Case(
-        "AppArmor container field unconfined",
-        [((*C0_SC, "appArmorProfile"), {"type": "Unconfined"})],
-        both('forbidden AppArmor profile (container "app" must not set AppArmor profile type to "Unconfined")'),
-    ),
-    Case(
-        "AppArmor pod field unconfined",
-        [((*POD_SC, "appArmorProfile"), {"type": "Unconfined"})],
-        both('forbidden AppArmor profile (pod must not set AppArmor profile type to "Unconfined")'),
-    ),
-    Case(
-        "SELinux type outside the allow-list",
-        [((*C0_SC, "seLinuxOptions"), {"type": "spc_t"})],
-        both('seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: type "spc_t")'),
-    ),
-    Case(
-        "SELinux user",
-        [((*POD_SC, "seLinuxOptions"), {"user": "system_u"})],
-        both("seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: user may not be set)"),
-    ),
-    Case(
-        "SELinux role",
-        [((*C0_SC, "seLinuxOptions"), {"role": "system_r", "type": "container_t"})],
-        both('seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: role may not be set)'),
-    ),
-    Case(
-        "procMount Unmasked",
-        [((*C0_SC, "procMount"), "Unmasked")],
-        both('procMount (container "app" must not set securityContext.procMount to "Unmasked")'),
-    ),
-    Case(
-        "seccomp Unconfined at pod level",
-        [((*POD_SC, "seccompProfile", "type"), "Unconfined")],
-        both('seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")'),
-    ),
-    Case(
-        "seccomp Unconfined in a container",
-        [((*C0_SC, "seccompProfile"), {"type": "Unconfined"})],
-        both('seccompProfile (container "app" must not set securityContext.seccompProfile.type to "Unconfined")'),
-    ),
-    Case(
-        "unsafe sysctl",
-        [((*POD_SC, "sysctls", 1), {"name": "kernel.msgmax", "value": "65536"})],
-        both("forbidden sysctls (kernel.msgmax)"),
-    ),
-    Case(
-        "Windows hostProcess container",
-        [((*C0_SC, "windowsOptions"), {"hostProcess": True})],
-        both('hostProcess (container "app" must not set securityContext.windowsOptions.hostProcess=true)'),
-    ),
-    Case(
-        "Windows hostProcess pod",
-        [((*POD_SC, "windowsOptions"), {"hostProcess": True})],
-        both("hostProcess (pod must not set securityContext.windowsOptions.hostProcess=true)"),
-    ),
-    Case(
-        "probe host",
-        [((*C0, "readinessProbe", "httpGet", "host"), "10.0.0.1")],
-        both('probe or lifecycle host (container "app" uses probe or lifecycle host "10.0.0.1")'),
-    ),
-    Case(
-        "lifecycle handler host",
-        [((*C0, "lifecycle"), {"preStop": {"tcpSocket": {"host": "db.internal", "port": 5432}}})],
-        both('probe or lifecycle host (container "app" uses probe or lifecycle host "db.internal")'),
-    ),
-]
 
-RESTRICTED_CASES = [
-    Case(
-        "volume type outside the restricted list",
-        [(("spec", "volumes", 3), {"name": "data", "nfs": {"server": "nas", "path": "/data"}})],
-        {"restricted": 'restricted volume types (volume "data" uses restricted volume type "nfs")'},
+def use_host_pid(spec: dict[str, Any]) -> None:
+    spec["hostPID"] = True
+
+
+def drop_seccomp(spec: dict[str, Any]) -> None:
+    spec["securityContext"].pop("seccompProfile", None)
+    for container in spec["containers"] + spec.get("initContainers", []):
+        container.get("securityContext", {}).pop("seccompProfile", None)
+
+
+def unconfine_seccomp(spec: dict[str, Any]) -> None:
+    spec["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+
+
+def run_as_root(spec: dict[str, Any]) -> None:
+    spec["securityContext"]["runAsUser"] = 0
+
+
+def add_net_admin(spec: dict[str, Any]) -> None:
+    first_container(spec)["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+
+
+def allow_escalation(spec: dict[str, Any]) -> None:
+    first_container(spec)["securityContext"].pop("allowPrivilegeEscalation")
+
+
+def unsafe_sysctl(spec: dict[str, Any]) -> None:
+    spec["securityContext"]["sysctls"] = [{"name": "kernel.msgmax", "value": "65536"}]
+
+
+BREAKAGES: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+    (set_privileged, 'privileged (container "{c}" must not set securityContext.privileged=true)'),
+    # restricted's restrictedVolumes check replaces baseline's hostPathVolumes.
+    (add_host_path, 'restricted volume types (volume "host-logs" uses restricted volume type "hostPath")'),
+    (use_host_pid, "host namespaces (hostPID=true)"),
+    (
+        drop_seccomp,
+        'seccompProfile (pod or container "{c}" must set securityContext.seccompProfile.type to "RuntimeDefault" '
+        'or "Localhost")',
     ),
-    Case(
-        "allowPrivilegeEscalation unset",
-        [((*C0_SC, "allowPrivilegeEscalation"), DELETE)],
-        {
-            "restricted": "allowPrivilegeEscalation != false "
-            '(container "app" must set securityContext.allowPrivilegeEscalation=false)'
-        },
+    (unconfine_seccomp, 'seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")'),
+    (run_as_root, "runAsUser=0 (pod must not set runAsUser=0)"),
+    (
+        add_net_admin,
+        'unrestricted capabilities (container "{c}" must not include "NET_ADMIN" in securityContext.capabilities.add)',
     ),
-    Case(
-        "allowPrivilegeEscalation true",
-        [((*C0_SC, "allowPrivilegeEscalation"), True)],
-        {
-            "restricted": "allowPrivilegeEscalation != false "
-            '(container "app" must set securityContext.allowPrivilegeEscalation=false)'
-        },
+    (
+        allow_escalation,
+        'allowPrivilegeEscalation != false (container "{c}" must set securityContext.allowPrivilegeEscalation=false)',
     ),
-    Case(
-        "runAsNonRoot unset",
-        [((*POD_SC, "runAsNonRoot"), DELETE)],
-        {"restricted": 'runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true)'},
-    ),
-    Case(
-        "runAsNonRoot false at pod level",
-        [((*POD_SC, "runAsNonRoot"), False)],
-        {"restricted": "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)"},
-    ),
-    Case(
-        "runAsUser 0 at pod level",
-        [((*POD_SC, "runAsUser"), 0)],
-        {"restricted": "runAsUser=0 (pod must not set runAsUser=0)"},
-    ),
-    Case(
-        "runAsUser 0 in a container",
-        [((*C0_SC, "runAsUser"), 0)],
-        {"restricted": 'runAsUser=0 (container "app" must not set runAsUser=0)'},
-    ),
-    Case(
-        "seccomp unset",
-        [((*POD_SC, "seccompProfile"), DELETE)],
-        {
-            "restricted": 'seccompProfile (pod or container "app" must set securityContext.seccompProfile.type '
-            'to "RuntimeDefault" or "Localhost")'
-        },
-    ),
-    Case(
-        "capabilities not dropped",
-        [((*C0_SC, "capabilities"), DELETE)],
-        {
-            "restricted": "unrestricted capabilities "
-            '(container "app" must set securityContext.capabilities.drop=["ALL"])'
-        },
-    ),
-    Case(
-        "a default capability added",
-        [((*C0_SC, "capabilities", "add"), ["CHOWN"])],
-        {
-            "restricted": 'unrestricted capabilities (container "app" must not include "CHOWN" '
-            "in securityContext.capabilities.add)"
-        },
-    ),
+    (unsafe_sysctl, "forbidden sysctls (kernel.msgmax)"),
 ]
 
 
-@pytest.mark.parametrize("case", BASELINE_CASES + RESTRICTED_CASES, ids=lambda case: case.name)
-def test_breaking_one_check(case: Case) -> None:
-    assert_case(case)
+@requires_evaluator
+def test_the_unbroken_workload_passes() -> None:
+    assert judged()[1] == []
 
 
-ADMITTED_VARIANTS: list[tuple[str, Sequence[tuple[Path, Any]]]] = [
-    ("explicit false host namespaces", [(("spec", "hostNetwork"), False), (("spec", "hostPID"), False)]),
-    ("privileged false", [((*C0_SC, "privileged"), False)]),
-    ("NET_BIND_SERVICE added", [((*C0_SC, "capabilities", "add"), ["NET_BIND_SERVICE"])]),
-    ("hostPort 0", [((*C0, "ports", 0, "hostPort"), 0)]),
-    ("Localhost seccomp", [((*POD_SC, "seccompProfile"), {"type": "Localhost", "localhostProfile": "p.json"})]),
-    ("container RuntimeDefault seccomp", [((*C0_SC, "seccompProfile"), {"type": "RuntimeDefault"})]),
-    ("AppArmor RuntimeDefault field", [((*C0_SC, "appArmorProfile"), {"type": "RuntimeDefault"})]),
-    ("AppArmor Localhost field", [((*POD_SC, "appArmorProfile"), {"type": "Localhost", "localhostProfile": "p"})]),
-    ("SELinux container_init_t", [((*C0_SC, "seLinuxOptions"), {"type": "container_init_t", "level": "s0:c1"})]),
-    ("procMount Default", [((*C0_SC, "procMount"), "Default")]),
-    ("runAsUser non-zero in a container", [((*C0_SC, "runAsUser"), 1000)]),
-    ("probe without host", [((*C0, "livenessProbe"), {"tcpSocket": {"port": 8080}})]),
-    ("probe with empty host", [((*C0, "livenessProbe"), {"httpGet": {"port": 8080, "host": ""}})]),
-    ("safe sysctls", [((*POD_SC, "sysctls", 1), {"name": "net.ipv4.ping_group_range", "value": "0 1"})]),
-    ("hostProcess false", [((*C0_SC, "windowsOptions"), {"hostProcess": False})]),
-    ("volume without source (defaulted to emptyDir)", [(("spec", "volumes", 3), {"name": "scratch"})]),
-    ("secret volume", [(("spec", "volumes", 3), {"name": "s", "secret": {"secretName": "s"}})]),
-    ("downwardAPI volume", [(("spec", "volumes", 3), {"name": "d", "downwardAPI": {"items": []}})]),
-    ("persistentVolumeClaim volume", [(("spec", "volumes", 3), {"name": "p", "persistentVolumeClaim": {}})]),
-    ("csi volume", [(("spec", "volumes", 3), {"name": "c", "csi": {"driver": "d"}})]),
-    ("ephemeral volume", [(("spec", "volumes", 3), {"name": "e", "ephemeral": {"volumeClaimTemplate": {}}})]),
-    ("image volume", [(("spec", "volumes", 3), {"name": "i", "image": {"reference": "registry.example/data:1"}})]),
-]
+@requires_evaluator
+@pytest.mark.parametrize(("change", "reason"), BREAKAGES, ids=[change.__name__ for change, _ in BREAKAGES])
+def test_a_pod_broken_one_way_is_reported_with_upstreams_reason(
+    change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    # One finding: the pod fails restricted, so the namespace is not "looser than needed" either.
+    assert judged(change)[1] == [enforced(reason.format(c=container_name()))]
 
 
-@pytest.mark.parametrize(("name", "changes"), ADMITTED_VARIANTS, ids=[name for name, _ in ADMITTED_VARIANTS])
-def test_allowed_values_are_admitted_at_restricted(name: str, changes: Sequence[tuple[Path, Any]]) -> None:
-    assert violations(changed(compliant_pod(), changes), "restricted") == []
+@requires_evaluator
+def test_host_network_is_reported_with_the_host_ports_the_api_server_gives_its_ports() -> None:
+    """With hostNetwork the API server makes every container port a host port before admission."""
+    _, found = judged(lambda spec: spec.__setitem__("hostNetwork", True))
+    assert enforced("host namespaces (hostNetwork=true)") in found
+    host_ports = [message for message in found if ": hostPort (" in message]
+    assert len(found) == 2 and len(host_ports) == 1
+    assert f'hostPort (container "{container_name()}" uses hostPort' in host_ports[0]
 
 
-def test_messages_come_in_upstream_order_baseline_then_restricted() -> None:
-    pod = changed(
-        compliant_pod(),
-        [
-            ((*C0_SC, "allowPrivilegeEscalation"), DELETE),
-            ((*C0_SC, "privileged"), True),
-            (("spec", "hostNetwork"), True),
-        ],
-    )
-    reasons = [message.split(" (")[0] for message in violations(pod, "restricted")]
-    assert reasons == ["host namespaces", "privileged", "allowPrivilegeEscalation != false"]
+@requires_evaluator
+def test_the_level_is_enforced_at_the_version_the_namespace_pins() -> None:
+    """`net.ipv4.tcp_rmem` is a safe sysctl from Pod Security v1.32 on."""
+
+    def tcp_rmem(spec: dict[str, Any]) -> None:
+        spec["securityContext"]["sysctls"] = [{"name": "net.ipv4.tcp_rmem", "value": "4096 87380 6291456"}]
+
+    assert judged(tcp_rmem)[1] == []  # the program pins the cluster's version
+    older = judged(tcp_rmem, {f"{ENFORCE}-version": "v1.31"})[1]
+    assert older == [enforced("forbidden sysctls (net.ipv4.tcp_rmem)")]
 
 
-@pytest.mark.parametrize(
-    ("version", "reasons"),
-    [
-        # Before 1.35 the baseline procMount check runs at restricted too, in baseline ID order.
-        ("1.34", ["procMount", "forbidden sysctls"]),
-        # From 1.35 the restricted procMount_restricted check replaces it, after every baseline check.
-        ("1.35", ["forbidden sysctls", "procMount"]),
-    ],
-)
-def test_procmount_moves_to_the_restricted_checks_in_135(version: str, reasons: list[str]) -> None:
-    pod = changed(
-        compliant_pod(), [((*C0_SC, "procMount"), "Unmasked"), ((*POD_SC, "sysctls"), [{"name": "vm.swappiness"}])]
-    )
-    assert [message.split(" (")[0] for message in violations(pod, "restricted", version)] == reasons
+@requires_evaluator
+def test_what_restricted_refuses_baseline_admits_and_then_baseline_is_the_strictest() -> None:
+    assert judged(run_as_root, {ENFORCE: "baseline"})[1] == []
 
 
-# --- container settings against pod-level settings --------------------------------------------------
-
-OVERRIDE_CASES = [
-    Case(
-        "container runAsNonRoot false under pod true",
-        [((*C0_SC, "runAsNonRoot"), False)],
-        {"restricted": 'runAsNonRoot != true (container "app" must not set securityContext.runAsNonRoot=false)'},
-    ),
-    Case(
-        "every container runAsNonRoot true without pod level",
-        [((*POD_SC, "runAsNonRoot"), DELETE), ((*C0_SC, "runAsNonRoot"), True)],
-    ),
-    Case(
-        "only some containers runAsNonRoot true without pod level",
-        [
-            ((*POD_SC, "runAsNonRoot"), DELETE),
-            ((*C0_SC, "runAsNonRoot"), True),
-            (("spec", "containers", 1), second_container("sidecar")),
-        ],
-        {"restricted": 'runAsNonRoot != true (pod or container "sidecar" must set securityContext.runAsNonRoot=true)'},
-    ),
-    Case(
-        "container runAsNonRoot true cannot rescue pod false",
-        [((*POD_SC, "runAsNonRoot"), False), ((*C0_SC, "runAsNonRoot"), True)],
-        {"restricted": "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)"},
-    ),
-    Case(
-        "container seccomp Unconfined under pod RuntimeDefault",
-        [((*C0_SC, "seccompProfile"), {"type": "Unconfined"})],
-        both('seccompProfile (container "app" must not set securityContext.seccompProfile.type to "Unconfined")'),
-    ),
-    Case(
-        "container seccomp covers a missing pod level",
-        [((*POD_SC, "seccompProfile"), DELETE), ((*C0_SC, "seccompProfile"), {"type": "Localhost"})],
-    ),
-    Case(
-        "container seccomp RuntimeDefault cannot rescue pod Unconfined",
-        [((*POD_SC, "seccompProfile", "type"), "Unconfined"), ((*C0_SC, "seccompProfile"), {"type": "RuntimeDefault"})],
-        both('seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")'),
-    ),
-    Case(
-        "container runAsUser cannot rescue pod runAsUser 0",
-        [((*POD_SC, "runAsUser"), 0), ((*C0_SC, "runAsUser"), 1000)],
-        {"restricted": "runAsUser=0 (pod must not set runAsUser=0)"},
-    ),
-    Case(
-        "pod and container both bad",
-        [((*POD_SC, "runAsUser"), 0), ((*C0_SC, "runAsUser"), 0)],
-        {"restricted": 'runAsUser=0 (pod and container "app" must not set runAsUser=0)'},
-    ),
-    Case(
-        "container SELinux bad under valid pod level",
-        [
-            ((*POD_SC, "seLinuxOptions"), {"type": "container_t"}),
-            ((*C0_SC, "seLinuxOptions"), {"type": "unconfined_t"}),
-        ],
-        both('seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: type "unconfined_t")'),
-    ),
-]
-
-
-@pytest.mark.parametrize("case", OVERRIDE_CASES, ids=lambda case: case.name)
-def test_container_settings_against_pod_settings(case: Case) -> None:
-    assert_case(case)
-
-
-# --- init and ephemeral containers count ----------------------------------------------------------------
-
-CONTAINER_KIND_CASES = [
-    Case(
-        "init container without allowPrivilegeEscalation",
-        [
-            (
-                ("spec", "initContainers", 0),
-                second_container("init", securityContext={"capabilities": {"drop": ["ALL"]}}),
-            )
-        ],
-        {
-            "restricted": "allowPrivilegeEscalation != false "
-            '(container "init" must set securityContext.allowPrivilegeEscalation=false)'
-        },
-    ),
-    Case(
-        "init container without drop ALL",
-        [
-            (
-                ("spec", "initContainers", 0),
-                second_container("init", securityContext={"allowPrivilegeEscalation": False}),
-            )
-        ],
-        {
-            "restricted": "unrestricted capabilities "
-            '(container "init" must set securityContext.capabilities.drop=["ALL"])'
-        },
-    ),
-    Case(
-        "init container with a hostPort",
-        [(("spec", "initContainers", 0), second_container("init", ports=[{"containerPort": 53, "hostPort": 53}]))],
-        both('hostPort (container "init" uses hostPort 53)'),
-    ),
-    Case(
-        "privileged ephemeral container",
-        [
-            (
-                ("spec", "ephemeralContainers", 0),
-                second_container(
-                    "debug",
-                    securityContext={
-                        "privileged": True,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                ),
-            )
-        ],
-        both('privileged (container "debug" must not set securityContext.privileged=true)'),
-    ),
-    Case(
-        "ephemeral container without seccomp and no pod level",
-        [
-            ((*POD_SC, "seccompProfile"), DELETE),
-            ((*C0_SC, "seccompProfile"), {"type": "RuntimeDefault"}),
-            (("spec", "ephemeralContainers", 0), second_container("debug")),
-        ],
-        {
-            "restricted": 'seccompProfile (pod or container "debug" must set securityContext.seccompProfile.type '
-            'to "RuntimeDefault" or "Localhost")'
-        },
-    ),
-    Case(
-        "several containers named, init first",
-        [
-            ((*C0_SC, "allowPrivilegeEscalation"), DELETE),
-            (
-                ("spec", "initContainers", 0),
-                second_container("init", securityContext={"capabilities": {"drop": ["ALL"]}}),
-            ),
-        ],
-        {
-            "restricted": "allowPrivilegeEscalation != false "
-            '(containers "init", "app" must set securityContext.allowPrivilegeEscalation=false)'
-        },
-    ),
-]
-
-
-@pytest.mark.parametrize("case", CONTAINER_KIND_CASES, ids=lambda case: case.name)
-def test_init_and_ephemeral_containers_count(case: Case) -> None:
-    assert_case(case)
-
-
-# --- version dependence --------------------------------------------------------------------------------
-
-SYSCTL_ADMITTED_FROM = [
-    ("kernel.shm_rmid_forced", "1.28"),
-    ("net.ipv4.ip_local_port_range", "1.28"),
-    ("net.ipv4.tcp_syncookies", "1.28"),
-    ("net.ipv4.ip_local_reserved_ports", "1.28"),
-    ("net.ipv4.tcp_keepalive_time", "1.29"),
-    ("net.ipv4.tcp_fin_timeout", "1.29"),
-    ("net.ipv4.tcp_keepalive_intvl", "1.29"),
-    ("net.ipv4.tcp_keepalive_probes", "1.29"),
-    ("net.ipv4.tcp_rmem", "1.32"),
-    ("net.ipv4.tcp_wmem", "1.32"),
-]
-
-
-def minor(version: str) -> int:
-    return 36 if version == "latest" else int(version.split(".")[1])
-
-
-@pytest.mark.parametrize(("sysctl", "since"), SYSCTL_ADMITTED_FROM)
-@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
-def test_safe_sysctls_grow_by_version(sysctl: str, since: str, version: str) -> None:
-    pod = changed(compliant_pod(), [((*POD_SC, "sysctls"), [{"name": sysctl, "value": "1"}])])
-    expected = [] if minor(version) >= minor(since) else [f"forbidden sysctls ({sysctl})"]
-    assert violations(pod, "baseline", version) == expected
-
-
-@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
-def test_sysctls_only_added_after_136_stay_forbidden(version: str) -> None:
-    names = ["net.ipv4.tcp_slow_start_after_idle", "net.ipv4.tcp_notsent_lowat", "net.core.somaxconn"]
-    pod = changed(compliant_pod(), [((*POD_SC, "sysctls"), [{"name": name} for name in names])])
-    assert violations(pod, "baseline", version) == [f"forbidden sysctls ({', '.join(names)})"]
-
-
-VERSIONED_CASES = [
-    Case(
-        "SELinux container_engine_t before 1.31",
-        [((*C0_SC, "seLinuxOptions"), {"type": "container_engine_t"})],
-        both(
-            'seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: type "container_engine_t")'
-        ),
-        version="1.30",
-    ),
-    Case(
-        "SELinux container_engine_t from 1.31",
-        [((*C0_SC, "seLinuxOptions"), {"type": "container_engine_t"})],
-        {},
-        "1.31",
-    ),
-    Case(
-        "image volume before 1.33",
-        [(("spec", "volumes", 3), {"name": "model", "image": {"reference": "registry.example/model:1"}})],
-        {"restricted": 'restricted volume types (volume "model" uses restricted volume type "image")'},
-        version="1.32",
-    ),
-    Case(
-        "image volume from 1.33",
-        [(("spec", "volumes", 3), {"name": "model", "image": {"reference": "registry.example/model:1"}})],
-        version="1.33",
-    ),
-    Case("probe host before 1.34", [((*C0, "readinessProbe", "httpGet", "host"), "10.0.0.1")], version="1.33"),
-    Case(
-        "probe host from 1.34",
-        [((*C0, "readinessProbe", "httpGet", "host"), "10.0.0.1")],
-        both('probe or lifecycle host (container "app" uses probe or lifecycle host "10.0.0.1")'),
-        version="1.34",
-    ),
-    Case(
-        "AppArmor field before 1.30 (no such field)",
-        [((*C0_SC, "appArmorProfile"), {"type": "Unconfined"})],
-        version="1.29",
-    ),
-    Case(
-        "AppArmor annotation before 1.30",
-        [(("metadata", "annotations", APPARMOR + "app"), "unconfined")],
-        both(
-            f'forbidden AppArmor profile (annotation must not set AppArmor profile type to {APPARMOR}app="unconfined")'
-        ),
-        version="1.28",
-    ),
-    Case(
-        "runAsUser 0 in a user namespace before 1.35",
-        [(("spec", "hostUsers"), False), ((*POD_SC, "runAsUser"), 0)],
-        {"restricted": "runAsUser=0 (pod must not set runAsUser=0)"},
-        version="1.34",
-    ),
-    Case(
-        "runAsUser 0 in a user namespace from 1.35",
-        [(("spec", "hostUsers"), False), ((*POD_SC, "runAsUser"), 0)],
-        version="1.35",
-    ),
-    Case(
-        "runAsNonRoot false in a user namespace before 1.35",
-        [(("spec", "hostUsers"), False), ((*POD_SC, "runAsNonRoot"), False)],
-        {"restricted": "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)"},
-        version="1.34",
-    ),
-    Case(
-        "runAsNonRoot false in a user namespace from 1.35",
-        [(("spec", "hostUsers"), False), ((*POD_SC, "runAsNonRoot"), False)],
-        version="1.35",
-    ),
-    Case(
-        "runAsUser 0 with host users from 1.35",
-        [(("spec", "hostUsers"), True), ((*POD_SC, "runAsUser"), 0)],
-        {"restricted": "runAsUser=0 (pod must not set runAsUser=0)"},
-        version="1.36",
-    ),
-    Case(
-        "unmasked procMount in a user namespace from 1.35",
-        [(("spec", "hostUsers"), False), ((*C0_SC, "procMount"), "Unmasked")],
-        {"restricted": 'procMount (container "app" must not set securityContext.procMount to "Unmasked")'},
-        version="1.35",
-    ),
-    Case(
-        "unmasked procMount in a user namespace before 1.35",
-        [(("spec", "hostUsers"), False), ((*C0_SC, "procMount"), "Unmasked")],
-        both('procMount (container "app" must not set securityContext.procMount to "Unmasked")'),
-        version="1.34",
-    ),
-    Case(
-        "unmasked procMount with host users from 1.35",
-        [(("spec", "hostUsers"), True), ((*C0_SC, "procMount"), "Unmasked")],
-        both('procMount (container "app" must not set securityContext.procMount to "Unmasked")'),
-        version="1.36",
-    ),
-]
-
-
-@pytest.mark.parametrize("case", VERSIONED_CASES, ids=lambda case: case.name)
-def test_version_dependent_checks(case: Case) -> None:
-    assert_case(case)
-
-
-def test_windows_pods_are_exempt_from_linux_only_restricted_checks() -> None:
-    pod = changed(
-        compliant_pod(),
-        [
-            (("spec", "os"), {"name": "windows"}),
-            ((*POD_SC, "seccompProfile"), DELETE),
-            ((*C0_SC, "allowPrivilegeEscalation"), DELETE),
-            ((*C0_SC, "capabilities"), DELETE),
-        ],
-    )
-    assert violations(pod, "restricted") == []
-    linux = changed(pod, [(("spec", "os"), {"name": "linux"})])
-    assert len(violations(linux, "restricted")) == 3
-
-
-@pytest.mark.parametrize("version", ["1.27", "1.37", "2.0", "v1", "newest", ""])
-def test_unsupported_versions_are_refused(version: str) -> None:
-    with pytest.raises(ValueError, match="unsupported Kubernetes version"):
-        violations(compliant_pod(), "baseline", version)
-
-
-def test_a_v_prefixed_version_is_accepted() -> None:
-    pod = changed(compliant_pod(), [((*POD_SC, "sysctls"), [{"name": "net.ipv4.tcp_rmem"}])])
-    assert violations(pod, "baseline", "v1.32") == []
-    assert violations(pod, "baseline", "v1.31") == ["forbidden sysctls (net.ipv4.tcp_rmem)"]
-
-
-def test_unknown_levels_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown Pod Security level"):
-        violations(compliant_pod(), "Restricted", "latest")  # type: ignore[arg-type]
-
-
-# --- annotation forms ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "admitted"),
-    [
-        ("runtime/default", True),
-        ("localhost/k8s-apparmor-example", True),
-        ("", True),
-        ("unconfined", False),
-        ("docker/default", False),
-        ("RuntimeDefault", False),
-    ],
-)
-def test_apparmor_annotation_values(value: str, admitted: bool) -> None:
-    pod = changed(compliant_pod(), [(("metadata", "annotations", APPARMOR + "app"), value)])
-    assert (violations(pod, "baseline") == []) is admitted
-
-
-def test_apparmor_annotations_count_for_any_container_name_and_are_listed_sorted() -> None:
-    pod = changed(
-        compliant_pod(),
-        [
-            (("metadata", "annotations", APPARMOR + "zz-gone"), "unconfined"),
-            (("metadata", "annotations", APPARMOR + "app"), "unconfined"),
-            ((*C0_SC, "appArmorProfile"), {"type": "Unconfined"}),
-        ],
-    )
-    assert violations(pod, "baseline") == [
-        'forbidden AppArmor profiles (container "app" and annotations must not set AppArmor profile type to '
-        f'"Unconfined", {APPARMOR}app="unconfined", {APPARMOR}zz-gone="unconfined")'
+@requires_evaluator
+def test_a_namespace_enforcing_less_than_its_pods_need_is_reported() -> None:
+    workload, _ = restricted_workload(rendered(CENTRAL_STACK))
+    namespace = workload.metadata["namespace"]
+    for looser in ("privileged", "baseline"):
+        assert judged(labels={ENFORCE: looser})[1] == [
+            f"pod-security: Namespace {namespace}: enforces {looser}, but every pod in it passes restricted: "
+            "enforce restricted"
+        ]
+    # A root pod needs baseline: a privileged namespace of it is told baseline, not restricted.
+    assert judged(run_as_root, {ENFORCE: "privileged"})[1] == [
+        f"pod-security: Namespace {namespace}: enforces privileged, but every pod in it passes baseline: "
+        "enforce baseline"
     ]
 
 
-def test_deprecated_seccomp_annotations_are_ignored() -> None:
-    unconfined = {
-        "seccomp.security.alpha.kubernetes.io/pod": "unconfined",
-        "container.seccomp.security.alpha.kubernetes.io/app": "unconfined",
-    }
-    pod = changed(compliant_pod(), [(("metadata", "annotations"), unconfined)])
-    assert violations(pod, "restricted") == []
-    # Nor does a runtime/default annotation stand in for the restricted seccompProfile field.
-    runtime_default = {"seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}
-    without_field = changed(
-        pod, [(("metadata", "annotations"), runtime_default), ((*POD_SC, "seccompProfile"), DELETE)]
+@requires_evaluator
+def test_labels_upstream_cannot_parse_fail_closed_and_are_reported() -> None:
+    workload, _ = restricted_workload(rendered(CENTRAL_STACK))
+    where, found = judged(run_as_root, {ENFORCE: "Restricted"})
+    assert found == sorted(
+        [
+            f"pod-security: {where}: namespace {workload.metadata['namespace']} enforces restricted: "
+            "runAsUser=0 (pod must not set runAsUser=0)",
+            f"pod-security: Namespace {workload.metadata['namespace']}: Pod Security labels not understood "
+            f'(metadata.labels[{ENFORCE}]: Invalid value: "Restricted": must be one of privileged, baseline, '
+            f"restricted): the API server enforces restricted:{pinned_version()}",
+        ]
     )
-    assert [message.split(" (")[0] for message in violations(without_field, "restricted")] == ["seccompProfile"]
 
 
-# --- strictest level and namespace labels --------------------------------------------------------------
+@requires_evaluator
+def test_a_pod_that_is_not_a_pod_spec_is_reported_not_judged() -> None:
+    def unknown_port(spec: dict[str, Any]) -> None:
+        first_container(spec)["ports"][0]["containerPort"] = "[unknown]"
+
+    where, found = judged(unknown_port)
+    assert len(found) == 1
+    assert found[0].startswith(f"pod-security: {where}: not judged by Pod Security: podSpec: json: cannot unmarshal")
 
 
-def log_collector_daemonset_pod() -> dict[str, Any]:
-    """A DaemonSet's pod template of the node-agent kind: host network and host log directories."""
-    return {
-        "metadata": {"labels": {"app": "fluent-bit"}},
-        "spec": {
-            "hostNetwork": True,
-            "dnsPolicy": "ClusterFirstWithHostNet",
-            "containers": [
-                {
-                    "name": "fluent-bit",
-                    "image": "fluent/fluent-bit:3",
-                    "volumeMounts": [{"name": "varlog", "mountPath": "/var/log", "readOnly": True}],
-                }
-            ],
-            "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}],
-        },
-    }
+@requires_evaluator
+def test_pods_of_namespaces_the_program_does_not_create_are_not_judged() -> None:
+    privileged = synthetic.deployment("agent", [synthetic.container("agent", securityContext={"privileged": True})])
+    privileged["metadata"]["namespace"] = "kube-system"
+    assert pod_security.validate(synthetic.rendering(synthetic.kubernetes(privileged))) == []
 
 
-def root_pod() -> dict[str, Any]:
-    """A pod running as root with no extra capabilities or host access: baseline, not restricted."""
-    return {
-        "metadata": {},
-        "spec": {
-            "securityContext": {"runAsUser": 0},
-            "containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}],
-        },
-    }
+# --- the real stacks -----------------------------------------------------------------------------
 
 
-def test_strictest_level_of_typical_pods() -> None:
-    assert strictest_level(log_collector_daemonset_pod()) == "privileged"
-    assert strictest_level(root_pod()) == "baseline"
-    assert strictest_level(compliant_pod()) == "restricted"
-    assert strictest_level({"spec": {"containers": [{"name": "bare"}]}}) == "baseline"
+@requires_evaluator
+@requires_charts
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_pod_of_a_stack_passes_its_namespaces_level_and_no_level_is_looser_than_needed(stack: str) -> None:
+    assert messages(pod_security.validate(rendered(stack))) == []
 
 
-def test_strictest_level_depends_on_the_version() -> None:
-    pod = changed(compliant_pod(), [((*POD_SC, "sysctls"), [{"name": "net.ipv4.tcp_keepalive_time"}])])
-    assert strictest_level(pod, "1.28") == "privileged"
-    assert strictest_level(pod, "1.29") == "restricted"
+@requires_evaluator
+@requires_charts
+def test_every_pod_of_a_rendering_is_judged_in_one_run_at_each_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[list[Check]] = []
+    evaluate = podsecurity.evaluate
+
+    def recorded(checks: list[Check], binary: Path | None = None) -> list[podsecurity.Verdict]:
+        runs.append(list(checks))
+        return evaluate(checks, binary)
+
+    monkeypatch.setattr(podsecurity, "evaluate", recorded)
+    stack = rendered(EDGE)
+    pod_security.validate(stack)
+    model = cluster(stack)
+    owned = [pod for pod in model.pods() if model.namespace_labels(pod.namespace) is not None]
+    assert len(runs) == 1
+    assert len(runs[0]) == 3 * len(owned)  # as enforced, and at baseline and restricted
+    assert {pod.namespace for pod in owned} >= {namespaces.MONITORING, namespaces.INGRESS}
 
 
-def test_the_daemonset_messages_name_what_is_wrong() -> None:
-    assert violations(log_collector_daemonset_pod(), "baseline") == [
-        "host namespaces (hostNetwork=true)",
-        'hostPath volumes (volume "varlog")',
-    ]
+@requires_evaluator
+@requires_charts
+def test_loosening_any_namespace_of_a_stack_is_reported_and_tightening_one_refuses_its_pods() -> None:
+    """Each enforced level is exactly what the namespace's pods need: one step looser is reported
+    as looser than needed, one step stricter refuses a pod."""
+    stack = rendered(EDGE)
+    model = cluster(stack)
+    with_pods = {pod.namespace for pod in model.pods()}
+    for name, level in namespaces.ENFORCED_LEVEL.items():
+        if name not in with_pods:
+            continue
+        step = {"restricted": "baseline", "privileged": "baseline"}[level]
+        changed = copy.deepcopy(stack)
+        ns = next(r for r in changed.kubernetes_objects() if r.kind == "Namespace" and r.metadata["name"] == name)
+        ns.inputs["metadata"]["labels"][ENFORCE] = step
+        found = messages(pod_security.validate(changed))
+        if level == "restricted":
+            expected = f"Namespace {name}: enforces baseline, but every pod in it passes restricted: enforce restricted"
+            assert found == [f"pod-security: {expected}"], name
+        else:
+            assert found, f"{name}: its pods pass baseline, so it need not be privileged"
+            assert all(f"namespace {name} enforces baseline: " in message for message in found), name
 
 
-@pytest.mark.parametrize(
-    ("labels", "level"),
-    [
-        ({}, "privileged"),
-        ({"kubernetes.io/metadata.name": "obs"}, "privileged"),
-        ({ENFORCE_LABEL: "privileged"}, "privileged"),
-        ({ENFORCE_LABEL: "baseline"}, "baseline"),
-        ({ENFORCE_LABEL: "restricted", f"{ENFORCE_LABEL}-version": "latest"}, "restricted"),
-        # warn and audit do not enforce
-        (
-            {"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "baseline"},
-            "privileged",
-        ),
-        # PSA fails closed on a value it cannot parse (levels are case-sensitive)
-        ({ENFORCE_LABEL: "Baseline"}, "restricted"),
-        ({ENFORCE_LABEL: ""}, "restricted"),
-    ],
-)
-def test_level_of_namespace_labels(labels: dict[str, str], level: Level) -> None:
-    assert level_of(labels) == level
+@requires_evaluator
+def test_violations_judges_one_pod_at_a_level_and_version() -> None:
+    workload, _ = restricted_workload(rendered(CENTRAL_STACK))
+    pod = workload.inputs["spec"]["template"]
+    version = pinned_version()
+    assert pod_security.violations(pod, "restricted", version.removeprefix("v")) == []
+    run_as_root(pod["spec"])
+    assert pod_security.violations(pod, "restricted", version) == ["runAsUser=0 (pod must not set runAsUser=0)"]
+    assert pod_security.violations(pod, "baseline") == []
 
 
-def test_malformed_pods_read_as_unset_fields() -> None:
-    pod: dict[str, Any] = {
-        "metadata": {"annotations": None},
-        "spec": {"securityContext": None, "containers": [{"name": "a", "securityContext": None}], "volumes": None},
-    }
-    assert violations(pod, "baseline") == []
-    assert strictest_level(pod) == "baseline"
+# --- the runner: build once, cache, say why not -----------------------------------------------
+
+
+def test_the_evaluator_is_the_release_of_the_kubernetes_the_platform_deploys() -> None:
+    release = versions.KUBERNETES.replace("v1.", "v0.", 1)  # the staging modules of Kubernetes v1.x.y
+    staging = ("k8s.io/api", "k8s.io/apimachinery", "k8s.io/component-base", podsecurity.UPSTREAM)
+    modules = podsecurity.required_modules()
+    assert {module: modules[module] for module in staging} == dict.fromkeys(staging, release)
+    assert podsecurity.upstream_version() == release
+
+
+def test_without_go_the_validator_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A machine without Go: `unavailable()` says so, and the validators skip pod-security for it
+    (or for the reference material, when that is missing too)."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    script = (
+        "import json\n"
+        "from tools import podsecurity, validators\n"
+        "print(json.dumps([podsecurity.unavailable(), validators.skipped().get('pod-security'),\n"
+        "                  'pod-security' in validators.runnable(), validators.missing_prerequisite()]))\n"
+    )
+    environment = {**os.environ, "PATH": str(empty), podsecurity.CACHE_ENV: str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    why, skipped_for, runnable, reference_missing = json.loads(result.stdout.splitlines()[-1])
+    assert why.startswith("no `go` command on this machine: the Pod Security evaluator (tools/podsecurity)")
+    assert skipped_for == (reference_missing or why)
+    assert runnable is False
+    assert not (tmp_path / "cache").exists(), "nothing is built or cached without Go"
+
+
+def test_without_go_build_raises_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(EvaluatorUnavailable, match="no `go` command on this machine"):
+        podsecurity.build(root=tmp_path, environ={"PATH": str(tmp_path)})
+
+
+def go_module_copy(tmp_path: Path) -> Path:
+    copy_dir = tmp_path / "module"
+    copy_dir.mkdir()
+    for path in podsecurity.source_files():
+        shutil.copyfile(path, copy_dir / path.name)
+    return copy_dir
+
+
+def test_the_cache_key_is_the_go_sources_and_nothing_else(tmp_path: Path) -> None:
+    source = go_module_copy(tmp_path)
+    assert podsecurity.source_digest(source) == podsecurity.source_digest()  # the Python files do not count
+    (source / "main.go").write_text((source / "main.go").read_text() + "\n// changed\n")
+    assert podsecurity.source_digest(source) != podsecurity.source_digest()
+    path = podsecurity.binary_path("go1.99.0", source, tmp_path)
+    assert path == tmp_path / "bin" / f"podsecurity-go1.99.0-{podsecurity.source_digest(source)}" / "podsecurity"
+
+
+def test_the_default_cache_survives_the_tests_scratch_cache_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(podsecurity.CACHE_ENV, raising=False)
+    assert podsecurity.cache_root() == Path.home() / ".cache" / "thanos-multi-cluster-tools"
+    assert not podsecurity.cache_root().is_relative_to(os.environ["XDG_CACHE_HOME"])
+    monkeypatch.setenv(podsecurity.CACHE_ENV, "/somewhere")
+    assert podsecurity.cache_root() == Path("/somewhere")
+
+
+@requires_evaluator
+def test_the_build_is_cached_and_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    commands: list[list[str]] = []
+    run = subprocess.run
+
+    def recorded(command: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return run(command, **options)
+
+    monkeypatch.setattr(podsecurity.subprocess, "run", recorded)
+    path = podsecurity.build()
+    assert path == podsecurity.evaluator()
+    assert path.parent.name == f"podsecurity-{podsecurity.go_version(os.environ)}-{podsecurity.source_digest()}"
+    assert path.parent.parent == podsecurity.cache_root() / "bin"
+    assert not [command for command in commands if "build" in command], "built again though cached"
+
+
+@requires_evaluator
+def test_a_failed_build_says_why_with_the_end_of_gos_error(tmp_path: Path) -> None:
+    source = go_module_copy(tmp_path)
+    (source / "main.go").write_text("package main\n\nfunc main() { undefinedFunction() }\n")  # fails to compile
+    with pytest.raises(EvaluatorUnavailable) as raised:
+        podsecurity.build(source, root=tmp_path / "cache")
+    assert f"`go build` of {source} failed: " in str(raised.value)
+    assert "undefined: undefinedFunction" in str(raised.value)
+    assert not list((tmp_path / "cache").rglob("podsecurity")), "a failed build leaves nothing to find"
+
+
+@requires_evaluator
+def test_bad_input_is_an_error_not_a_verdict() -> None:
+    with pytest.raises(EvaluatorError, match="no namespaceLabels and no level"):
+        podsecurity.evaluate([Check("pod", {"spec": {"containers": [{"name": "c"}]}})])
+    with pytest.raises(EvaluatorError, match='level "Restricted"'):
+        podsecurity.evaluate([Check("pod", {"spec": {}}, level="Restricted")])  # type: ignore[arg-type]
+    assert podsecurity.evaluate([]) == []

@@ -15,7 +15,15 @@ from components import namespaces, network_policies, traefik
 from components.kube import restricted_container_security
 from policy.guardrails import POLICIES
 from tests import synthetic
-from tests.conftest import COMMITTED_STACKS, ROOT, committed, operator_config, operator_config_args, requires_charts
+from tests.conftest import (
+    COMMITTED_STACKS,
+    ROOT,
+    committed,
+    operator_config,
+    operator_config_args,
+    requires_charts,
+    requires_evaluator,
+)
 from tools import render
 from tools.engine import MOCK_PASSWORD, PROJECT, SECRET_PLACEHOLDER_PREFIX, Rendering, run_stack
 
@@ -294,6 +302,7 @@ def test_check_finds_a_host_network_listener_on_the_api_servers_port(
 
 
 @requires_charts
+@requires_evaluator
 def test_check_finds_a_pod_above_its_namespaces_level(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

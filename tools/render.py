@@ -91,15 +91,14 @@ def summary(rendering: Rendering) -> str:
 
 def run_checks(rendering: Rendering) -> int:
     # Test requirements: only needed with --check.
-    from tools.validators import capacity, missing_prerequisite, needs_reference, policy_pack, run_all
+    from tools.validators import capacity, missing_prerequisite, policy_pack, run_all, skipped_by_reason
 
-    missing = missing_prerequisite()
-    if missing is None:
+    if missing_prerequisite() is None:
         print(capacity.capacity(rendering).report())
         for gap in cluster(rendering).gaps:
             print(f"not rendered: {gap}")
-    else:
-        print(f"skipped {', '.join(sorted(needs_reference()))}: {missing}")
+    for reason, names in skipped_by_reason().items():
+        print(f"skipped {', '.join(names)}: {reason}")
     findings = run_all(rendering)
     print(policy_pack.summary(findings))
     for finding in findings:

@@ -9,7 +9,8 @@
 - `secret_leaks`: secrets that lost their Pulumi secret marking;
 - `capacity`: requests and limits against the node (also renders the capacity report);
 - `host_ports`: no two host-network listeners share a port, none takes one the node uses;
-- `pod_security`: every pod passes its namespace's Pod Security level, and that level is the strictest it can be;
+- `pod_security`: every pod passes its namespace's Pod Security level, and that level is the strictest it
+  can be, judged by upstream's evaluator (`tools.podsecurity`);
 - `network_flows`: the NetworkPolicies allow every flow the platform needs and none it must not have;
 - `transport_security`: every Ingress over TLS with a certificate for its host, no client with
   verification off, the exposed StoreAPI requiring client certificates;
@@ -20,7 +21,10 @@ of the whole cluster (`tools.cluster`) use the helpers in `common`, so an eager 
 
 A module with `NEEDS_REFERENCE = True` compares with the pinned upstream material (chart defaults,
 CRDs, Thanos flags) or needs the charts rendered (chart packages and helm): without those it is
-skipped, never run on half the objects (`missing_prerequisite` says why).
+skipped, never run on half the objects (`missing_prerequisite` says why). A module that needs more
+(a program of its own, such as the Pod Security evaluator built with Go) has `prerequisite() -> str |
+None`, why it cannot run here; it is asked only when the reference material is there. `skipped()`
+gathers both: every validator that cannot run here, with the reason; `runnable()` is the others.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 
 from tools.engine import Rendering
 from tools.validators.common import Finding, reference_dir
@@ -50,17 +55,19 @@ MODULES = (
 )
 
 
+def _modules() -> list[ModuleType]:
+    return [importlib.import_module(f"tools.validators.{module}") for module in MODULES]
+
+
 @functools.cache
 def validators() -> dict[str, Validator]:
     """Validator name -> function, in the order `render --check` runs them."""
-    loaded = [importlib.import_module(f"tools.validators.{module}") for module in MODULES]
-    return {module.NAME: module.validate for module in loaded}
+    return {module.NAME: module.validate for module in _modules()}
 
 
 def needs_reference() -> frozenset[str]:
     """The validators that need the reference material and helm."""
-    loaded = [importlib.import_module(f"tools.validators.{module}") for module in MODULES]
-    return frozenset(module.NAME for module in loaded if getattr(module, "NEEDS_REFERENCE", False))
+    return frozenset(module.NAME for module in _modules() if getattr(module, "NEEDS_REFERENCE", False))
 
 
 def missing_prerequisite() -> str | None:
@@ -73,12 +80,31 @@ def missing_prerequisite() -> str | None:
     return helm.INSTALL_HINT if helm.helm_binary() is None else None
 
 
+def skipped() -> dict[str, str]:
+    """Validator name -> why it cannot run here, for each that cannot (in `MODULES` order): the
+    reference material or helm missing (`missing_prerequisite`), else the module's own `prerequisite()`."""
+    missing = missing_prerequisite()
+    reasons: dict[str, str] = {}
+    for module in _modules():
+        if getattr(module, "NEEDS_REFERENCE", False) and missing is not None:
+            reasons[module.NAME] = missing
+        elif (prerequisite := getattr(module, "prerequisite", None)) is not None and (why := prerequisite()):
+            reasons[module.NAME] = why
+    return reasons
+
+
+def skipped_by_reason() -> dict[str, list[str]]:
+    """Reason -> the validators skipped for it: one `skipped <names>: <reason>` line each."""
+    names: dict[str, list[str]] = {}
+    for name, reason in skipped().items():
+        names.setdefault(reason, []).append(name)
+    return {reason: sorted(group) for reason, group in names.items()}
+
+
 def runnable() -> dict[str, Validator]:
-    """The validators that can run here: all of them, or those that need no reference material."""
-    if missing_prerequisite() is None:
-        return validators()
-    skipped = needs_reference()
-    return {name: validate for name, validate in validators().items() if name not in skipped}
+    """The validators that can run here: those `skipped()` does not name."""
+    cannot = skipped()
+    return {name: validate for name, validate in validators().items() if name not in cannot}
 
 
 def run_all(rendering: Rendering) -> list[Finding]:
@@ -98,5 +124,7 @@ __all__ = [
     "reference_dir",
     "run_all",
     "runnable",
+    "skipped",
+    "skipped_by_reason",
     "validators",
 ]

@@ -8,6 +8,7 @@ analyzer sees them so) and its property dependencies. A finding is `policy-pack:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pulumi_policy import (
@@ -79,6 +80,15 @@ def violations(resources: list[Resource], only: str | None = None) -> list[Viola
     return found
 
 
+def _reporting_on(urn: str, report: Callable[[str, str | None], None]) -> Callable[[str, str | None], None]:
+    """A resource policy's reporter: its violations are the resource's unless they name another."""
+
+    def reporter(message: str, other: str | None = None) -> None:
+        report(message, other or urn)
+
+    return reporter
+
+
 def _run(policy: ResourceValidationPolicy | StackValidationPolicy, records: list[PolicyResource]) -> list[Violation]:
     found: list[Violation] = []
 
@@ -93,7 +103,7 @@ def _run(policy: ResourceValidationPolicy | StackValidationPolicy, records: list
             )
             for check in checks:
                 if check is not None:
-                    check(args, lambda message, urn=None, at=record.urn: report(message, urn or at))
+                    check(args, _reporting_on(record.urn, report))
     elif policy.validate is not None:
         policy.validate(StackValidationArgs(records), report)
     return found

@@ -12,7 +12,10 @@ counts as much as ours:
   certificate, the names Traefik and Fluent-bit dial by OpenSearch's, and on an edge the host
   address central dials by the sidecar's (central: each edge's `server_name` by what it issued);
 - an edge's sidecar StoreAPI, exposed to another host, has a server certificate and a client CA
-  (Thanos then requires a client certificate).
+  (Thanos then requires a client certificate), and that client CA is not the platform CA: the
+  platform CA also signs every cluster's OpenSearch node certificate, which allows client
+  authentication, so any OpenSearch key would open the StoreAPI (the client CA must be the StoreAPI
+  client CA, which signs Query's certificate alone).
 """
 
 from __future__ import annotations
@@ -153,6 +156,32 @@ def _sidecar_findings(rendering: Rendering, model: Cluster, certificates: dict[s
                 yield Finding(NAME, where, f"the sidecar's StoreAPI is exposed to central without TLS ({field})")
         if not tls.get("caFile"):
             yield Finding(NAME, where, "no client CA: the sidecar's StoreAPI would accept any client")
+            continue
+        client_ca = _mounted_secret_key(model, prometheus.obj, prometheus.namespace, tls["caFile"])
+        platform_ca = str(unwrap(rendering.outputs.get("platformCaCertificate")) or "").strip()
+        if client_ca is None:
+            yield Finding(NAME, where, f"the sidecar's client CA {tls['caFile']} is in no Secret it mounts")
+        elif platform_ca and platform_ca in client_ca:
+            yield Finding(NAME, where, "the sidecar's client CA is the platform CA, which also signs every "
+                          "cluster's OpenSearch node certificate (client_auth): any of their keys would open "
+                          "the StoreAPI; it must be the StoreAPI client CA alone")  # fmt: skip
+
+
+def _mounted_secret_key(model: Cluster, prometheus: dict[str, Any], namespace: str, path: str) -> str | None:
+    """The text of the Secret key the sidecar reads at `path` (a mount of `spec.thanos.volumeMounts`)."""
+    mounts = lookup(prometheus, "spec.thanos.volumeMounts") or []
+    volumes = {v.get("name"): v for v in lookup(prometheus, "spec.volumes") or []}
+    for mount in mounts:
+        directory = str(mount.get("mountPath", "")).rstrip("/")
+        secret = (volumes.get(mount.get("name")) or {}).get("secret") or {}
+        if not path.startswith(f"{directory}/") or not secret.get("secretName"):
+            continue
+        key = path.removeprefix(f"{directory}/")
+        for obj in model.of_kind("Secret"):
+            if obj.name == secret["secretName"] and obj.namespace == namespace:
+                data = unwrap(obj.obj.get("stringData")) or {}
+                return None if key not in data else str(unwrap(data[key]))
+    return None
 
 
 def _query_endpoint_findings(model: Cluster, edges: Any, issued: dict[str, Any]) -> Iterator[Finding]:

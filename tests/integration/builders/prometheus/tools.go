@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package builder pins the upstream commands this builder module builds, so that
+// `go mod tidy` keeps their requirements.
+package builder
+
+import (
+	_ "github.com/prometheus/prometheus/cmd/prometheus"
+	_ "github.com/prometheus/prometheus/cmd/promtool"
+)

@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package builder pins the commands this builder module builds (tests/integration/programs.py).
+package builder
+
+import (
+	_ "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
+)

@@ -6,8 +6,10 @@ workload's component imports from this module:
 
 - `platform-ingress-tls` (kubernetes.io/tls, namespace `ingress`): `*.<domain>`, Traefik's default
   certificate (TLSStore `default`);
-- `thanos-grpc-tls` (`monitoring`): on an edge the sidecar's server certificate, on central Query's
-  client certificate, each with the CA: mutual TLS on the edges' NodePort 30901;
+- `thanos-grpc-tls` (`monitoring`): mutual TLS on the edges' NodePort 30901. On an edge the
+  sidecar's server certificate (from the platform CA) with the StoreAPI client CA as `ca.crt`, the
+  only CA whose clients it accepts; on central Query's client certificate (from the StoreAPI client
+  CA) with the platform CA as `ca.crt`, which it verifies the sidecars with;
 - `opensearch-tls` (`logging`): OpenSearch's node certificate and the CA (HTTP and transport layers);
 - ConfigMap `platform-ca` (`logging`, `fluent-bit`): the CA certificate, trusted by Traefik's
   ServersTransport to OpenSearch and by Fluent-bit.
@@ -45,6 +47,8 @@ INGRESS = "ingress"
 OPENSEARCH = "opensearch"
 SIDECAR = "sidecar"
 QUERY_CLIENT = "queryClient"
+STOREAPI_CLIENT_CA = "storeApiClientCa"
+"""The CA of Query's client certificate (certificate only, no key): the edge sidecars' client CA."""
 CA_ENTRY = "platform-ca"
 """The CA in the `certificates` stack output: its end of validity is worth watching too."""
 
@@ -90,7 +94,9 @@ def checked(certificates: ClusterCertificates, cluster: str, domain: str, centra
             f"{domain}: set `domain: {domain}` on {cluster}'s entry under central's `edges` and run central's "
             "`pulumi up` first"
         )
-    missing = [kind for kind in (INGRESS, OPENSEARCH, grpc_kind(central)) if kind not in certificates]
+    missing = [
+        kind for kind in (INGRESS, OPENSEARCH, grpc_kind(central), STOREAPI_CLIENT_CA) if kind not in certificates
+    ]
     if missing:
         raise CertificatesDoNotFit(
             f"the central stack issued no {', '.join(missing)} certificate for {cluster}: run central's `pulumi up` "
@@ -118,13 +124,21 @@ def tls_secret_data(entry: Mapping[str, Any], ca: str) -> dict[str, str]:
     return {CERTIFICATE_KEY: entry["certificate"], PRIVATE_KEY_KEY: entry["privateKey"], CA_KEY: ca}
 
 
+def grpc_ca(certificates: ClusterCertificates, platform_ca: str, central: bool) -> str:
+    """The `ca.crt` of `thanos-grpc-tls`: what Query verifies the sidecars' server certificates with
+    (central: the platform CA), or the CA an edge's sidecar accepts clients of (the StoreAPI client
+    CA, never the platform CA, which also signs every OpenSearch node certificate)."""
+    return platform_ca if central else str(certificates[STOREAPI_CLIENT_CA]["certificate"])
+
+
 class ClusterTls(Component):
     """The Secrets and ConfigMaps that carry this cluster's certificates to its workloads."""
 
     certificates: pulumi.Output[dict[str, Any]]
     """Public summary `{kind: {notAfter, hosts}}`, the CA included: the `certificates` stack output."""
     grpc_checksum: pulumi.Output[str]
-    """Hash of the gRPC certificate and CA: Prometheus (edge) and Query (central) roll when it changes."""
+    """Hash of the gRPC certificate and its `ca.crt`: Prometheus (edge) and Query (central) roll when
+    either changes (a renewed certificate, a new platform or StoreAPI client CA)."""
     opensearch_checksum: pulumi.Output[str]
     """Hash of OpenSearch's certificate and CA: OpenSearch rolls when it changes."""
     ready: list[pulumi.Resource]
@@ -142,6 +156,9 @@ class ClusterTls(Component):
         def secret_of(kind: str) -> pulumi.Output[dict[str, str]]:
             return pulumi.Output.all(own, ca).apply(lambda both: tls_secret_data(both[0][kind], both[1]))
 
+        grpc_trust = pulumi.Output.all(own, ca).apply(lambda both: grpc_ca(both[0], both[1], central))
+        grpc_data = pulumi.Output.all(own, grpc_trust).apply(lambda both: tls_secret_data(both[0][grpc], both[1]))
+
         ingress = own.apply(
             lambda issued: {
                 CERTIFICATE_KEY: issued[INGRESS]["certificate"],
@@ -151,7 +168,7 @@ class ClusterTls(Component):
         trusting = (args["logging_namespace"], args["fluent_bit_namespace"])
         self.ready = [
             self._secret(INGRESS_TLS_SECRET, args["ingress_namespace"], ingress, "kubernetes.io/tls"),
-            self._secret(THANOS_GRPC_TLS_SECRET, args["monitoring_namespace"], secret_of(grpc)),
+            self._secret(THANOS_GRPC_TLS_SECRET, args["monitoring_namespace"], grpc_data),
             self._secret(OPENSEARCH_TLS_SECRET, args["logging_namespace"], secret_of(OPENSEARCH)),
             *(self._ca_config_map(namespace, ca) for namespace in trusting),
         ]
@@ -159,7 +176,7 @@ class ClusterTls(Component):
             pulumi.Output.all(own, args["ca_not_after"]).apply(lambda both: expiry_summary(both[0], both[1]))
         )
         self.grpc_checksum = pulumi.Output.unsecret(
-            pulumi.Output.all(own, ca).apply(lambda both: fingerprint(both[0][grpc]["certificate"], both[1]))
+            pulumi.Output.all(own, grpc_trust).apply(lambda both: fingerprint(both[0][grpc]["certificate"], both[1]))
         )
         self.opensearch_checksum = pulumi.Output.unsecret(
             pulumi.Output.all(own, ca).apply(lambda both: fingerprint(both[0][OPENSEARCH]["certificate"], both[1]))

@@ -105,8 +105,9 @@ class KubePrometheusStackArgs(TypedDict):
     objstore_ca: bool
     """The object-store config references `ca.crt` (a CA is configured): mount the Secret for the sidecar."""
     grpc_tls_checksum: pulumi.Input[str] | None
-    """Edges: hash of the sidecar's gRPC certificate (`ClusterTls.grpc_checksum`); the sidecar serves its
-    StoreAPI with mutual TLS from `thanos-grpc-tls`, and a renewal rolls Prometheus. Central: None."""
+    """Edges: hash of the sidecar's gRPC certificate and client CA (`ClusterTls.grpc_checksum`); the
+    sidecar serves its StoreAPI with mutual TLS from `thanos-grpc-tls`, and a new certificate or
+    client CA rolls Prometheus. Central: None."""
     service_monitors: list[dict[str, Any]]
     """Scrape targets of components installed before this chart's CRDs exist (Longhorn), in the
     chart's `additionalServiceMonitors` form: the chart creates them once the CRDs are there."""
@@ -157,9 +158,11 @@ def thanos_sidecar(args: KubePrometheusStackArgs) -> dict[str, Any]:
 def grpc_server_tls() -> dict[str, str]:
     """The edge sidecar's StoreAPI: its certificate, and the CA every client certificate must chain to.
 
-    With a client CA, Thanos requires and verifies a client certificate on every connection, so only
-    central Query (whose certificate the platform CA signed) gets past the handshake on 30901; the
-    NetworkPolicy's source-address rule stays as a second fence."""
+    With a client CA, Thanos requires and verifies a client certificate on every connection (the
+    chain and the `client_auth` usage, nothing else). `ca.crt` is the StoreAPI client CA, which signs
+    central Query's certificate and nothing else, so only Query gets past the handshake on 30901;
+    not the platform CA, which also signs every cluster's OpenSearch node certificate (`client_auth`
+    too). The NetworkPolicy's source-address rule stays as a second fence."""
     return {
         "certFile": f"{GRPC_TLS_DIR}/{CERTIFICATE_KEY}",
         "keyFile": f"{GRPC_TLS_DIR}/{PRIVATE_KEY_KEY}",

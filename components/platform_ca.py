@@ -13,6 +13,14 @@ it issues:
 - edges, `sidecar`: the Thanos sidecar's gRPC server certificate for the edge's host address, which
   central Query verifies when it dials `<host>:30901`;
 - central, `queryClient`: Thanos Query's client certificate, which every edge sidecar requires.
+  It is the one certificate the platform CA does not sign: the StoreAPI client CA, a second CA kept
+  by central, signs it and nothing else, and is the edge sidecars' only client CA. The platform CA
+  cannot be that: it also signs every cluster's OpenSearch node certificate, which carries
+  `client_auth` (OpenSearch's transport layer needs it) and whose key sits in every cluster, and
+  Thanos checks nothing but the chain and the key usage. Always generated (also with the operator's
+  own platform CA: only the sidecars trust it), protected, valid `tls.caValidityDays`; its
+  certificate (public) is in every cluster's entry as `storeApiClientCa`, its key never leaves
+  central.
 
 Each cluster's certificates and keys are one entry of a secret stack output (`tlsCertificates`); an
 edge reads its own through its StackReference, as it reads its object-store credentials, so the
@@ -33,7 +41,7 @@ import pulumi_tls as tls
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from components.cluster_tls import INGRESS, OPENSEARCH, QUERY_CLIENT, SIDECAR
+from components.cluster_tls import INGRESS, OPENSEARCH, QUERY_CLIENT, SIDECAR, STOREAPI_CLIENT_CA
 from components.kube import Component
 from components.opensearch import NODE_NAME as OPENSEARCH_NODE_NAME
 from components.opensearch import service_names as opensearch_names
@@ -52,11 +60,23 @@ NODE_USES = ["digital_signature", "key_encipherment", "server_auth", "client_aut
 """OpenSearch nodes present their certificate to each other on the transport layer, too."""
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 CA_COMMON_NAME = f"{PROJECT} platform CA"
+STOREAPI_CLIENT_CA_COMMON_NAME = f"{PROJECT} StoreAPI client CA"
+"""The CA of Query's client certificate alone: the only client CA of the edge sidecars."""
 QUERY_CLIENT_NAME = "thanos-query"
 """The common name central Query presents to the edge sidecars."""
 
 IssuedCertificates = dict[str, dict[str, dict[str, Any]]]
-"""{cluster: {kind: {"certificate": PEM, "privateKey": PKCS#8 PEM, "notAfter": RFC 3339, "hosts": [...]}}}"""
+"""{cluster: {kind: {"certificate": PEM, "privateKey": PKCS#8 PEM, "notAfter": RFC 3339, "hosts": [...]}}};
+the StoreAPI client CA's entry has no `privateKey`."""
+
+
+@dataclass(frozen=True)
+class SigningCa:
+    """A CA as its certificates' issuer: its certificate, its key and its end of validity."""
+
+    certificate: pulumi.Input[str]
+    key: pulumi.Input[str]
+    not_after: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -143,9 +163,10 @@ class PlatformCaArgs(TypedDict):
 
 
 class PlatformCa(Component):
-    """The CA (protected when generated) and every cluster's certificates; central only.
+    """The CA (protected when generated), the StoreAPI client CA (protected) and every cluster's
+    certificates; central only.
 
-    `protect` (in the options) protects the generated CA key and certificate.
+    `protect` (in the options) protects the generated CAs' keys and certificates.
     """
 
     certificate: pulumi.Output[str]
@@ -160,16 +181,17 @@ class PlatformCa(Component):
         settings = args["tls"]
         self._validity_hours = settings.validity_days * 24
         self._renewal_hours = settings.renew_before_days * 24
-        ca_certificate, ca_key, self.not_after = self._ca(name, args)
-        self._ca_certificate, self._ca_key = ca_certificate, ca_key
+        self._platform = self._ca(name, args)
+        self._storeapi_clients = self._storeapi_client_ca(name, args)
+        self.not_after = self._platform.not_after
         clusters = identities(args["cluster_name"], args["domain"], args["host"], args["address"], args["edges"])
         issued = {identity.name: self._cluster(name, identity) for identity in clusters}
-        self.certificate = pulumi.Output.from_input(ca_certificate)
+        self.certificate = pulumi.Output.from_input(self._platform.certificate)
         # from_input resolves the nested Outputs; its stub cannot say so.
         self.issued = pulumi.Output.secret(pulumi.Output.from_input(cast("pulumi.Input[IssuedCertificates]", issued)))
         self.register_outputs({"certificate": self.certificate, "notAfter": self.not_after})
 
-    def _ca(self, name: str, args: PlatformCaArgs) -> tuple[pulumi.Input[str], pulumi.Input[str], pulumi.Output[str]]:
+    def _ca(self, name: str, args: PlatformCaArgs) -> SigningCa:
         """The operator's CA, or a generated one (protected, valid `tls.caValidityDays`)."""
         own = args["tls"].ca_certificate
         if own is not None:
@@ -177,18 +199,26 @@ class PlatformCa(Component):
                 raise SettingsError(f"invalid stack config: {PROJECT}:tls.caCertificate is set without platformCaKey")
             end = operator_ca_end(own)
             own_key = pulumi.Output.secret(args["ca_private_key"]).apply(lambda pem: check_key_matches(own, pem))
-            return own, own_key, pulumi.Output.from_input(end)
-        key = tls.PrivateKey(f"{name}-ca-key", algorithm=ECDSA[0], ecdsa_curve=ECDSA[1], opts=self.child(stateful=True))
+            return SigningCa(own, own_key, pulumi.Output.from_input(end))
+        return self._generated_ca(f"{name}-ca", CA_COMMON_NAME, args["tls"])
+
+    def _storeapi_client_ca(self, name: str, args: PlatformCaArgs) -> SigningCa:
+        """The CA of Query's client certificate alone, always generated. Protected like the platform
+        CA: a new one locks Query out of every edge until that edge's next `pulumi up` installs it."""
+        return self._generated_ca(f"{name}-storeapi-client-ca", STOREAPI_CLIENT_CA_COMMON_NAME, args["tls"])
+
+    def _generated_ca(self, name: str, common_name: str, settings: TlsSettings) -> SigningCa:
+        key = tls.PrivateKey(f"{name}-key", algorithm=ECDSA[0], ecdsa_curve=ECDSA[1], opts=self.child(stateful=True))
         certificate = tls.SelfSignedCert(
-            f"{name}-ca",
+            name,
             private_key_pem=key.private_key_pem,
             is_ca_certificate=True,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=CA_COMMON_NAME, organization=PROJECT),
-            validity_period_hours=args["tls"].ca_validity_days * 24,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=common_name, organization=PROJECT),
+            validity_period_hours=settings.ca_validity_days * 24,
             allowed_uses=CA_USES,
             opts=self.child(stateful=True),
         )
-        return certificate.cert_pem, key.private_key_pem, certificate.validity_end_time
+        return SigningCa(certificate.cert_pem, key.private_key_pem, certificate.validity_end_time)
 
     def _cluster(self, name: str, identity: ClusterIdentity) -> dict[str, Any]:
         prefix = f"{name}-{identity.name}"
@@ -200,9 +230,17 @@ class PlatformCa(Component):
             OPENSEARCH: self._issue(
                 f"{prefix}-opensearch", OPENSEARCH_NODE_NAME, opensearch_names(), [], NODE_USES, RSA
             ),
+            # Public: an edge's sidecar trusts it for clients; central reports its end.
+            STOREAPI_CLIENT_CA: {
+                "certificate": self._storeapi_clients.certificate,
+                "notAfter": self._storeapi_clients.not_after,
+                "hosts": [],
+            },
         }
         if identity.central:
-            issued[QUERY_CLIENT] = self._issue(f"{prefix}-query-client", QUERY_CLIENT_NAME, [], [], CLIENT_USES, ECDSA)
+            issued[QUERY_CLIENT] = self._issue(
+                f"{prefix}-query-client", QUERY_CLIENT_NAME, [], [], CLIENT_USES, ECDSA, self._storeapi_clients
+            )
         else:
             dns, ips = sidecar_names(identity)
             common_name = f"thanos-sidecar.{identity.name}"
@@ -217,7 +255,10 @@ class PlatformCa(Component):
         ip_addresses: list[str],
         uses: list[str],
         key_type: tuple[str, str],
+        ca: SigningCa | None = None,
     ) -> dict[str, Any]:
+        """A key and a certificate signed by `ca` (default: the platform CA)."""
+        signer = ca or self._platform
         algorithm, curve = key_type
         key = tls.PrivateKey(
             f"{name}-key",
@@ -237,8 +278,8 @@ class PlatformCa(Component):
         certificate = tls.LocallySignedCert(
             name,
             cert_request_pem=request.cert_request_pem,
-            ca_cert_pem=self._ca_certificate,
-            ca_private_key_pem=self._ca_key,
+            ca_cert_pem=signer.certificate,
+            ca_private_key_pem=signer.key,
             validity_period_hours=self._validity_hours,
             early_renewal_hours=self._renewal_hours,
             allowed_uses=uses,

@@ -133,8 +133,9 @@ def common_args() -> list[str]:
 
 
 def edge_client_config(host: str) -> dict[str, Any]:
-    """gRPC client settings for one edge: mutual TLS with Query's certificate, verifying the edge
-    sidecar's certificate against the platform CA for the address dialled (its IP SAN)."""
+    """gRPC client settings for one edge: mutual TLS with Query's certificate (from the StoreAPI
+    client CA, the only one the sidecars accept), verifying the edge sidecar's certificate against
+    the platform CA (`ca.crt` of central's `thanos-grpc-tls`) for the address dialled (its IP SAN)."""
     return {
         "server_name": host,
         "tls_config": {

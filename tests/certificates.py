@@ -2,8 +2,9 @@
 
 The offline engine answers pulumi-tls with placeholder text (`offline-engine-certificate-...`), so
 the Secrets a rendering holds cannot be used for a handshake. `materialize` reads the central
-rendering's `tls:` resources (keys, requests, the CA, the signed certificates) and issues the same
-certificates with `cryptography`: same key algorithms, subjects, SANs, key usages and validity.
+rendering's `tls:` resources (keys, requests, the CAs, the signed certificates) and issues the same
+certificates with `cryptography`: same key algorithms, subjects, SANs, key usages and validity, each
+signed by the CA its `LocallySignedCert` names (the platform CA, or the StoreAPI client CA).
 `Materialized.real` then swaps every placeholder in a value for its real PEM, so a test can take a
 Secret or ConfigMap exactly as the program wrote it and serve it.
 """
@@ -46,7 +47,9 @@ class Materialized:
     pems: dict[str, str] = field(default_factory=dict)
     """Placeholder text -> real PEM (certificates and keys, in every form the program reads)."""
     certificates: dict[str, x509.Certificate] = field(default_factory=dict)
-    """Resource name of each certificate -> the issued certificate."""
+    """Resource name of each certificate (the CAs' too) -> the issued certificate."""
+    issuers: dict[str, str] = field(default_factory=dict)
+    """Resource name of each locally signed certificate -> the resource name of the CA that signed it."""
 
     def real(self, value: Any) -> Any:
         """`value` with every placeholder replaced by its PEM (recursively, secrets unwrapped)."""
@@ -117,27 +120,51 @@ def _issue(
     return builder.sign(signer, hashes.SHA256())
 
 
+@dataclass(frozen=True)
+class _Ca:
+    name: str
+    subject: x509.Name
+    key: PrivateKey
+
+
 def materialize(central: Rendering) -> Materialized:
-    """Issue, for real, every certificate the central rendering declares."""
+    """Issue, for real, every certificate the central rendering declares: each self-signed CA, then
+    each locally signed certificate with the CA its `caCertPem` is the certificate of."""
     done = Materialized()
     keys: dict[str, PrivateKey] = {}
     for resource in central.of_type(PRIVATE_KEY):
         key = keys[resource.name] = _key(resource)
         done.pems[resource.state["privateKeyPem"]] = _pem(key, pkcs8=False)
         done.pems[resource.state["privateKeyPemPkcs8"]] = _pem(key, pkcs8=True)
-    (ca,) = central.of_type(SELF_SIGNED)
-    ca_key = keys[f"{ca.name}-key"]
-    ca_name = _name(ca.inputs["subject"])
-    ca_certificate = _issue(ca.inputs, ca_name, ca_key.public_key(), ca_name, ca_key, [])
-    done.certificates[ca.name] = ca_certificate
-    done.pems[ca.state["certPem"]] = ca_certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def key_pem(name: str) -> Any:
+        return unwrap(central.one(PRIVATE_KEY, name).state["privateKeyPem"])
+
+    cas: dict[str, _Ca] = {}
+    """The placeholder of each CA's certificate (what a `LocallySignedCert` names) -> that CA."""
+    for ca in central.of_type(SELF_SIGNED):
+        if unwrap(ca.inputs["privateKeyPem"]) != key_pem(f"{ca.name}-key"):
+            raise AssertionError(f"{ca.name} is not self-signed with {ca.name}-key")
+        ca_key = keys[f"{ca.name}-key"]
+        ca_name = _name(ca.inputs["subject"])
+        ca_certificate = _issue(ca.inputs, ca_name, ca_key.public_key(), ca_name, ca_key, [])
+        done.certificates[ca.name] = ca_certificate
+        done.pems[ca.state["certPem"]] = ca_certificate.public_bytes(serialization.Encoding.PEM).decode()
+        cas[ca.state["certPem"]] = _Ca(ca.name, ca_name, ca_key)
     for certificate in central.of_type(LOCALLY_SIGNED):
+        signer = cas.get(unwrap(certificate.inputs["caCertPem"]))
+        if signer is None:
+            raise ValueError(f"{certificate.name} is signed by a CA the rendering does not generate (an operator's)")
+        if unwrap(certificate.inputs["caPrivateKeyPem"]) != key_pem(f"{signer.name}-key"):
+            raise AssertionError(f"{certificate.name} names {signer.name}'s certificate with another key")
         request = central.one(CERT_REQUEST, f"{certificate.name}-request")
         key = keys[f"{certificate.name}-key"]
         sans: list[x509.GeneralName] = [x509.DNSName(name) for name in request.inputs.get("dnsNames") or []]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in request.inputs.get("ipAddresses") or []]
-        issued = _issue(certificate.inputs, _name(request.inputs["subject"]), key.public_key(), ca_name, ca_key, sans)
+        subject = _name(request.inputs["subject"])
+        issued = _issue(certificate.inputs, subject, key.public_key(), signer.subject, signer.key, sans)
         done.certificates[certificate.name] = issued
+        done.issuers[certificate.name] = signer.name
         done.pems[certificate.state["certPem"]] = issued.public_bytes(serialization.Encoding.PEM).decode()
     return done
 

@@ -1,5 +1,6 @@
 """Each cluster's certificates as the Secrets and ConfigMaps its workloads mount, refused when
-central issued them for another domain, and rolling what reads them when they change."""
+central issued them for another domain, and rolling what reads them when they change. An edge's
+sidecar accepts clients of the StoreAPI client CA alone, never of the platform CA."""
 
 from __future__ import annotations
 
@@ -37,6 +38,56 @@ def test_every_certificate_reaches_its_namespace_as_a_secret(stack: str) -> None
     for namespace in ("logging", "fluent-bit"):
         ca = rendering.k8s("ConfigMap", "platform-ca", namespace).inputs["data"]
         assert ca == {"ca.crt": rendering.outputs["platformCaCertificate"]}
+
+
+def sidecar_client_ca(edge: Rendering) -> str:
+    """The text at the sidecar's `grpcServerTlsConfig.caFile`, followed through its mount to the Secret key."""
+    spec = edge.release("kube-prometheus-stack").inputs["values"]["prometheus"]["prometheusSpec"]
+    ca_file = spec["thanos"]["grpcServerTlsConfig"]["caFile"]
+    (mount,) = [m for m in spec["thanos"]["volumeMounts"] if ca_file.startswith(f"{m['mountPath']}/")]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    data = unwrap(edge.k8s("Secret", volume["secret"]["secretName"], "monitoring").inputs["stringData"])
+    return str(data[ca_file.removeprefix(f"{mount['mountPath']}/")])
+
+
+def test_the_sidecars_client_ca_is_the_storeapi_client_ca_not_the_platform_ca(edge: Rendering) -> None:
+    """Every OpenSearch node certificate comes from the platform CA with `client_auth`: trusting the
+    platform CA for clients would let any cluster's OpenSearch key open the StoreAPI."""
+    issued = unwrap(rendered(CENTRAL_STACK).outputs["tlsCertificates"])
+    client_ca = sidecar_client_ca(edge)
+    assert client_ca == issued[edge.stack]["storeApiClientCa"]["certificate"]
+    assert client_ca != edge.outputs["platformCaCertificate"]
+    assert "privateKey" not in issued[edge.stack]["storeApiClientCa"], "the CA's key stays on central"
+
+
+def test_query_verifies_the_sidecars_with_the_platform_ca() -> None:
+    central = rendered(CENTRAL_STACK)
+    data = unwrap(central.k8s("Secret", "thanos-grpc-tls", "monitoring").inputs["stringData"])
+    assert data["ca.crt"] == central.outputs["platformCaCertificate"]
+
+
+def test_an_edge_before_central_issued_the_storeapi_client_ca_stops_with_the_fix() -> None:
+    def before(published: dict[str, Any]) -> None:
+        del published["tlsCertificates"][EDGE]["storeApiClientCa"]
+
+    with pytest.raises(CertificatesDoNotFit, match=r"issued no storeApiClientCa certificate .* central's `pulumi up`"):
+        run_fixture(EDGE, stack_outputs=central_outputs_with(before))
+
+
+def test_a_new_storeapi_client_ca_reaches_the_sidecar_in_place_and_rolls_it() -> None:
+    def renew(published: dict[str, Any]) -> None:
+        published["tlsCertificates"][EDGE]["storeApiClientCa"]["certificate"] += "-renewed"
+
+    before = rendered(EDGE)
+    after = run_fixture(EDGE, stack_outputs=central_outputs_with(renew))
+    steps = plan(before, after)
+    grpc = steps.step("kubernetes:core/v1:Secret", "monitoring-thanos-grpc-tls")
+    assert (grpc.op, grpc.delete_first) == ("update", False)
+    assert sidecar_client_ca(after).endswith("-renewed")
+    assert steps.step("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack").op == "update", "the sidecar rolls"
+    for name in ("ingress-platform-ingress-tls", "logging-opensearch-tls"):
+        assert steps.step("kubernetes:core/v1:Secret", name).op == "same", name
+    assert steps.step("kubernetes:helm.sh/v3:Release", "opensearch").op == "same"
 
 
 def test_an_edge_whose_domain_central_does_not_know_stops_with_the_fix() -> None:
@@ -86,4 +137,6 @@ def test_the_reported_certificates_name_where_they_are_served(edge: Rendering) -
     config = settings(edge)
     assert reported["ingress"]["hosts"] == [f"*.{config.domain}", config.domain]
     assert reported["sidecar"]["hosts"] == [config.ip]
+    central = unwrap(rendered(CENTRAL_STACK).outputs["certificates"])
+    assert reported["storeApiClientCa"] == central["storeApiClientCa"] and reported["storeApiClientCa"]["hosts"] == []
     assert not [key for entry in reported.values() for key in entry if "key" in key.lower()]

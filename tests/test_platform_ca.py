@@ -1,6 +1,7 @@
 """The platform CA: made once by central (or brought by the operator), it issues every cluster's
-certificates; the key stays in central's state; `pulumi up` renews what is about to expire and a
-new CA reaches every edge on its next `up`."""
+certificates but Query's client certificate, which the StoreAPI client CA (central's too, always
+generated) issues alone; the keys stay in central's state; `pulumi up` renews what is about to
+expire and a new CA reaches every edge on its next `up`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from components.platform_ca import PlatformCa
 from components.settings import PROJECT, SettingsError
 from tests.conftest import CENTRAL_STACK, EDGE_STACKS, FIXTURE_STACKS_DIR, STACKS, rendered, run_fixture, settings
 from tools.engine import OFFLINE_CLOCK, Rendering, Secret, offline_outputs, unwrap
@@ -43,29 +45,67 @@ def request_of(central: Rendering, cluster: str, kind: str) -> dict[str, Any]:
     return request.inputs
 
 
-def test_one_protected_ca_is_made_by_central_only(central: Rendering) -> None:
-    (ca,) = central.of_type(SELF_SIGNED)
-    assert ca.protect and ca.inputs["isCaCertificate"] is True
-    assert set(ca.inputs["allowedUses"]) >= {"cert_signing", "crl_signing"}
-    assert ca.inputs["validityPeriodHours"] == settings(central).tls.ca_validity_days * 24
-    ca_key = central.one(PRIVATE_KEY, f"{ca.name}-key")
-    assert ca_key.protect
+def platform_ca_name(central: Rendering) -> str:
+    return f"{central.stack}-platform-ca-ca"
+
+
+def client_ca_name(central: Rendering) -> str:
+    return f"{central.stack}-platform-ca-storeapi-client-ca"
+
+
+def query_client_name(central: Rendering) -> str:
+    return f"{central.stack}-platform-ca-{central.stack}-query-client"
+
+
+def test_two_protected_cas_are_made_by_central_only(central: Rendering) -> None:
+    cas = {ca.name: ca for ca in central.of_type(SELF_SIGNED)}
+    assert set(cas) == {platform_ca_name(central), client_ca_name(central)}
+    for ca in cas.values():
+        assert ca.protect and ca.inputs["isCaCertificate"] is True, ca.name
+        assert set(ca.inputs["allowedUses"]) >= {"cert_signing", "crl_signing"}
+        assert ca.inputs["validityPeriodHours"] == settings(central).tls.ca_validity_days * 24
+        assert "earlyRenewalHours" not in ca.inputs, "a CA is replaced deliberately, not renewed by an `up`"
+        ca_key = central.one(PRIVATE_KEY, f"{ca.name}-key")
+        assert ca_key.protect
+    subjects = {ca.inputs["subject"]["commonName"] for ca in cas.values()}
+    assert len(subjects) == 2, "two CAs, told apart by name"
     for edge in EDGE_STACKS:
         assert not [r for r in rendered(edge).resources if r.type.startswith("tls:")], "edges make no keys"
+
+
+def test_querys_client_certificate_and_nothing_else_comes_from_the_storeapi_client_ca(central: Rendering) -> None:
+    """The edge sidecars' only client CA signs Query's certificate alone: not the OpenSearch node
+    certificates, which allow client authentication too and whose keys sit in every cluster."""
+    client_ca = central.one(SELF_SIGNED, client_ca_name(central))
+    platform = central.one(SELF_SIGNED, platform_ca_name(central))
+    client_ca_key = central.one(PRIVATE_KEY, f"{client_ca.name}-key").state["privateKeyPem"]
+    platform_key = central.one(PRIVATE_KEY, f"{platform.name}-key").state["privateKeyPem"]
+    for certificate in central.of_type(LOCALLY_SIGNED):
+        from_client_ca = certificate.name == query_client_name(central)
+        signer, key = (client_ca, client_ca_key) if from_client_ca else (platform, platform_key)
+        assert certificate.inputs["caCertPem"] == signer.state["certPem"], certificate.name
+        assert unwrap(certificate.inputs["caPrivateKeyPem"]) == key, certificate.name
+    issued = issued_to(central)
+    for cluster, entry in issued.items():
+        assert entry["storeApiClientCa"] == {
+            "certificate": client_ca.state["certPem"],
+            "notAfter": client_ca.state["validityEndTime"],
+            "hosts": [],
+        }, f"{cluster}: the certificate alone, never the key"
 
 
 def test_every_cluster_central_knows_gets_its_certificates(central: Rendering) -> None:
     config = settings(central)
     issued = issued_to(central)
     assert set(issued) == {central.stack, *(edge.name for edge in config.edges)}
-    assert set(issued[central.stack]) == {"ingress", "opensearch", "queryClient"}
+    assert set(issued[central.stack]) == {"ingress", "opensearch", "queryClient", "storeApiClientCa"}
     for edge in config.edges:
-        assert set(issued[edge.name]) == {"ingress", "opensearch", "sidecar"}
+        assert set(issued[edge.name]) == {"ingress", "opensearch", "sidecar", "storeApiClientCa"}
         assert issued[edge.name]["ingress"]["hosts"] == [f"*.{edge.domain}", edge.domain]
         assert request_of(central, edge.name, "sidecar")["ipAddresses"] == [edge.ip]
         sidecar = central.one(LOCALLY_SIGNED, f"{central.stack}-platform-ca-{edge.name}-sidecar")
         assert "server_auth" in sidecar.inputs["allowedUses"] and "client_auth" not in sidecar.inputs["allowedUses"]
-    client = central.one(LOCALLY_SIGNED, f"{central.stack}-platform-ca-{central.stack}-query-client")
+    client = central.one(LOCALLY_SIGNED, query_client_name(central))
     assert "client_auth" in client.inputs["allowedUses"] and "server_auth" not in client.inputs["allowedUses"]
     assert request_of(central, central.stack, "ingress")["dnsNames"] == [f"*.{config.domain}", config.domain]
 
@@ -79,9 +119,13 @@ def test_certificates_carry_the_configured_lifetime_and_renewal_window(central: 
     assert {c.inputs["validityPeriodHours"] for c in shorter.of_type(LOCALLY_SIGNED)} == {90 * 24}
 
 
-def test_the_ca_key_never_leaves_central(central: Rendering) -> None:
-    ca_key = central.one(PRIVATE_KEY, f"{central.stack}-platform-ca-ca-key").state["privateKeyPem"]
+@pytest.mark.parametrize("ca", ["platform-ca-ca", "platform-ca-storeapi-client-ca"])
+def test_the_ca_keys_never_leave_central(central: Rendering, ca: str) -> None:
+    key = central.one(PRIVATE_KEY, f"{central.stack}-{ca}-key")
+    ca_key = key.state["privateKeyPem"]
     assert ca_key not in json.dumps(unwrap(central.outputs))
+    held = [unwrap(r.inputs) for r in central.kubernetes_objects()]
+    assert ca_key not in json.dumps(held) and key.state["privateKeyPemPkcs8"] not in json.dumps(held)
     for edge in EDGE_STACKS:
         everything = json.dumps([unwrap(r.inputs) for r in rendered(edge).resources]) + json.dumps(
             unwrap(rendered(edge).outputs)
@@ -101,7 +145,7 @@ def test_every_stack_reports_its_certificates_ends_and_the_ca(central: Rendering
     for stack in STACKS:
         reported = rendered(stack).outputs["certificates"]
         assert not isinstance(reported, Secret), "ends and names are public"
-        assert "platform-ca" in reported
+        assert "platform-ca" in reported and "storeApiClientCa" in reported
         for kind, entry in reported.items():
             assert set(entry) == {"notAfter", "hosts"}, kind
             dt.datetime.fromisoformat(entry["notAfter"].replace("Z", "+00:00"))
@@ -176,7 +220,15 @@ def test_a_new_ca_reaches_every_edge_on_its_next_up(central: Rendering) -> None:
     # The old CA is protected: the engine refuses to drop it until the operator says so.
     refused = " ".join(central_steps.refusals())
     assert f"::{CENTRAL_STACK}-platform-ca-ca'" in refused and f"::{CENTRAL_STACK}-platform-ca-ca-key'" in refused
-    assert {s.name for s in central_steps.of("replace")} >= {c.name for c in central.of_type(LOCALLY_SIGNED)}
+    from_platform = {c.name for c in central.of_type(LOCALLY_SIGNED)} - {query_client_name(central)}
+    assert {s.name for s in central_steps.of("replace")} >= from_platform
+    # The StoreAPI client CA is not the platform CA: it stays, and so does the certificate it signed.
+    for type_, name in (
+        (SELF_SIGNED, client_ca_name(central)),
+        (PRIVATE_KEY, f"{client_ca_name(central)}-key"),
+        (LOCALLY_SIGNED, query_client_name(central)),
+    ):
+        assert central_steps.step(type_, name).op == "same", name
     published = {key: unwrap(value) for key, value in moved.outputs.items()}
     for edge in EDGE_STACKS:
         after = run_fixture(edge, stack_outputs=lambda name: published)
@@ -190,6 +242,38 @@ def test_a_new_ca_reaches_every_edge_on_its_next_up(central: Rendering) -> None:
         ):
             assert steps.step(f"kubernetes:core/v1:{kind}", f"{namespace}-{name}").op == "update", (edge, name)
         assert after.outputs["platformCaCertificate"] == ca_pem
+
+
+def test_the_first_up_after_the_storeapi_client_ca_reissues_querys_certificate_and_updates_the_edges(
+    central: Rendering, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading: before, the platform CA signed Query's client certificate and was the sidecars'
+    client CA. Central's next `up` makes the new CA and issues Query a certificate from it (its key
+    and request stay), which rolls Query; each edge's next `up` changes its `thanos-grpc-tls` in
+    place (new `ca.crt`) and rolls Prometheus. Nothing protected is touched."""
+    with monkeypatch.context() as before_this_change:
+        before_this_change.setattr(PlatformCa, "_storeapi_client_ca", lambda self, name, args: self._platform)
+        old_central = run_fixture(CENTRAL_STACK)
+        published = {key: unwrap(value) for key, value in old_central.outputs.items()}
+        old_edges = {edge: run_fixture(edge, stack_outputs=lambda name: published) for edge in EDGE_STACKS}
+    steps = plan(old_central, central)
+    assert steps.refusals() == []
+    changed = {(s.op, s.name) for s in steps.of("create", "update", "replace", "delete", "retain")}
+    assert changed == {
+        ("create", f"{client_ca_name(central)}-key"),
+        ("create", client_ca_name(central)),
+        ("replace", query_client_name(central)),
+        ("update", "monitoring-thanos-grpc-tls"),
+        ("update", "thanos-query"),
+    }
+    assert steps.step("kubernetes:apps/v1:Deployment", "thanos-query").op == "update", "Query rolls"
+    for edge, before in old_edges.items():
+        edge_steps = plan(before, rendered(edge))
+        assert edge_steps.refusals() == []
+        grpc = edge_steps.step("kubernetes:core/v1:Secret", "monitoring-thanos-grpc-tls")
+        assert (grpc.op, grpc.delete_first) == ("update", False), edge
+        changed = {(s.op, s.name) for s in edge_steps.of("create", "update", "replace", "delete", "retain")}
+        assert changed == {("update", "monitoring-thanos-grpc-tls"), ("update", "kube-prometheus-stack")}, edge
 
 
 # --- the operator's own CA ---------------------------------------------------------------
@@ -226,8 +310,13 @@ def with_operator_ca(certificate: str, key: str | None) -> Rendering:
 def test_an_operator_ca_replaces_the_generated_one() -> None:
     ca_pem, key_pem = operator_ca()
     stack = with_operator_ca(ca_pem, key_pem)
-    assert not stack.of_type(SELF_SIGNED) and not [r for r in stack.of_type(PRIVATE_KEY) if r.name.endswith("-ca-key")]
+    # Only the StoreAPI client CA is generated: the sidecars alone trust it, nobody else need know it.
+    assert [ca.name for ca in stack.of_type(SELF_SIGNED)] == [client_ca_name(stack)]
+    assert not [r for r in stack.of_type(PRIVATE_KEY) if r.name == f"{platform_ca_name(stack)}-key"]
     for certificate in stack.of_type(LOCALLY_SIGNED):
+        if certificate.name == query_client_name(stack):
+            assert certificate.inputs["caCertPem"] == stack.one(SELF_SIGNED, client_ca_name(stack)).state["certPem"]
+            continue
         assert certificate.inputs["caCertPem"] == ca_pem.strip() + "\n"
         assert isinstance(certificate.inputs["caPrivateKeyPem"], Secret)
     assert stack.outputs["platformCaCertificate"] == ca_pem.strip() + "\n"

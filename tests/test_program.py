@@ -125,6 +125,9 @@ def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
         stateful |= {buckets.thanos, buckets.opensearch, buckets.longhorn}
         # The platform CA: every browser and client trusts it; a new one would have to be trusted anew.
         stateful |= {f"{any_stack.stack}-platform-ca-ca-key", f"{any_stack.stack}-platform-ca-ca"}
+        # The StoreAPI client CA: a new one locks Query out of every edge until the edge's next `up`.
+        client_ca = f"{any_stack.stack}-platform-ca-storeapi-client-ca"
+        stateful |= {f"{client_ca}-key", client_ca}
     assert protected == stateful
 
 

@@ -1,5 +1,5 @@
-"""Real TLS handshakes with the certificates the platform CA issues, configured as the program
-configures each side.
+"""Real TLS handshakes with the certificates central issues (the platform CA, and the StoreAPI
+client CA for Query's client certificate), configured as the program configures each side.
 
 The certificates are issued for real from the central rendering's inputs (`tests/certificates.py`);
 each side's files come from the Secret or ConfigMap the program mounts at the path the program
@@ -8,8 +8,9 @@ not only when the idea is.
 
 The edge sidecar is modelled by Thanos's documented rule: a server given a client CA
 (`--grpc-server-tls-client-ca`, what prometheus-operator makes of `grpcServerTlsConfig.caFile`)
-requires and verifies a client certificate. Central Query is modelled by its endpoint file's
-`client_config`: its certificate and key, the CA, `server_name` and `min_version`.
+requires and verifies a client certificate: the chain and the `client_auth` usage, nothing else.
+Central Query is modelled by its endpoint file's `client_config`: its certificate and key, the CA,
+`server_name` and `min_version`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.kube_prometheus_stack import SIDECAR_NODE_PORT
 from tests.certificates import Materialized, materialize
@@ -182,6 +183,43 @@ def test_the_sidecar_refuses_a_certificate_of_another_ca(issued: Materialized, t
     impostor.load_cert_chain(cert, key)
     outcome = handshake(sidecar_server(edge, issued, tmp_path), impostor, server_name)
     assert outcome.server_error is not None and "certificate" in outcome.server_error.lower(), outcome
+
+
+@pytest.mark.parametrize("holder", [EDGE, OTHER_EDGE, CENTRAL_STACK])
+def test_the_sidecar_refuses_an_opensearch_node_certificate(holder: str, issued: Materialized, tmp_path: Path) -> None:
+    """Every cluster's OpenSearch node certificate allows client authentication (OpenSearch's
+    transport layer needs it) and its key sits in that cluster: it comes from the platform CA, which
+    the sidecar does not trust for clients."""
+    edge = rendered(EDGE)
+    _, server_name = query_client(rendered(CENTRAL_STACK), issued, sidecar_address(edge), tmp_path)
+    secret = rendered(holder).k8s("Secret", "opensearch-tls", "logging").inputs["stringData"]
+    files = mounted_files(issued, secret, tmp_path / f"opensearch-{holder}")
+    node = x509.load_pem_x509_certificate((files / "tls.crt").read_bytes())
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in node.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    opensearch = ssl.create_default_context(cadata=issued.real(edge.outputs["platformCaCertificate"]))
+    opensearch.load_cert_chain(str(files / "tls.crt"), str(files / "tls.key"))
+    outcome = handshake(sidecar_server(edge, issued, tmp_path), opensearch, server_name)
+    assert outcome.server_error is not None and "certificate verify failed" in outcome.server_error, outcome
+    # The unknown-CA alert or, when the server closed first, an EOF: in TLS 1.3 it comes after the handshake.
+    assert outcome.client_error is not None, "the client gets no reply"
+
+
+def test_querys_certificate_chains_to_the_sidecars_client_ca_and_nothing_else_does(
+    issued: Materialized, tmp_path: Path
+) -> None:
+    """Of all the keys central hands out, only Query's opens a sidecar: its certificate alone is
+    signed by the StoreAPI client CA (the sidecar's `ca.crt`), every other one by the platform CA."""
+    edge, central = rendered(EDGE), rendered(CENTRAL_STACK)
+    grpc = mounted_files(issued, edge.k8s("Secret", "thanos-grpc-tls", "monitoring").inputs["stringData"], tmp_path)
+    client_ca = x509.load_pem_x509_certificate((grpc / "ca.crt").read_bytes())
+    platform_ca = x509.load_pem_x509_certificate(issued.real(edge.outputs["platformCaCertificate"]).encode())
+    assert client_ca.subject != platform_ca.subject
+    query = f"{central.stack}-platform-ca-{central.stack}-query-client"
+    for name, certificate in issued.certificates.items():
+        if name in issued.issuers:
+            expected = client_ca if name == query else platform_ca
+            certificate.verify_directly_issued_by(expected)
+            assert certificate.issuer == expected.subject, name
 
 
 def test_another_edge_cannot_use_its_server_certificate_as_a_client(issued: Materialized, tmp_path: Path) -> None:

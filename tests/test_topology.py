@@ -27,7 +27,7 @@ from tools.validators.common import reference_dir
 pytestmark = requires_charts
 
 NEW = "added-edge"
-PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "tools")
+PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "tools", "policy")
 
 
 def central_stack() -> str:

@@ -104,6 +104,25 @@ def test_an_edge_sidecar_without_a_client_ca_is_a_finding() -> None:
     assert any("no client CA: the sidecar's StoreAPI would accept any client" in f for f in findings(stack))
 
 
+def test_an_edge_sidecar_trusting_the_platform_ca_for_clients_is_a_finding() -> None:
+    """The platform CA also signs every cluster's OpenSearch node certificate, with `client_auth`."""
+    platform_ca = rendered(EDGE).outputs["platformCaCertificate"]
+
+    def trusting_the_platform_ca(inputs: dict[str, Any]) -> None:
+        inputs["stringData"] = Secret({**inputs["stringData"].value, "ca.crt": platform_ca})
+
+    stack = broken(EDGE, "Secret", "thanos-grpc-tls", trusting_the_platform_ca)
+    assert any("the sidecar's client CA is the platform CA" in f for f in findings(stack))
+
+
+def test_an_edge_sidecar_whose_client_ca_is_in_no_mounted_secret_is_a_finding() -> None:
+    def elsewhere(inputs: dict[str, Any]) -> None:
+        inputs["values"]["prometheus"]["prometheusSpec"]["thanos"]["grpcServerTlsConfig"]["caFile"] = "/tmp/ca.crt"
+
+    stack = broken(EDGE, "kubernetes:helm.sh/v3:Release", "kube-prometheus-stack", elsewhere)
+    assert any("the sidecar's client CA /tmp/ca.crt is in no Secret it mounts" in f for f in findings(stack))
+
+
 def test_wildcards_cover_one_label_only() -> None:
     names = ["*.hub.lab.test", "hub.lab.test"]
     assert covered("grafana.hub.lab.test", names) and covered("hub.lab.test", names)

@@ -157,7 +157,7 @@ def _sidecar_findings(rendering: Rendering, model: Cluster, certificates: dict[s
         if not tls.get("caFile"):
             yield Finding(NAME, where, "no client CA: the sidecar's StoreAPI would accept any client")
             continue
-        client_ca = _mounted_secret_key(model, prometheus.obj, prometheus.namespace, tls["caFile"])
+        client_ca = _mounted_secret_key(rendering, prometheus.obj, prometheus.namespace or "", tls["caFile"])
         platform_ca = str(unwrap(rendering.outputs.get("platformCaCertificate")) or "").strip()
         if client_ca is None:
             yield Finding(NAME, where, f"the sidecar's client CA {tls['caFile']} is in no Secret it mounts")
@@ -167,8 +167,9 @@ def _sidecar_findings(rendering: Rendering, model: Cluster, certificates: dict[s
                           "the StoreAPI; it must be the StoreAPI client CA alone")  # fmt: skip
 
 
-def _mounted_secret_key(model: Cluster, prometheus: dict[str, Any], namespace: str, path: str) -> str | None:
-    """The text of the Secret key the sidecar reads at `path` (a mount of `spec.thanos.volumeMounts`)."""
+def _mounted_secret_key(rendering: Rendering, prometheus: dict[str, Any], namespace: str, path: str) -> str | None:
+    """The text of the Secret key the sidecar reads at `path` (a mount of `spec.thanos.volumeMounts`),
+    from the program's Secret (the cluster model shows no Secret's values)."""
     mounts = lookup(prometheus, "spec.thanos.volumeMounts") or []
     volumes = {v.get("name"): v for v in lookup(prometheus, "spec.volumes") or []}
     for mount in mounts:
@@ -177,10 +178,11 @@ def _mounted_secret_key(model: Cluster, prometheus: dict[str, Any], namespace: s
         if not path.startswith(f"{directory}/") or not secret.get("secretName"):
             continue
         key = path.removeprefix(f"{directory}/")
-        for obj in model.of_kind("Secret"):
-            if obj.name == secret["secretName"] and obj.namespace == namespace:
-                data = unwrap(obj.obj.get("stringData")) or {}
-                return None if key not in data else str(unwrap(data[key]))
+        try:
+            data = unwrap(rendering.k8s("Secret", secret["secretName"], namespace).inputs.get("stringData")) or {}
+        except LookupError:
+            return None
+        return None if key not in data else str(unwrap(data[key]))
     return None
 
 

@@ -45,8 +45,8 @@ PRODUCERS = ("sidecar", "rule", "receive")
 SIDECAR_HINT = (
     "on that cluster: kubectl -n monitoring get pods (Prometheus with its thanos-sidecar container); from central: "
     "NodePort 30901 of the edge must be reachable (firewall, the edge's NetworkPolicy allows centralAddress only) "
-    "and both ends must hold certificates of the same platform CA (a TLS error after a CA change or renewal: "
-    "pulumi up -s <edge>)"
+    "and the certificates must match: the sidecar's from the platform CA, Query's from the StoreAPI client CA, "
+    "which the edge must hold (a TLS error after a CA change or renewal: pulumi up -s <edge>)"
 )
 
 

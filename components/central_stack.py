@@ -35,6 +35,14 @@ def published_for(outputs: Any, cluster: str, central_stack: str) -> dict[str, A
     view: dict[str, Any] = {}
     for output, what in PER_CLUSTER_OUTPUTS.items():
         published = outputs.get(output)
+        if published == {} and outputs.get(CA_OUTPUT):
+            # The engine hands a StackReference `{}` for each secret output it cannot decrypt (it only
+            # logs "eliding undecryptable secrets"): central is deployed, its passphrase is not ours.
+            raise CentralStackNotReady(
+                f"the central stack {central_stack} has published `{output}`, but this stack cannot decrypt it: "
+                "run this stack with central's backend and secrets passphrase (PULUMI_CONFIG_PASSPHRASE or "
+                "PULUMI_CONFIG_PASSPHRASE_FILE); every stack must share both"
+            )
         if not isinstance(published, dict) or not published:
             raise CentralStackNotReady(f"the central stack {central_stack} has no `{output}` output: {first}")
         entry = published.get(cluster)

@@ -41,6 +41,16 @@ def test_an_edge_stops_with_deploy_central_first_when_the_output_is_missing() ->
     assert f"deploy the central stack first (`pulumi up -s {CENTRAL_STACK}`)" in str(error.value)
 
 
+def test_an_edge_with_another_passphrase_is_told_to_use_centrals() -> None:
+    """The engine hands a StackReference `{}` for every secret output it cannot decrypt, with an info
+    line only (seen with the real engine, tests/integration/test_engine.py): central is deployed."""
+    elided = {"platformCaCertificate": "-----BEGIN CERTIFICATE-----", "objectStoreCredentials": {}}
+    with pytest.raises(CentralStackNotReady) as error:
+        run_fixture(EDGE, stack_outputs=lambda name: elided)
+    assert "cannot decrypt it" in str(error.value) and "passphrase" in str(error.value)
+    assert "deploy the central stack first" not in str(error.value)
+
+
 def test_an_edge_central_does_not_know_stops_with_the_same_advice() -> None:
     def central_without_the_other_edge(name: str) -> dict[str, Any]:
         assert name == f"organization/thanos-multi-cluster/{CENTRAL_STACK}"

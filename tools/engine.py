@@ -53,6 +53,7 @@ OFFLINE_CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
 """When offline certificates are issued (fixed, so that two renderings are identical)."""
 TLS_CERTIFICATES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
 SECRET_TEXT = "[secret]"
+STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,7 @@ class _Mocks(pulumi.runtime.Mocks):
 
 def _parent(urn: str) -> str | None:
     """The parent URN, or None when the parent is the stack itself."""
-    if not urn or urn.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack":
+    if not urn or urn.split("::")[2] == STACK_TYPE:
         return None
     return urn
 
@@ -415,9 +416,19 @@ class _RecordingMonitor(mocks.MockMonitor):
         super().__init__(mocks_)
         self.recorded: list[Resource] = []
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives: a child's type is its parent's whole qualified type and its own,
+        and a resource directly under the stack carries no `pulumi:pulumi:Stack$` (the SDK's mock
+        monitor keeps only the parent's last type, and the stack's; the real engine was seen to)."""
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != STACK_TYPE:
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type != STACK_TYPE:
             self.recorded.append(
                 Resource(
                     type=request.type,

@@ -12,10 +12,13 @@ setting changed):
   replacement is the provider's business; `REPLACING_INPUTS` below is what this model knows of
   the providers we use;
 - `replaceOnChanges` is the engine's: it replaces when one of its paths contains a path of the
-  provider's detailed diff (is that path or a parent of it). A secret input, one the program
-  marked secret or one its provider declares secret (`SECRET_INPUTS`), is a single entry of that
-  diff, at its own path: `replaceOnChanges: ["connection.host"]` never matches a new host inside
-  pulumi-command's secret `connection`, while `["connection"]` would match any change of it;
+  provider's detailed diff (is that path or a parent of it). Who makes that diff decides what a
+  secret is in it (seen with the real engine v3.274, tests/integration/test_engine.py): pulumi-command
+  (pulumi-go-provider) reports a secret input, one the program marked secret or one it declares
+  secret (`SECRET_INPUTS`), as a single entry at its own path, so `replaceOnChanges:
+  ["connection.host"]` never matches a new host inside its secret `connection`; the engine itself,
+  diffing for a provider that leaves it the diff (a dynamic provider), and pulumi-kubernetes, which
+  reports a Secret's `stringData` as the `data` keys it becomes, diff inside secrets;
 - a resource whose provider is replaced is replaced with it;
 - a Secret's or ConfigMap's data replaces it unless its provider enables their mutation, and a
   Kubernetes object replaced under the same name is deleted before it is created again (`delete_first`);
@@ -136,6 +139,11 @@ def replacing_inputs(resource: Resource, provider: Resource | None = None) -> tu
     return paths
 
 
+PROTECT_HINT = (
+    "To unprotect the resource, remove the `protect` flag from the resource in your Pulumi program and run `pulumi up`"
+)
+
+
 @dataclass(frozen=True)
 class Step:
     """What the engine does with one resource, and why."""
@@ -173,13 +181,19 @@ class Plan:
         for step in self.steps:
             if not step.protected:
                 continue
+            # The engine's words (v3.274); `replaced_by` says why the replacement was planned.
             if step.op == "replace":
                 messages.append(
-                    f"unable to replace resource {step.urn!r} as it is currently marked for protection "
-                    f"(replaced because {', '.join(step.replaced_by)} changed)"
+                    f'unable to replace resource "{step.urn}"\nas it is currently marked for protection. '
+                    + PROTECT_HINT
                 )
             elif step.op == "delete":
-                messages.append(f"unable to delete resource {step.urn!r} as it is currently marked for protection")
+                quoted = "'" + step.urn.replace("'", "'\\''") + "'"
+                messages.append(
+                    f'resource "{step.urn}" cannot be deleted\nbecause it is protected. To unprotect the resource, '
+                    "either remove the `protect` flag from the resource in your Pulumi program and run `pulumi up`, "
+                    f"or use the command:\n`pulumi state unprotect {quoted}`"
+                )
         return messages
 
 
@@ -266,7 +280,10 @@ def _compare(
     else:
         op = "same"
     delete_first = op == "replace" and (new.delete_before_replace or _keeps_its_kubernetes_name(old, new))
-    return Step(op, new.urn, new.type, new.name, changed, reasons, protected=old.protect, delete_first=delete_first)
+    # The engine refuses a replacement only while both the state and the program protect the resource:
+    # unprotecting and replacing in one `up` is allowed.
+    protected = old.protect and (new.protect or op != "replace")
+    return Step(op, new.urn, new.type, new.name, changed, reasons, protected=protected, delete_first=delete_first)
 
 
 def _keeps_its_kubernetes_name(old: Resource, new: Resource) -> bool:
@@ -281,14 +298,31 @@ PropertyPath = tuple[str | int, ...]
 _PATH_PART = re.compile(r'\[(\d+|\*|"(?:[^"\\]|\\.)*")\]|\.?([^.\[\]]+)')
 
 
+WHOLE_SECRET_DIFFS = ("command:",)
+"""Packages whose provider diffs a secret as one value (pulumi-go-provider's `infer`)."""
+
+
 def detailed_diff(old: Resource, new: Resource) -> list[PropertyPath]:
-    """The provider's detailed diff of the inputs, as the engine sees it: one path per changed
-    value, a secret input (see `SECRET_INPUTS`) or a value the program marked secret counting as
-    one value at its own path; nothing under `ignoreChanges`."""
-    secret = SECRET_INPUTS.get(new.type, ())
-    before, after = _secret_inputs(old.inputs, secret), _secret_inputs(new.inputs, secret)
+    """The detailed diff of the inputs as the engine matches `replaceOnChanges` against it: one path
+    per changed value; for a provider of `WHOLE_SECRET_DIFFS` a secret input (see `SECRET_INPUTS`)
+    or a value the program marked secret counts as one value at its own path; nothing under
+    `ignoreChanges`."""
+    if new.type.startswith(WHOLE_SECRET_DIFFS):
+        secret = SECRET_INPUTS.get(new.type, ())
+        before, after = _secret_inputs(old.inputs, secret), _secret_inputs(new.inputs, secret)
+    else:
+        before, after = _as_checked(old), _as_checked(new)
     ignored = [_parse_path(path) for path in new.ignore_changes]
     return [path for path in _diff(before, after, ()) if not any(_contains(i, path) for i in ignored)]
+
+
+def _as_checked(resource: Resource) -> dict[str, Any]:
+    """The inputs with secrets unwrapped; a Kubernetes Secret's `stringData` as the `data` keys
+    pulumi-kubernetes's Check turns it into."""
+    inputs = dict(unwrap(resource.inputs))
+    if resource.type.startswith("kubernetes:") and resource.kind == "Secret" and "stringData" in inputs:
+        inputs["data"] = {**(inputs.get("data") or {}), **(inputs.pop("stringData") or {})}
+    return inputs
 
 
 def _secret_inputs(inputs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -264,6 +264,16 @@ ENGINE: tuple[Program, ...] = (
         KUBERNETES_TAGS,
         STATIC,
     ),
+    GoBinary(
+        "kube-scheduler",
+        "k8s.io/kubernetes",
+        KUBERNETES,
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        "kubernetes",
+        KUBERNETES_FLAGS,
+        KUBERNETES_TAGS,
+        STATIC,
+    ),
     GoBinary("etcd", "go.etcd.io/etcd/server/v3", ETCD, "go.etcd.io/etcd/server/v3", "etcd", env=STATIC),
     GoBinary("kwok", "sigs.k8s.io/kwok", KWOK, "sigs.k8s.io/kwok/cmd/kwok", "kwok", env=STATIC),
 )
@@ -273,10 +283,6 @@ ENGINE_PROVIDERS_REFUSED = ("pulumi-resource-command", "pulumi-resource-tls", "p
 # The helper scripts of the engine's Python side are plain files of the SDK's Go module, at the CLI's release:
 # python/dist/pulumi-resource-pulumi-python runs dynamic providers (`python -m pulumi.dynamic`).
 PULUMI_SDK_MODULE = "github.com/pulumi/pulumi/sdk/v3"
-# 3.274.0's python/dist no longer ships pulumi-analyzer-policy-python (the language host runs policy packs
-# now); the engine still falls back to a plugin of that name when it finds no language host. v3.215.0 of the
-# same module (the release the pulumi-kubernetes builder links, so in the module cache) still ships it.
-PULUMI_POLICY_ANALYZER_SDK = "v3.215.0"
 PULUMI_LANGUAGE_PYTHON_MODULE = "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3"
 
 # Programs that cannot be built at all, with the evidence: the suite prints these as BLOCKED lines.

@@ -38,8 +38,10 @@ ENFORCED_LEVEL: dict[str, str] = {
     FLUENT_BIT: "privileged",
     # Longhorn's manager and instance managers run privileged with bidirectional mount propagation.
     LONGHORN: "privileged",
-    # Traefik runs with hostNetwork to serve ports 80/443 on the host address (baseline forbids
-    # host namespaces), as UID 0 with only NET_BIND_SERVICE (see components/traefik.py).
+    # Traefik takes the host's ports 80/443 as hostPorts, which baseline forbids (any hostPort but
+    # 0); everything else about it would pass restricted: non-root, no capabilities, read-only root
+    # filesystem, seccomp RuntimeDefault, on the pod network (see components/traefik.py). Its
+    # audit and warn labels stay restricted, so the hostPorts are the only warning it raises.
     INGRESS: "privileged",
 }
 

@@ -1,17 +1,17 @@
 """NetworkPolicies: default deny in every namespace we own, then exactly the flows the platform needs.
 
 Calico enforces them (Minikube's default CNI would not). Three facts shape the rules:
-- the ingress controller and node-exporter run on the host network, so their traffic is the
-  node's address (Kubernetes always lets a node reach its own pods; the node rules document the flow);
+- node-exporter runs on the host network, so its traffic is the node's address (Kubernetes always
+  lets a node reach its own pods; the node rules document the flow). Traefik does not: it is a pod
+  that takes the host's 80/443 as hostPorts, so its policies apply, the backends admit its pods,
+  and what reaches its web ports arrives with the client's own address (portmap does not masquerade);
 - the Thanos sidecar is a container of the Prometheus pod, so its rules select Prometheus pods;
 - namespaces are selected by `kubernetes.io/metadata.name`, the label every namespace has (a
   `name:` label does not exist unless someone sets it).
 
 Longhorn's chart has a `networkPolicies` switch, but it only opens the UI to pod-network ingress
-controllers and the manager to its own pods: it would block the host-network ingress and
-Prometheus, and sets no default deny. So its policies are written here instead. Traefik runs on
-the host network, where policies do not apply, and starts no other pod: its namespace keeps only
-the default deny and DNS, and the flows through it are the node's address reaching the backends.
+controllers and the manager to its own pods: it would block Prometheus and the API server's
+webhook calls, and sets no default deny. So its policies are written here instead.
 `render --check` evaluates these policies over the pods as the charts really label them
 (`tools/validators/network_flows.py` lists every flow that must be open or closed).
 """
@@ -54,6 +54,8 @@ THANOS_COMPACT = {"app.kubernetes.io/name": thanos.COMPACTOR}
 OPENSEARCH = opensearch.POD_LABELS
 FLUENT_BIT = fluent_bit.POD_LABELS
 KUBE_DNS = {"k8s-app": "kube-dns"}
+TRAEFIK = traefik.POD_LABELS
+LONGHORN_UI = {"app": "longhorn-ui"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class Peer:
 
 # Public addresses only: the OpenSearch image installs repository-s3 from its artifact site at start.
 INTERNET = Peer(cidr="0.0.0.0/0", excluded=PRIVATE_RANGES)
+ANYWHERE = Peer(cidr="0.0.0.0/0")
+"""Every client of the ingress: hostPort traffic keeps its source address (portmap only DNATs)."""
+INGRESS_CONTROLLER = Peer(pods=TRAEFIK, namespace=ns.INGRESS)
+"""Traefik's pods, as the backends behind it admit them."""
 
 
 @dataclass(frozen=True)
@@ -153,10 +159,37 @@ def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
 
     policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in ns.ENFORCED_LEVEL]
     policies += [Policy("allow-dns", namespace, {}, egress=(dns,)) for namespace in ns.ENFORCED_LEVEL]
+    policies += _ingress(args, apiserver)
     policies += _monitoring(args, node, apiserver, s3)
     policies += _logging(node, apiserver, s3)
     policies += _longhorn(node, apiserver, s3)
     return policies
+
+
+def _ingress(args: NetworkPoliciesArgs, apiserver: Flow) -> list[Policy]:
+    """Traefik: the world on its web ports, Prometheus on its metrics; out to its backends only."""
+    backends = [
+        Flow((Peer(pods=GRAFANA, namespace=ns.MONITORING),), tcp(kps.GRAFANA_PORT)),
+        Flow((Peer(pods=OPENSEARCH, namespace=ns.LOGGING),), tcp(opensearch.HTTP_PORT)),
+        Flow((Peer(pods=LONGHORN_UI, namespace=ns.LONGHORN),), tcp(longhorn.UI_PORT)),
+    ]
+    if args["central"]:
+        backends.append(Flow((Peer(pods=THANOS_QUERY_FRONTEND, namespace=ns.MONITORING),), tcp(thanos.FRONTEND_PORT)))
+    return [
+        Policy(
+            "traefik",
+            ns.INGRESS,
+            TRAEFIK,
+            ingress=(
+                # The host's 80/443, mapped to these container ports; the kubelet's probes of the
+                # ping port come from the node, which always reaches its pods.
+                Flow((ANYWHERE,), tcp(traefik.WEB_PORT, traefik.WEBSECURE_PORT)),
+                Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(traefik.METRICS_PORT)),
+            ),
+            # Its Kubernetes providers watch Ingresses, Services, EndpointSlices, Secrets and its CRDs.
+            egress=(*backends, apiserver),
+        )
+    ]
 
 
 def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
@@ -180,10 +213,11 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
             tcp(thanos.HTTP_PORT, thanos.FRONTEND_PORT),
         ),
     )
-    # kubelet, node-exporter and Traefik's metrics (host network), the API server.
+    # kubelet, node-exporter (host network), the API server.
     # Minikube binds etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
-    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, traefik.METRICS_PORT, APISERVER_PORT))
+    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, APISERVER_PORT))
     scrape_elsewhere = (
+        Flow((INGRESS_CONTROLLER,), tcp(traefik.METRICS_PORT)),
         Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),
         Flow((Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT),), tcp(fluent_bit.METRICS_PORT)),
         Flow((Peer(pods=OPENSEARCH, namespace=ns.LOGGING),), tcp(opensearch.EXPORTER_PORT)),  # snapshot exporter
@@ -217,7 +251,7 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
             "grafana",
             m,
             GRAFANA,
-            ingress=(Flow((node,), tcp(kps.GRAFANA_PORT)), Flow((prometheus,), tcp(kps.GRAFANA_PORT))),
+            ingress=(Flow((INGRESS_CONTROLLER, prometheus), tcp(kps.GRAFANA_PORT)),),
             egress=(
                 Flow((prometheus,), tcp(kps.PROMETHEUS_PORT)),
                 Flow((Peer(pods=THANOS_QUERY_FRONTEND),), tcp(thanos.FRONTEND_PORT)),
@@ -267,7 +301,7 @@ def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Pol
             "thanos-query-frontend",
             m,
             THANOS_QUERY_FRONTEND,
-            ingress=(Flow((node, Peer(pods=GRAFANA), prometheus), tcp(thanos.FRONTEND_PORT)),),
+            ingress=(Flow((INGRESS_CONTROLLER, Peer(pods=GRAFANA), prometheus), tcp(thanos.FRONTEND_PORT)),),
             egress=(Flow((Peer(pods=THANOS_QUERY),), tcp(thanos.HTTP_PORT)),),
         ),
         Policy(
@@ -296,8 +330,8 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             ns.LOGGING,
             OPENSEARCH,
             ingress=(
-                # node: Traefik (host network), through which Pulumi manages the API objects
-                Flow((fluent_bit_pods, node), tcp(opensearch.HTTP_PORT)),
+                # Traefik: the UI, and Pulumi managing the API objects through the ingress
+                Flow((fluent_bit_pods, INGRESS_CONTROLLER), tcp(opensearch.HTTP_PORT)),
                 Flow((search,), tcp(opensearch.TRANSPORT_PORT)),
                 # The snapshot exporter beside OpenSearch reads it over the pod's loopback (no policy applies).
                 Flow((prometheus,), tcp(opensearch.EXPORTER_PORT)),
@@ -333,11 +367,13 @@ def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             lh,
             {},
             ingress=(
-                # The UI through the ingress; the webhooks for the API server.
-                Flow((node,), tcp(longhorn.UI_PORT, longhorn.MANAGER_PORT, *longhorn.WEBHOOK_PORTS)),
+                # The webhooks for the API server.
+                Flow((node,), tcp(longhorn.MANAGER_PORT, *longhorn.WEBHOOK_PORTS)),
                 Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(longhorn.MANAGER_PORT)),
             ),
         ),
+        # The UI, through the ingress.
+        Policy("longhorn-ui", lh, LONGHORN_UI, ingress=(Flow((INGRESS_CONTROLLER,), tcp(longhorn.UI_PORT)),)),
         Policy("longhorn-egress", lh, {}, egress=(apiserver, s3)),
     ]
 

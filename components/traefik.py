@@ -1,10 +1,18 @@
-"""Traefik: the ingress controller, on the host network.
+"""Traefik: the ingress controller, a pod on the pod network that owns the host's ports 80 and 443.
 
-A DaemonSet with `hostNetwork: true` serves ports 80 and 443 on the host address, where the
-wildcard DNS `*.<domain>` points. No Service carries that traffic (Minikube has no LoadBalancer,
-and the host address is the entry point); the chart's metrics Service exists for the ServiceMonitor.
-Every port Traefik opens is a port of the node, so each entrypoint is placed explicitly: the
-chart's defaults would take minikube's API server port (8443) and node-exporter's (9100).
+A DaemonSet takes ports 80 and 443 of the host address, where the wildcard DNS `*.<domain>` points,
+as `hostPort`s of its web and websecure entrypoints, which listen on unprivileged ports (8000 and
+8443, the chart's defaults) inside the pod. hostPort works on Minikube's `none` driver because
+Calico's CNI configuration chains the `portmap` plugin: it DNATs the host's 80/443 to the pod
+without masquerading, so Traefik sees each client's own address. No Service carries that traffic
+(Minikube has no LoadBalancer, and the host address is the entry point); the chart's metrics
+Service exists for the ServiceMonitor.
+
+So Traefik is an ordinary pod: non-root, no capability, and NetworkPolicies apply to it (Calico
+does not police host-network pods): the world reaches only its web ports, Prometheus its metrics,
+and it reaches only its backends, the API server and DNS (`components/network_policies.py`). The
+host ports still belong to the node (`tools/validators/host_ports.py` keeps them clear of the
+API server's and the CNI's).
 
 Components that need something of Traefik in front of them say so with a value of this module:
 `LoginMiddleware` (basic auth for a UI without a login of its own) and `HttpsBackend` (a backend
@@ -29,16 +37,24 @@ RELEASE = "traefik"
 INGRESS_CLASS = "traefik"
 """The IngressClass every Ingress of the platform names; the chart creates it, marked default."""
 HTTP_PORT = 80
+"""Host port of the `web` entrypoint (it only redirects to HTTPS)."""
 HTTPS_PORT = 443
-PING_PORT = 10246
-"""The `traefik` entrypoint: health checks (`/ping`) for the kubelet, bound to loopback only. The
-port ingress-nginx served its status page on, so known free on these hosts."""
-METRICS_PORT = 10254
-"""Prometheus metrics, on the node address (Prometheus scrapes the node). ingress-nginx's metrics
-port, so known free on these hosts and clear of the kubelet's and kube-proxy's 10248-10259 ports."""
-LOOPBACK = "127.0.0.1"
+"""Host port of the `websecure` entrypoint."""
+WEB_PORT = 8000
+"""Container port of the `web` entrypoint: unprivileged, so no capability is needed to bind it."""
+WEBSECURE_PORT = 8443
+"""Container port of the `websecure` entrypoint. Only inside the pod: the node's 8443 is minikube's
+API server, which is why it is never a host port."""
+PING_PORT = 8080
+"""The `traefik` entrypoint: health checks (`/ping`) for the kubelet, on the pod address. No
+NetworkPolicy admits anyone to it (the kubelet's probes come from the node)."""
+METRICS_PORT = 9100
+"""Prometheus metrics, on the pod address (Prometheus scrapes the pod through the metrics
+Service). Not a host port, so no clash with node-exporter's 9100 on the host."""
 NON_ROOT = 65532
-"""The chart's default user and group."""
+"""The image's (and the chart's default) user and group."""
+POD_LABELS = {"app.kubernetes.io/name": "traefik"}
+"""What the chart labels Traefik's pods with (its selector's name label), for NetworkPolicies."""
 
 ROUTER_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
 ROUTER_ENTRYPOINTS = "traefik.ingress.kubernetes.io/router.entrypoints"
@@ -180,42 +196,45 @@ class TraefikArgs(TypedDict):
 
 
 def security_context() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pod, container) security contexts: the least privilege that binds 80/443 on the host network.
+    """(pod, container) security contexts: the image's unprivileged user, and nothing more.
 
-    A non-root process cannot keep NET_BIND_SERVICE: Kubernetes and containerd put added capabilities
-    in the bounding and permitted sets but never in the ambient set, so they are lost at exec for a
-    non-root user (kubernetes/kubernetes#56374, ambient support never landed), and the Traefik image
-    sets no file capability on its binary (traefik/traefik-library-image#51). Unprivileged ports via
-    `net.ipv4.ip_unprivileged_port_start` are no way out either: with hostNetwork that sysctl is the
-    host's. So the process runs as UID 0, but with every capability dropped except NET_BIND_SERVICE,
-    no privilege escalation, a read-only root filesystem and the runtime's seccomp profile: root
-    that can bind low ports and nothing else (no DAC override, no NET_ADMIN/NET_RAW, /proc/sys is
-    read-only in the container). The group stays the chart's unprivileged one.
+    Every entrypoint listens on a port above 1024 inside the pod, and the host's 80/443 reach it
+    through hostPorts (the CNI's portmap, not the process, binds them), so no capability is
+    needed: all dropped, none added, no privilege escalation, a read-only root filesystem (the
+    chart mounts emptyDirs on /tmp and /data) and the runtime's seccomp profile. This is what the
+    `restricted` Pod Security level asks; only the hostPorts keep the namespace from enforcing it.
     """
     pod = {
-        "runAsNonRoot": False,
-        "runAsUser": 0,
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT,
         "runAsGroup": NON_ROOT,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     container = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "capabilities": {"drop": ["ALL"]},
     }
     return pod, container
 
 
 def entrypoints() -> dict[str, Any]:
-    """Every port Traefik listens on, placed on the node deliberately (see the module docstring).
+    """Every port Traefik listens on: unprivileged ports in the pod, 80/443 of the host mapped to two.
 
-    Port 80 only redirects to HTTPS (permanently), so no password or token ever crosses it in clear."""
+    `exposedPort` is where the chart points the HTTP-to-HTTPS redirect (`to=:<exposedPort>`): the
+    host port clients use, not the container port. Port 80 only redirects to HTTPS (permanently),
+    so no password or token ever crosses it in clear."""
     redirect = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
     return {
-        "web": {"port": HTTP_PORT, "http": {"redirections": redirect}},
-        "websecure": {"port": HTTPS_PORT},
-        # Only the kubelet needs it (probes run from the host): not reachable from the network.
-        "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
+        "web": {
+            "port": WEB_PORT,
+            "hostPort": HTTP_PORT,
+            "exposedPort": HTTP_PORT,
+            "http": {"redirections": redirect},
+        },
+        "websecure": {"port": WEBSECURE_PORT, "hostPort": HTTPS_PORT, "exposedPort": HTTPS_PORT},
+        # Only the kubelet needs it; no NetworkPolicy admits anyone else.
+        "traefik": {"port": PING_PORT},
         "metrics": {"port": METRICS_PORT},
     }
 
@@ -236,13 +255,12 @@ def traefik_values(
 ) -> dict[str, Any]:
     pod_security, container_security = security_context()
     return {
-        "deployment": {
-            "kind": "DaemonSet",
-            # With hostNetwork the pod would otherwise resolve through the host, not CoreDNS.
-            "dnsPolicy": "ClusterFirstWithHostNet",
-        },
-        "hostNetwork": True,
-        # A second pod cannot bind the same host ports: replace the one pod, never surge.
+        "deployment": {"kind": "DaemonSet"},
+        # On the pod network, so that NetworkPolicies apply; 80/443 of the host are hostPorts.
+        "hostNetwork": False,
+        # A second pod cannot hold the same host ports on the one node: replace the pod, never
+        # surge (the chart's default, maxSurge 1, would leave the new pod Pending; its template
+        # only guards this with hostNetwork).
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
         "ports": entrypoints(),
         # The host address is the entry point; the chart's default Service is a LoadBalancer.
@@ -262,7 +280,7 @@ def traefik_values(
         "rbac": {"enabled": True, "namespaced": False},
         # Nothing routes to the dashboard; the API serves nothing without a router.
         "api": {"dashboard": False},
-        # No calls home from the host network.
+        # No calls home (its NetworkPolicy would drop them anyway).
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "metrics": {
             "prometheus": {

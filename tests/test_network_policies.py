@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import ipaddress
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from components import traefik
 from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture
 from tools.cluster import cluster
 from tools.engine import Rendering, unwrap
-from tools.reachability import Connectivity
+from tools.reachability import Connectivity, Rule
 from tools.validators import network_flows
 from tools.validators.network_flows import Flow, Topology
 
@@ -94,31 +95,98 @@ def test_the_sidecar_is_reached_through_the_prometheus_pod() -> None:
     assert "thanos-sidecar" not in text  # a sidecar is a container, not a pod
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_ingress_namespace_has_no_pod_to_let_through(stack: str) -> None:
-    """Traefik is on the host network (policies do not apply) and starts no other pod: no webhook jobs."""
-    names = sorted(
-        p["metadata"]["name"] for p in policies_of(rendered(stack)) if p["metadata"]["namespace"] == ns.INGRESS
-    )
-    assert names == ["allow-dns", "default-deny"]
-    assert [
-        pod for pod in cluster(rendered(stack)).pods() if pod.namespace == ns.INGRESS and not pod.host_network
-    ] == []
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_node_reaches_the_uis_and_prometheus_reaches_traefiks_metrics(stack: str) -> None:
-    t = topology(stack)
-    through_traefik = {
-        network_flows.GRAFANA: 3000,
-        network_flows.OPENSEARCH: 9200,
-        network_flows.LONGHORN_UI: 8000,
-        **({network_flows.FRONTEND: 9090} if t.settings.is_central else {}),
+def ingress_backends(t: Topology) -> dict[str, set[int]]:
+    """The backends Traefik routes to, as the README lists them (Query Frontend on central only)."""
+    backends = {
+        t.pod(network_flows.GRAFANA): {3000},
+        t.pod(network_flows.OPENSEARCH): {9200},
+        t.pod(network_flows.LONGHORN_UI): {8000},
     }
-    for workload, port in through_traefik.items():
-        assert allowed(reach(stack), Flow(t.node, t.pod(workload), port, "TCP", "through Traefik")), workload
-    scrape = Flow(t.pod(network_flows.PROMETHEUS), t.node, traefik.METRICS_PORT, "TCP", "scrape Traefik")
-    assert allowed(reach(stack), scrape)
+    if t.settings.is_central:
+        backends[t.pod(network_flows.FRONTEND)] = {9090}
+    return backends
+
+
+def is_address(endpoint: str) -> bool:
+    """An address or address range of NCA's map (`10.20.0.10`, `0.0.0.0-10.20.0.9`), not `namespace/pod`."""
+    try:
+        ipaddress.ip_address(endpoint.split("-")[0].split("/")[0])
+        return True
+    except ValueError:
+        return False
+
+
+def through(connectivity: Connectivity, source: str | None = None, destination: str | None = None) -> list[Rule]:
+    return [
+        rule
+        for rule in connectivity.rules
+        if (source is None or rule.source == source) and (destination is None or rule.destination == destination)
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_traefik_is_a_pod_its_namespaces_policies_select(stack: str) -> None:
+    """Traefik is on the pod network, so its policies apply; they select it by the labels the chart gives it."""
+    model = cluster(rendered(stack))
+    (pod,) = [pod for pod in model.pods() if pod.namespace == ns.INGRESS]
+    assert not pod.host_network
+    assert (pod.namespace, pod.source.name) == network_flows.TRAEFIK
+    policies = {
+        p["metadata"]["name"]: p for p in policies_of(rendered(stack)) if p["metadata"]["namespace"] == ns.INGRESS
+    }
+    assert sorted(policies) == ["allow-dns", "default-deny", "traefik"]
+    selector = policies["traefik"]["spec"]["podSelector"]["matchLabels"]
+    assert selector == traefik.POD_LABELS and selector.items() <= pod.labels.items()
+    assert policies["traefik"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_traefik_takes_in_exactly_the_world_on_its_web_ports_and_prometheus_on_its_metrics(stack: str) -> None:
+    t = topology(stack)
+    ingress = t.pod(network_flows.TRAEFIK)
+    inbound = through(reach(stack), destination=ingress)
+    from_pods = {rule.source: rule.ports for rule in inbound if not is_address(rule.source)}
+    assert from_pods == {t.pod(network_flows.PROMETHEUS): frozenset({traefik.METRICS_PORT})}
+    from_addresses = {rule.ports for rule in inbound if is_address(rule.source)}
+    assert from_addresses == {frozenset({traefik.WEB_PORT, traefik.WEBSECURE_PORT})}
+    # From anywhere: hostPort traffic keeps the client's address (portmap DNATs, no masquerade).
+    for client in ("0.0.0.0", "10.1.2.3", "192.168.1.1", t.node, network_flows.PUBLIC, "255.255.255.255"):
+        for port in (traefik.WEB_PORT, traefik.WEBSECURE_PORT):
+            assert reach(stack).allows(client, ingress, port), (client, port)
+        for port in (traefik.METRICS_PORT, traefik.PING_PORT, traefik.HTTP_PORT, traefik.HTTPS_PORT):
+            assert not reach(stack).allows(client, ingress, port), (client, port)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_traefik_reaches_exactly_its_backends_the_api_server_and_dns(stack: str) -> None:
+    t = topology(stack)
+    outbound = {(rule.destination, rule.ports) for rule in through(reach(stack), source=t.pod(network_flows.TRAEFIK))}
+    api_server = frozenset({8443, 443})  # minikube's API server port, and the `kubernetes` Service's
+    assert outbound == {
+        *((backend, frozenset(ports)) for backend, ports in ingress_backends(t).items()),
+        (t.node, api_server),
+        ("10.96.0.1", api_server),
+        (network_flows.COREDNS.endpoint, frozenset({53})),
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_backends_admit_traefiks_pods_and_not_the_node_address(stack: str) -> None:
+    t = topology(stack)
+    for backend, ports in ingress_backends(t).items():
+        admitted = {
+            rule.source for rule in through(reach(stack), destination=backend) if rule.ports and rule.ports & ports
+        }
+        assert t.pod(network_flows.TRAEFIK) in admitted, backend
+        assert network_flows.IMPOSTOR.endpoint not in admitted, backend  # a pod of `ingress` that is not Traefik
+        for port in ports:
+            assert not reach(stack).allows(t.node, backend, port), f"{backend}:{port} admits the node address"
+    node_cidr = f"{t.node}/32"
+    for policy in policies_of(rendered(stack)):
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if any(peer.get("ipBlock", {}).get("cidr") == node_cidr for peer in rule["from"]):
+                assert not ports & {3000, 9090, 9200, 8000}, policy["metadata"]["name"]
 
 
 # --- breaking things is caught -------------------------------------------------------------

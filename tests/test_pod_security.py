@@ -267,6 +267,26 @@ def test_every_pod_of_a_stack_passes_its_namespaces_level_and_no_level_is_looser
 
 @requires_evaluator
 @requires_charts
+@pytest.mark.parametrize("stack", STACKS)
+def test_traefik_needs_a_privileged_namespace_for_its_host_ports_and_nothing_else(stack: str) -> None:
+    """Baseline refuses any hostPort; without its two, Traefik's pod would pass restricted: it is on the
+    pod network, non-root, without capabilities (so `ingress` stays privileged, for that reason only)."""
+    model = cluster(rendered(stack))
+    (traefik,) = [pod for pod in model.pods() if pod.namespace == namespaces.INGRESS]
+    version = (model.namespace_labels(namespaces.INGRESS) or {})[f"{ENFORCE}-version"]
+    host_ports = 'hostPort (container "traefik" uses hostPorts 443, 80)'
+    assert pod_security.violations(traefik.template(), "baseline", version) == [host_ports]
+    assert pod_security.violations(traefik.template(), "restricted", version) == [host_ports]
+    without = copy.deepcopy(traefik.template())
+    for container in without["spec"]["containers"]:
+        for port in container.get("ports") or []:
+            port.pop("hostPort", None)
+    assert pod_security.violations(without, "restricted", version) == []
+    assert namespaces.ENFORCED_LEVEL[namespaces.INGRESS] == "privileged"
+
+
+@requires_evaluator
+@requires_charts
 def test_every_pod_of_a_rendering_is_judged_in_one_run_at_each_level(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[list[Check]] = []
     evaluate = podsecurity.evaluate

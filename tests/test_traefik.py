@@ -1,4 +1,5 @@
-"""Traefik: the ingress controller, a host-network DaemonSet on ports 80/443 of the host.
+"""Traefik: the ingress controller, a DaemonSet on the pod network holding ports 80/443 of the host
+as hostPorts, non-root and without capabilities.
 
 Values and wiring are checked on what the program registers; ports, the IngressClass, the
 Middlewares, the OpenSearch backend and the ServiceMonitor also on what the pinned chart really
@@ -20,8 +21,8 @@ from components.traefik import (
     HTTP_PORT,
     HTTPS_PORT,
     INGRESS_CLASS,
-    LOOPBACK,
     METRICS_PORT,
+    NON_ROOT,
     PING_PORT,
     PREVIOUS_COMPONENT_TYPE,
     PREVIOUS_RELEASE,
@@ -29,6 +30,8 @@ from components.traefik import (
     ROUTER_MIDDLEWARES,
     SERVERS_SCHEME,
     SERVERS_TRANSPORT,
+    WEB_PORT,
+    WEBSECURE_PORT,
 )
 from tests import synthetic
 from tests.conftest import requires_charts, settings
@@ -78,16 +81,15 @@ def referenced(reference: str, ingress_namespace: str) -> str:
 # --- values ---------------------------------------------------------------------------------
 
 
-def test_traefik_runs_on_the_host_network_as_a_daemonset(any_stack: Rendering) -> None:
+def test_traefik_runs_on_the_pod_network_as_a_daemonset(any_stack: Rendering) -> None:
     inputs = release(any_stack).inputs
     assert (inputs["chart"], inputs["version"]) == (versions.TRAEFIK.name, versions.TRAEFIK.version)
     assert inputs["repositoryOpts"]["repo"] == versions.TRAEFIK.repo
     assert inputs["namespace"] == INGRESS == "ingress"
     v = values(any_stack)
-    assert v["deployment"]["kind"] == "DaemonSet"
-    assert v["hostNetwork"] is True
-    assert v["deployment"]["dnsPolicy"] == "ClusterFirstWithHostNet"
-    # Two pods cannot hold the same host ports: replace, never surge.
+    assert v["deployment"] == {"kind": "DaemonSet"}  # no dnsPolicy: ClusterFirst, CoreDNS, like any pod
+    assert v["hostNetwork"] is False
+    # Two pods cannot hold the same host ports on one node: replace, never surge.
     assert v["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
     # The host address is the entry point: no Service (the chart's default is a LoadBalancer).
     assert v["service"] == {"enabled": False}
@@ -95,15 +97,18 @@ def test_traefik_runs_on_the_host_network_as_a_daemonset(any_stack: Rendering) -
     assert v["resources"]["requests"]["cpu"] and v["resources"]["limits"]["memory"]
 
 
-def test_every_entrypoint_has_a_port_of_its_own(any_stack: Rendering) -> None:
+def test_every_entrypoint_listens_above_1024_and_only_the_web_ones_take_a_host_port(any_stack: Rendering) -> None:
     ports = values(any_stack)["ports"]
     assert ports == {
-        "web": {"port": HTTP_PORT, "http": ports["web"]["http"]},
-        "websecure": {"port": HTTPS_PORT},
-        "traefik": {"port": PING_PORT, "hostIP": LOOPBACK},
+        "web": {"port": WEB_PORT, "hostPort": HTTP_PORT, "exposedPort": HTTP_PORT, "http": ports["web"]["http"]},
+        "websecure": {"port": WEBSECURE_PORT, "hostPort": HTTPS_PORT, "exposedPort": HTTPS_PORT},
+        "traefik": {"port": PING_PORT},
         "metrics": {"port": METRICS_PORT},
     }
     assert (HTTP_PORT, HTTPS_PORT) == (80, 443)
+    # The chart's defaults: unprivileged, so binding them needs no capability.
+    assert (WEB_PORT, WEBSECURE_PORT, METRICS_PORT, PING_PORT) == (8000, 8443, 9100, 8080)
+    assert min(entrypoint["port"] for entrypoint in ports.values()) > 1024
 
 
 def test_port_80_only_redirects_to_https(any_stack: Rendering) -> None:
@@ -134,21 +139,25 @@ def test_the_chart_turns_them_into_redirect_flags_and_tls_custom_resources(any_s
     assert lookup(store.obj, "spec.defaultCertificate.secretName") == "platform-ingress-tls"
 
 
-def test_only_net_bind_service_is_granted_and_nothing_can_escalate(any_stack: Rendering) -> None:
+def test_it_runs_as_the_images_user_with_no_capability_and_nothing_can_escalate(any_stack: Rendering) -> None:
     v = values(any_stack)
     container, pod = v["securityContext"], v["podSecurityContext"]
-    # UID 0 only because a non-root process loses added capabilities at exec (no ambient capabilities
-    # in Kubernetes, no file capability on the image's binary): root without any other capability.
-    assert container["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
-    assert container["allowPrivilegeEscalation"] is False
-    assert container["readOnlyRootFilesystem"] is True
-    assert (pod["runAsUser"], pod["runAsNonRoot"]) == (0, False)
-    assert pod["runAsGroup"] != 0
-    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert "privileged" not in container
+    assert container == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},  # and none added: no NET_BIND_SERVICE, no port below 1024
+    }
+    assert pod == {
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT,
+        "runAsGroup": NON_ROOT,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert NON_ROOT == 65532  # the image's user
 
 
-def test_the_ingress_namespace_is_privileged_because_of_the_host_network() -> None:
+def test_the_ingress_namespace_is_privileged_because_of_the_host_ports() -> None:
+    """Baseline refuses any hostPort (tests/test_pod_security.py shows it is Traefik's only violation)."""
     assert ENFORCED_LEVEL[INGRESS] == "privileged"
 
 
@@ -164,22 +173,51 @@ def test_traefik_reads_ingresses_and_its_crds_in_every_namespace(any_stack: Rend
 
 
 @requires_charts
-def test_the_rendered_pod_listens_on_exactly_its_four_ports(any_stack: Rendering) -> None:
+def test_the_rendered_pod_is_on_the_pod_network_non_root_and_read_only(any_stack: Rendering) -> None:
     pod = traefik_pod(cluster(any_stack))
-    assert pod.host_network
-    assert sorted(listener.port for listener in host_ports.listeners(pod)) == sorted(
-        (HTTP_PORT, HTTPS_PORT, PING_PORT, METRICS_PORT)
-    )
-    (container,) = pod.spec["containers"]
-    assert f"--entryPoints.traefik.address={LOOPBACK}:{PING_PORT}/tcp" in container["args"]
-    assert container["readinessProbe"]["httpGet"] == {
-        "host": LOOPBACK,
-        "path": "/ping",
-        "port": PING_PORT,
-        "scheme": "HTTP",
+    assert not pod.host_network
+    assert pod.spec["hostNetwork"] is False
+    assert "dnsPolicy" not in pod.spec  # ClusterFirst: CoreDNS, through the namespace's allow-dns
+    assert pod.spec["securityContext"] == {
+        "runAsGroup": NON_ROOT,
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
-    assert container["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"]
-    assert pod.spec["securityContext"]["runAsUser"] == 0
+    (container,) = pod.spec["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert not [c for c in pod.spec.get("initContainers") or []]
+    # The writable paths are emptyDirs the chart mounts.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod.spec["volumes"]}
+    assert {path: "emptyDir" in volumes[name] for path, name in mounts.items()} == {"/data": True, "/tmp": True}
+
+
+@requires_charts
+def test_the_hosts_80_and_443_are_host_ports_of_the_web_entrypoints(any_stack: Rendering) -> None:
+    pod = traefik_pod(cluster(any_stack))
+    (container,) = pod.spec["containers"]
+    ports = {p["name"]: p for p in container["ports"]}
+    assert ports == {
+        "web": {"name": "web", "containerPort": WEB_PORT, "hostPort": HTTP_PORT, "protocol": "TCP"},
+        "websecure": {"name": "websecure", "containerPort": WEBSECURE_PORT, "hostPort": HTTPS_PORT, "protocol": "TCP"},
+        "traefik": {"name": "traefik", "containerPort": PING_PORT, "protocol": "TCP"},
+        "metrics": {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+    }
+    # What the node gives up: 80 and 443, nothing else (the other ports stay in the pod).
+    assert sorted(listener.port for listener in host_ports.listeners(pod)) == [HTTP_PORT, HTTPS_PORT]
+    args = container["args"]
+    for name, port in (("web", WEB_PORT), ("websecure", WEBSECURE_PORT), ("traefik", PING_PORT)):
+        assert f"--entryPoints.{name}.address=:{port}/tcp" in args
+    # The redirect sends clients to the host port, not to the container's 8443.
+    assert f"--entryPoints.web.http.redirections.entryPoint.to=:{HTTPS_PORT}" in args
+    # The kubelet probes the pod address (no NetworkPolicy admits anyone else to the ping port).
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ping", "port": PING_PORT, "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/ping", "port": PING_PORT, "scheme": "HTTP"}
 
 
 @requires_charts
@@ -193,12 +231,26 @@ def test_no_port_of_traefik_clashes_with_the_node(any_stack: Rendering) -> None:
 
 
 @requires_charts
-def test_the_charts_default_ports_would_clash_with_the_node(any_stack: Rendering) -> None:
-    defaults = copy.deepcopy(any_stack)
-    del defaults.release(RELEASE).inputs["values"]["ports"]  # web 8000, websecure 8443, traefik 8080, metrics 9100
-    text = "\n".join(str(f) for f in host_ports.validate(defaults))
+def test_a_host_port_on_the_api_servers_port_is_caught(any_stack: Rendering) -> None:
+    """The container's 8443 is harmless; as a host port it would answer in the API server's place."""
+    clash = copy.deepcopy(any_stack)
+    clash.release(RELEASE).inputs["values"]["ports"]["websecure"]["hostPort"] = WEBSECURE_PORT
+    text = "\n".join(str(f) for f in host_ports.validate(clash))
+    assert "(websecure): host port 8443 is the node's kube-apiserver" in text
+
+
+@requires_charts
+def test_the_chart_ports_on_the_host_network_would_clash_with_the_node(any_stack: Rendering) -> None:
+    """What the pod network spares us: on the host network, every entrypoint would be the node's port."""
+    host = copy.deepcopy(any_stack)
+    host_values = host.release(RELEASE).inputs["values"]
+    host_values["hostNetwork"] = True
+    for entrypoint in host_values["ports"].values():  # the chart requires hostPort == port on the host network
+        entrypoint.pop("hostPort", None)
+    text = "\n".join(str(f) for f in host_ports.validate(host))
     assert "host port 8443 is the node's kube-apiserver" in text
     assert "host port 9100/TCP is already taken" in text  # node-exporter's
+    assert str(host_ports.validate(any_stack)) == "[]"
 
 
 @requires_charts
@@ -323,8 +375,8 @@ def test_the_release_replaces_ingress_nginx_deleting_it_first(any_stack: Renderi
     assert new.delete_before_replace is True
 
 
-@pytest.mark.parametrize("port", [PING_PORT, METRICS_PORT])
-def test_traefiks_own_ports_are_clear_of_the_node_by_design(port: int) -> None:
+@pytest.mark.parametrize("port", [HTTP_PORT, HTTPS_PORT])
+def test_traefiks_host_ports_are_clear_of_the_node_by_design(port: int) -> None:
     assert port not in host_ports.CONTROL_PLANE
     assert port not in host_ports.NODE_PORT_RANGE
     assert all(port not in ports for ports in host_ports.CNI_PORTS.values())

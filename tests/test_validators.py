@@ -577,6 +577,35 @@ def test_a_host_port_in_the_node_port_range_and_the_cnis_ports_are_reported() ->
     assert "host port 179 is the node's calico-node (BGP)" in text
 
 
+def ingress_daemonset(host_port: int) -> dict[str, Any]:
+    """A pod-network ingress like Traefik: 8443 inside the pod, `host_port` of the node mapped to it."""
+    ports = [
+        {"containerPort": 8443, "hostPort": host_port, "name": "websecure"},
+        {"containerPort": 9100, "name": "metrics"},
+    ]
+    return synthetic.deployment("ingress", [synthetic.container("ingress", ports=ports)], kind="DaemonSet")
+
+
+def test_a_pod_networks_host_port_takes_the_nodes_port_and_its_container_ports_do_not() -> None:
+    # 8443 and 9100 stay in the pod: no clash with the API server or a host-network node-exporter.
+    clean = synthetic.rendering(
+        synthetic.kubernetes(ingress_daemonset(443)), synthetic.kubernetes(host_network_daemonset("exporter", 9100))
+    )
+    assert host_ports.validate(clean) == []
+    taken = synthetic.rendering(
+        synthetic.kubernetes(ingress_daemonset(443)), synthetic.kubernetes(host_network_daemonset("other", 443))
+    )
+    assert messages(host_ports.validate(taken)) == (
+        "host-ports: DaemonSet default/other (ours) container other (p): host port 443/TCP is already taken by "
+        "DaemonSet default/ingress (ours) container ingress (websecure)"
+    )
+    on_the_api_server = synthetic.rendering(synthetic.kubernetes(ingress_daemonset(8443)))
+    assert messages(host_ports.validate(on_the_api_server)) == (
+        "host-ports: DaemonSet default/ingress (ours) container ingress (websecure): "
+        "host port 8443 is the node's kube-apiserver (minikube's API server port)"
+    )
+
+
 def test_the_cnis_own_ports_follow_the_stack_config() -> None:
     cilium = {f"{PROJECT}:minikube": json.dumps({"cni": "cilium"})}
     rendering = synthetic.rendering(synthetic.kubernetes(host_network_daemonset("bgp", 179)), config=cilium)

@@ -1,11 +1,13 @@
 """One host network: no two listeners on the node may share a port, and none may take the node's own.
 
-Every host-network pod (the ingress controller, node-exporter) listens on the node's addresses,
-and so does every `hostPort`. With Minikube's `none` driver the control plane runs there too: a
-listener that takes the API server's port does not fail loudly, it answers in its place (the
-former ingress-nginx admission webhook on 8443 answered with the API server's certificate, and
-every Ingress was rejected; Traefik's chart puts its HTTPS entrypoint on 8443 by default).
-Checked on the cluster as Helm really renders it (`tools.cluster`).
+Every host-network pod (node-exporter) listens on the node's addresses with every container
+port, and every `hostPort` of a pod on the pod network (the ingress controller's 80 and 443)
+takes that port of the node too: the CNI's portmap DNATs it to the pod, whatever the container
+port. With Minikube's `none` driver the control plane runs there too: a listener that takes the
+API server's port does not fail loudly, it answers in its place (the former ingress-nginx
+admission webhook on 8443 answered with the API server's certificate, and every Ingress was
+rejected; Traefik's chart puts its HTTPS entrypoint on 8443 by default, harmless inside its pod,
+not as a host port). Checked on the cluster as Helm really renders it (`tools.cluster`).
 
 `NODE_PORTS` is what a Minikube node (none driver, containerd) already listens on, by CNI;
 `IMPLICIT_LISTENERS` the ports a program opens without declaring a containerPort. Both are
@@ -55,9 +57,9 @@ NODE_PORT_RANGE = range(30000, 32768)
 """kube-proxy forwards Service NodePorts from every node address."""
 
 IMPLICIT_LISTENERS: dict[str, dict[int, str]] = {
-    # Image (without tag) -> port -> purpose. Empty: Traefik listens on its entrypoints only, each
-    # a declared containerPort (its pprof endpoints exist only with `api.debug`, which is off), and
-    # node-exporter on its declared port.
+    # Image (without tag) -> port -> purpose, for host-network pods (a pod-network pod's
+    # undeclared listeners stay in its own network namespace). Empty: node-exporter listens on
+    # its declared port only.
 }
 
 

@@ -3,10 +3,12 @@
 Evaluated by np-guard's network-config-analyzer (`tools.reachability`) over the cluster as it
 would run (`tools.cluster`): every pod with the labels its chart or operator really gives it,
 every NetworkPolicy we create, the namespaces with their `kubernetes.io/metadata.name` label.
-Host-network pods (the ingress controller, node-exporter) and the API server are the node's
-address: NetworkPolicies never apply to them, and a node always reaches its own pods. A pod's
-traffic to itself (Prometheus scraping its own sidecar) never leaves its network namespace, so no
-policy sees it either, and it is not listed.
+Host-network pods (node-exporter) and the API server are the node's address: NetworkPolicies
+never apply to them, and a node always reaches its own pods. The ingress controller is a pod like
+any other (its hostPorts bring the world to it with the clients' own addresses), and `IMPOSTOR`,
+a pod of its namespace without its labels, shows that the backends admit Traefik, not the
+namespace. A pod's traffic to itself (Prometheus scraping its own sidecar) never leaves its
+network namespace, so no policy sees it either, and it is not listed.
 
 The flows name pods by the workload that runs them (namespace and workload name as the charts and
 our components name them), not by labels: a policy that selects a label the pod does not carry is
@@ -47,6 +49,8 @@ OUTSIDER = "192.0.2.10"
 """A host outside the topology (TEST-NET-1, never assigned)."""
 PUBLIC = "198.51.100.7"
 """An address on the internet as the policies see it (not private)."""
+IMPOSTOR = PodModel(ns.INGRESS, "impostor-0", {"app.kubernetes.io/name": "impostor"})
+"""A pod in Traefik's namespace that is not Traefik (modelled, never rendered): it reaches nothing."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ FLUENT_BIT = (ns.FLUENT_BIT, fluent_bit.RELEASE)
 LONGHORN_MANAGER = (ns.LONGHORN, "longhorn-manager")
 LONGHORN_UI = (ns.LONGHORN, "longhorn-ui")
 INSTANCE_MANAGER = (ns.LONGHORN, "instance-manager")
+TRAEFIK = (ns.INGRESS, traefik.RELEASE)
 
 
 class Topology:
@@ -110,16 +115,22 @@ def required_flows(t: Topology) -> list[Flow]:
     kps, node, s3, s3_port = kube_prometheus_stack, t.node, t.s3, t.s3_port
     flows = [Flow(pod.endpoint, COREDNS.endpoint, 53, "UDP", "DNS") for pod in t.pods]
     flows += [Flow(pod.endpoint, COREDNS.endpoint, 53, "TCP", "DNS over TCP") for pod in t.pods]
-    prometheus = t.pod(PROMETHEUS)
+    prometheus, ingress = t.pod(PROMETHEUS), t.pod(TRAEFIK)
     flows += [
-        # Traefik (host network) to the UIs and APIs behind it
-        Flow(node, t.pod(GRAFANA), kps.GRAFANA_PORT, "TCP", "ingress to Grafana"),
-        Flow(node, t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "ingress to OpenSearch"),
-        Flow(node, t.pod(LONGHORN_UI), longhorn.UI_PORT, "TCP", "ingress to the Longhorn UI"),
+        # anyone to Traefik's web ports (the host's 80/443 through hostPorts, the client's address kept)
+        *(
+            Flow(client, ingress, port, "TCP", "a client reaches Traefik through the host's 80/443")
+            for client in (PUBLIC, OUTSIDER, node)
+            for port in (traefik.WEB_PORT, traefik.WEBSECURE_PORT)
+        ),
+        # Traefik to the UIs and APIs behind it
+        Flow(ingress, t.pod(GRAFANA), kps.GRAFANA_PORT, "TCP", "ingress to Grafana"),
+        Flow(ingress, t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "ingress to OpenSearch"),
+        Flow(ingress, t.pod(LONGHORN_UI), longhorn.UI_PORT, "TCP", "ingress to the Longhorn UI"),
         # Prometheus scrapes
         Flow(prometheus, node, KUBELET_PORT, "TCP", "scrape kubelet"),
         Flow(prometheus, node, kps.NODE_EXPORTER_PORT, "TCP", "scrape node-exporter (host network)"),
-        Flow(prometheus, node, traefik.METRICS_PORT, "TCP", "scrape Traefik (host network)"),
+        Flow(prometheus, ingress, traefik.METRICS_PORT, "TCP", "scrape Traefik"),
         Flow(prometheus, node, APISERVER_PORT, "TCP", "scrape the API server"),
         Flow(prometheus, t.pod(KUBE_STATE_METRICS), kps.KUBE_STATE_METRICS_PORT, "TCP", "scrape kube-state-metrics"),
         Flow(prometheus, t.pod(OPERATOR), kps.OPERATOR_PORT, "TCP", "scrape the operator"),
@@ -156,7 +167,7 @@ def required_flows(t: Topology) -> list[Flow]:
         Flow(t.pod(ALERTMANAGER), receiver_address(cidr), port, "TCP", "Alertmanager notifies a receiver")
         for cidr, port in alertmanager.egress(t.settings.alerting)
     ]
-    for controller in (OPERATOR, KUBE_STATE_METRICS, GRAFANA, FLUENT_BIT, LONGHORN_MANAGER):
+    for controller in (OPERATOR, KUBE_STATE_METRICS, GRAFANA, FLUENT_BIT, LONGHORN_MANAGER, TRAEFIK):
         flows.append(Flow(t.pod(controller), node, APISERVER_PORT, "TCP", "controller to the API server"))
     flows += [
         Flow(pod.endpoint, node, APISERVER_PORT, "TCP", "Helm hook Job to the API server")
@@ -182,7 +193,7 @@ def _unconfigured(t: Topology, address: str, port: int) -> bool:
 def _central_flows(t: Topology) -> list[Flow]:
     prometheus, query, s3 = t.pod(PROMETHEUS), t.pod(QUERY), t.s3
     flows = [
-        Flow(t.node, t.pod(FRONTEND), thanos.FRONTEND_PORT, "TCP", "ingress to the Query Frontend"),
+        Flow(t.pod(TRAEFIK), t.pod(FRONTEND), thanos.FRONTEND_PORT, "TCP", "ingress to the Query Frontend"),
         Flow(prometheus, query, thanos.HTTP_PORT, "TCP", "scrape Query"),
         Flow(prometheus, t.pod(STORE), thanos.HTTP_PORT, "TCP", "scrape the Store Gateway"),
         Flow(prometheus, t.pod(COMPACTOR), thanos.HTTP_PORT, "TCP", "scrape the Compactor"),
@@ -227,9 +238,43 @@ def forbidden_flows(t: Topology) -> list[Flow]:
     ]
     flows += [
         Flow(t.pod(other), prometheus, kps.PROMETHEUS_PORT, "TCP", "only Grafana queries Prometheus")
-        for other in (OPENSEARCH, ALERTMANAGER, KUBE_STATE_METRICS, LONGHORN_MANAGER)
+        for other in (OPENSEARCH, ALERTMANAGER, KUBE_STATE_METRICS, LONGHORN_MANAGER, TRAEFIK)
     ]
+    flows += _ingress_forbidden(t)
     return flows + (_central_forbidden(t) if t.settings.is_central else _edge_forbidden(t))
+
+
+def ingress_backends(t: Topology) -> list[tuple[str, int, str]]:
+    """(endpoint, port, what) of every backend Traefik routes to on this stack."""
+    backends = [
+        (t.pod(GRAFANA), kube_prometheus_stack.GRAFANA_PORT, "Grafana"),
+        (t.pod(OPENSEARCH), opensearch.HTTP_PORT, "OpenSearch"),
+        (t.pod(LONGHORN_UI), longhorn.UI_PORT, "the Longhorn UI"),
+    ]
+    if t.settings.is_central:
+        backends.append((t.pod(FRONTEND), thanos.FRONTEND_PORT, "the Query Frontend"))
+    return backends
+
+
+def _ingress_forbidden(t: Topology) -> list[Flow]:
+    """Traefik reaches its backends and nothing else; only its pods do; the world only its web ports."""
+    kps, ingress = kube_prometheus_stack, t.pod(TRAEFIK)
+    flows = [
+        Flow(IMPOSTOR.endpoint, backend, port, "TCP", f"only Traefik's pods of {ns.INGRESS} reach {what}")
+        for backend, port, what in ingress_backends(t)
+    ]
+    flows += [
+        Flow(ingress, t.pod(ALERTMANAGER), kps.ALERTMANAGER_PORT, "TCP", "Traefik routes to no Alertmanager"),
+        Flow(ingress, t.pod(OPENSEARCH), opensearch.TRANSPORT_PORT, "TCP", "Traefik does not join OpenSearch"),
+        Flow(ingress, t.pod(LONGHORN_MANAGER), longhorn.MANAGER_PORT, "TCP", "Traefik does not call Longhorn's API"),
+        Flow(ingress, t.s3, t.s3_port, "TCP", "Traefik does not touch object storage"),
+        Flow(ingress, PUBLIC, 443, "TCP", "Traefik calls nowhere on the internet"),
+        Flow(ingress, t.node, KUBELET_PORT, "TCP", "Traefik does not talk to the kubelet"),
+        Flow(OUTSIDER, ingress, traefik.METRICS_PORT, "TCP", "only Prometheus scrapes Traefik"),
+        Flow(t.pod(GRAFANA), ingress, traefik.METRICS_PORT, "TCP", "only Prometheus scrapes Traefik"),
+        Flow(OUTSIDER, ingress, traefik.PING_PORT, "TCP", "the ping entrypoint is the kubelet's"),
+    ]
+    return flows
 
 
 def _central_forbidden(t: Topology) -> list[Flow]:
@@ -261,12 +306,13 @@ def _edge_forbidden(t: Topology) -> list[Flow]:
 
 
 def connectivity(model: Cluster, policies: list[dict[str, object]] | None = None) -> Connectivity:
-    """What the policies allow among the cluster's pods (host-network pods left out: policies skip them)."""
+    """What the policies allow among the cluster's pods (host-network pods left out: policies skip
+    them), CoreDNS and the impostor in the ingress namespace added."""
     pods = [PodModel(p.namespace, p.name, p.labels) for p in model.pods() if not p.host_network]
     namespaces = sorted({*(o.name for o in model.of_kind("Namespace")), KUBE_SYSTEM})
     if policies is None:
         policies = [unwrap(o.obj) for o in model.of_kind("NetworkPolicy")]
-    return evaluate(namespaces, [*pods, COREDNS], policies)
+    return evaluate(namespaces, [*pods, COREDNS, IMPOSTOR], policies)
 
 
 def topology(rendering: Rendering) -> Topology:

@@ -14,6 +14,10 @@ workload's component imports from this module:
 - ConfigMap `platform-ca` (`logging`, `fluent-bit`): the CA certificate, trusted by Traefik's
   ServersTransport to OpenSearch and by Fluent-bit.
 
+The cluster's OpenSearch admin certificate (`opensearchAdmin`, break-glass) is in the entry too, and
+deliberately in no Secret: it is the operator's, taken from central's state when the admin password
+is lost; only its end of validity reaches the `certificates` output.
+
 A renewed certificate changes the Secret in place; Traefik reloads it, and the pods that mount one
 (Prometheus, Query, OpenSearch) roll because their pod templates carry the certificates' hash.
 """
@@ -49,6 +53,9 @@ SIDECAR = "sidecar"
 QUERY_CLIENT = "queryClient"
 STOREAPI_CLIENT_CA = "storeApiClientCa"
 """The CA of Query's client certificate (certificate only, no key): the edge sidecars' client CA."""
+OPENSEARCH_ADMIN = "opensearchAdmin"
+"""The cluster's break-glass OpenSearch admin client certificate: for the operator, from central's
+state; no Secret carries it into any cluster (only its end of validity is reported)."""
 CA_ENTRY = "platform-ca"
 """The CA in the `certificates` stack output: its end of validity is worth watching too."""
 

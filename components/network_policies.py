@@ -79,8 +79,10 @@ class Peer:
         return spec
 
 
-# Public addresses only: the OpenSearch image installs repository-s3 from its artifact site at start.
+# Public addresses only: the plugin installer Job downloads repository-s3 from artifacts.opensearch.org,
+# a CDN whose addresses are not fixed (a NetworkPolicy cannot name a host).
 INTERNET = Peer(cidr="0.0.0.0/0", excluded=PRIVATE_RANGES)
+PLUGIN_INSTALLER = opensearch.PLUGIN_INSTALLER_LABELS
 ANYWHERE = Peer(cidr="0.0.0.0/0")
 """Every client of the ingress: hostPort traffic keeps its source address (portmap only DNATs)."""
 INGRESS_CONTROLLER = Peer(pods=TRAEFIK, namespace=ns.INGRESS)
@@ -336,8 +338,17 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
                 # The snapshot exporter beside OpenSearch reads it over the pod's loopback (no policy applies).
                 Flow((prometheus,), tcp(opensearch.EXPORTER_PORT)),
             ),
-            # The image downloads repository-s3 from its artifact site at every start.
-            egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3, Flow((INTERNET,), tcp(HTTPS_PORT))),
+            # Nothing on the internet: repository-s3 comes from the plugin volume the installer Job fills.
+            egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3),
+        ),
+        # The plugin installer Job (first deploy, each OpenSearch version): `opensearch-plugin` fetches the
+        # zip, its SHA-512 and its signature from artifacts.opensearch.org; no other flow, no ingress.
+        Policy(
+            opensearch.PLUGIN_INSTALLER,
+            ns.LOGGING,
+            PLUGIN_INSTALLER,
+            egress=(Flow((INTERNET,), tcp(HTTPS_PORT)),),
+            types=("Ingress", "Egress"),
         ),
         Policy(
             "fluent-bit",

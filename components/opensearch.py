@@ -8,10 +8,22 @@ our `internal_users.yml`, which holds only `admin` with the bcrypt hash of its p
 here, or the secret config `opensearchAdminPassword` after a rotation; exported as a secret). We add
 the S3 client too: endpoint, protocol, path-style access and MD5 request checksums in `opensearch.yml`, the
 keys in the keystore from the object-storage Secret (OpenSearch rejects keys in repository settings
-as insecure), `repository-s3` in the plugin list (OpenSearch 3 still does not bundle it). A
-self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM truststore by an init
-container; repository-s3 has no switch to skip verification. Every container runs as the chart's
-user without capabilities, which the `restricted` Pod Security level admits.
+as insecure). A self-signed MinIO is trusted through `s3.caCertificate`, imported into a JVM
+truststore by an init container; repository-s3 has no switch to skip verification. Every container
+runs as the chart's user without capabilities, which the `restricted` Pod Security level admits.
+
+repository-s3 (OpenSearch 3 still does not bundle it) is installed once, not at every start: a Job
+(`opensearch-plugins`, the OpenSearch image's own `opensearch-plugin install --batch`) downloads it
+from artifacts.opensearch.org, where the installer checks its SHA-512 and its PGP signature against
+OpenSearch's release key, onto a small volume of its own (`opensearch-plugins`, under the OpenSearch
+version). The OpenSearch pods mount that plugin directory read-only and never download anything, so
+a restart works without the internet and OpenSearch's NetworkPolicy allows none: only the Job's pod
+may reach public addresses on 443, and it runs on the first deploy and after a version change.
+
+Break-glass: the security plugin trusts one admin certificate per cluster (`plugins.security.authcz.
+admin_dn`), issued by the platform CA and kept in central's state only (`tlsCertificates`, entry
+`opensearchAdmin`); with it `securityadmin.sh` rewrites the security index when the admin password is
+lost, which `internal_users.yml` (read while the index is new only) cannot do.
 
 Pulumi then manages, through the ingress, the objects that make the retention work: the snapshot
 repository, the 14-day ISM policy, the 180-day Snapshot Management policy, the index template, and
@@ -24,7 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import bcrypt
 import pulumi
@@ -44,7 +56,15 @@ from components.cluster_tls import (
     PRIVATE_KEY_KEY,
     TLS_CHECKSUM,
 )
-from components.kube import MANAGED_BY, Component, from_secret_config, helm_release, resources
+from components.kube import (
+    MANAGED_BY,
+    Component,
+    from_secret_config,
+    helm_release,
+    resources,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from components.settings import PROJECT, LoggingSettings, S3Settings, quantity_bytes
@@ -69,12 +89,29 @@ CERTS_DIR = "certs"
 NODE_NAME = "opensearch-node"
 NODE_DN = f"CN={NODE_NAME},O={PROJECT}"
 """The node certificate's subject as the security plugin reads it (RFC 2253): the one DN trusted as a node."""
+ADMIN_NAME = "opensearch-admin"
+"""The admin certificates' common names: `opensearch-admin.<cluster>`, one per cluster (`admin_dn`)."""
 WRITER_SECRET = "opensearch-fluent-bit-credentials"
 """Secret in `logging` with `username` and `password` of the user Fluent-bit writes as."""
 S3_CA_CONFIGMAP = "opensearch-s3-ca"
 TRUSTSTORE_DIR = "/usr/share/opensearch/s3-truststore"
 PASSWORD_SPECIALS = "-_.+"
 """Special characters of generated passwords: safe in env vars, URLs and Fluent-bit's config."""
+HOME = "/usr/share/opensearch"
+"""The image's OpenSearch home (`bin/`, `plugins/`, `config/`)."""
+PLUGINS = ("repository-s3",)
+"""The plugins the image lacks, installed once onto `PLUGINS_CLAIM` by the `PLUGIN_INSTALLER` Job."""
+PLUGINS_CLAIM = "opensearch-plugins"
+"""The PersistentVolumeClaim the plugins live on, under `<OpenSearch version>/<plugin>`."""
+PLUGINS_CLAIM_SIZE = "1Gi"
+"""repository-s3 3.6.0 is about 30 MB: room for the versions of many upgrades."""
+PLUGINS_VOLUME = "plugins"
+PLUGIN_INSTALLER = "opensearch-plugins"
+"""The Job that installs `PLUGINS` onto the claim (its pods' only internet access: artifacts.opensearch.org)."""
+PLUGIN_INSTALLER_LABELS = {"app.kubernetes.io/name": "opensearch-plugin-installer"}
+"""The installer's pod labels: its own NetworkPolicy selects them (not OpenSearch's)."""
+PLUGIN_STORE = "/plugin-store"
+"""Where the installer mounts the claim."""
 
 
 class OpenSearchArgs(TypedDict):
@@ -128,8 +165,25 @@ def service_names() -> list[str]:
     ]
 
 
-def security_settings() -> dict[str, Any]:
-    """The security plugin's settings: our node certificate on both layers, no demo configuration."""
+def opensearch_version() -> str:
+    """The OpenSearch release the pinned image runs (its tag; a digest is ignored): a plugin is
+    installed for exactly this version, and OpenSearch refuses one built for another."""
+    return versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+
+
+def admin_common_name(cluster: str) -> str:
+    """The common name of `cluster`'s admin certificate: its own, so no other cluster's is admin there."""
+    return f"{ADMIN_NAME}.{cluster}"
+
+
+def admin_dn(cluster: str) -> str:
+    """`cluster`'s admin certificate's subject as the security plugin reads it (RFC 2253): its one admin DN."""
+    return f"CN={admin_common_name(cluster)},O={PROJECT}"
+
+
+def security_settings(cluster: str) -> dict[str, Any]:
+    """The security plugin's settings: our node certificate on both layers, no demo configuration,
+    `cluster`'s admin certificate as the one admin."""
     pem = {
         "pemcert_filepath": f"{CERTS_DIR}/{CERTIFICATE_KEY}",
         "pemkey_filepath": f"{CERTS_DIR}/{PRIVATE_KEY_KEY}",
@@ -145,6 +199,12 @@ def security_settings() -> dict[str, Any]:
         # verification`) is deprecated since 3.x, and the plugin registers it only when this one is absent.
         "transport.ssl.enforce_hostname_verification": False,
         "plugins.security.nodes_dn": [NODE_DN],
+        # Break-glass: this cluster's admin certificate (platform CA, kept in central's state) may rewrite
+        # the security index (securityadmin.sh, or the REST API) whatever the passwords; no other may.
+        "plugins.security.authcz.admin_dn": [admin_dn(cluster)],
+        # HTTPS asks for a client certificate without requiring one (Traefik, Fluent-bit and the exporter
+        # log in with passwords): the plugin's default, stated because the admin certificate needs it.
+        "plugins.security.ssl.http.clientauth_mode": "OPTIONAL",
         # Initialise the security index from the mounted files on first start (what the demo installer did).
         "plugins.security.allow_default_init_securityindex": True,
         # `admin` (all_access) manages the Fluent-bit user and role through the REST API.
@@ -190,8 +250,8 @@ def internal_users(password: str) -> str:
     return yaml.safe_dump(users, sort_keys=False)
 
 
-def opensearch_yml(s3: S3Settings) -> str:
-    """`opensearch.yml`: the security plugin with our certificates, and the S3 client."""
+def opensearch_yml(s3: S3Settings, cluster: str) -> str:
+    """`opensearch.yml`: the security plugin with our certificates and `cluster`'s admin, and the S3 client."""
     settings = {
         "cluster.name": "opensearch-cluster",
         "network.host": "0.0.0.0",
@@ -206,14 +266,15 @@ def opensearch_yml(s3: S3Settings) -> str:
         # that SDK change (MinIO releases before 2025-01-20, for one) reject it. The legacy MD5
         # header is what every S3-compatible store accepts.
         "s3.client.default.legacy_md5_checksum_calculation": True,
-        **security_settings(),
+        **security_settings(cluster),
     }
     return yaml.safe_dump(settings, sort_keys=False)
 
 
 def container_security() -> dict[str, Any]:
     """The chart's user and no capabilities: what the `restricted` profile asks of every container
-    (the pod sets the seccomp profile). Not read-only: the image installs repository-s3 at start."""
+    (the pod sets the seccomp profile). Not read-only: OpenSearch writes its logs and temporary
+    files into the image's directories."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -262,6 +323,93 @@ def truststore_values() -> dict[str, Any]:
     }
 
 
+def plugin_subpath(plugin: str) -> str:
+    """Where `plugin` lives on the claim: under the OpenSearch version it was installed for, so an
+    upgrade installs its own beside it and pods not yet rolled keep theirs."""
+    return f"{opensearch_version()}/{plugin}"
+
+
+def plugin_install_script() -> str:
+    """The installer Job's script: each plugin not yet on the claim for this version is installed by
+    the image's `opensearch-plugin` (from artifacts.opensearch.org, checksum and signature verified)
+    into the container's empty plugins directory, then moved onto the claim in one rename; a plugin
+    already there is left alone, without a download (the Job replaced for another change, or recreated
+    by `pulumi up --refresh` after it was deleted)."""
+    version = opensearch_version()
+    lines = [
+        "set -eu",
+        # The CLI reads a config directory and writes plugins' config files into it (repository-s3's only
+        # sets log levels of the AWS SDK v1, which OpenSearch 3 no longer uses): a scratch one, the
+        # image's is read-only here.
+        "export OPENSEARCH_PATH_CONF=/tmp/config",
+        'mkdir -p "$OPENSEARCH_PATH_CONF"',
+    ]
+    for plugin in PLUGINS:
+        target, partial = f"{PLUGIN_STORE}/{plugin_subpath(plugin)}", f"{PLUGIN_STORE}/{version}/.{plugin}.partial"
+        lines += [
+            f"if [ -f {target}/plugin-descriptor.properties ]; then",
+            f'  echo "{plugin} {version} is on the volume already: nothing to download"',
+            "else",
+            f"  {HOME}/bin/opensearch-plugin install --batch {plugin}",
+            f"  rm -rf {partial}",
+            f"  mkdir -p {PLUGIN_STORE}/{version}",
+            f"  cp -R {HOME}/plugins/{plugin} {partial}",
+            f"  mv {partial} {target}",
+            f'  echo "{plugin} {version} installed onto the volume"',
+            "fi",
+        ]
+    return "\n".join(lines)
+
+
+def plugin_values() -> dict[str, Any]:
+    """Each plugin mounted read-only from the claim where the image looks for plugins; the chart's
+    own install at every start (`plugins.installList`) stays off."""
+    return {
+        "plugins": {"enabled": False},
+        "extraVolumes": [{"name": PLUGINS_VOLUME, "persistentVolumeClaim": {"claimName": PLUGINS_CLAIM}}],
+        "extraVolumeMounts": [
+            {
+                "name": PLUGINS_VOLUME,
+                "mountPath": f"{HOME}/plugins/{plugin}",
+                "subPath": plugin_subpath(plugin),
+                "readOnly": True,
+            }
+            for plugin in PLUGINS
+        ],
+    }
+
+
+def plugin_installer_pod(storage_claim: str) -> dict[str, Any]:
+    """The installer's pod: the OpenSearch image as the chart's user, read-only, no token, no capabilities."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": restricted_pod_security(uid=1000),
+        "containers": [
+            {
+                "name": "install",
+                "image": versions.OPENSEARCH_IMAGE,
+                "command": ["sh", "-c", plugin_install_script()],
+                # The plugin CLI is a JVM with a 64 MiB heap.
+                "resources": resources(cpu="50m", memory="256Mi", memory_limit="512Mi"),
+                "securityContext": restricted_container_security(),
+                "volumeMounts": [
+                    {"name": PLUGINS_VOLUME, "mountPath": PLUGIN_STORE},
+                    {"name": "image-plugins", "mountPath": f"{HOME}/plugins"},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": PLUGINS_VOLUME, "persistentVolumeClaim": {"claimName": storage_claim}},
+            # Empty: the CLI installs into it with none of the image's bundled plugins beside.
+            {"name": "image-plugins", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+
+
 def ingress_backend(namespace: str) -> HttpsBackend:
     """How Traefik reaches the REST API: HTTPS verified against the platform CA (ConfigMap
     `platform-ca` beside OpenSearch) for the Service's name, through a ServersTransport Traefik's
@@ -280,7 +428,16 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
         "resources": resources(cpu=logging.cpu, memory=logging.memory),
         # The keystore and config-copy init containers (the keystore tool is a JVM).
         "initResources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
-        "config": {"opensearch.yml": opensearch_yml(s3)},
+        "config": {"opensearch.yml": opensearch_yml(s3, args["cluster_name"])},
+        # Restarts a node whose HTTP listener is gone. Only after the chart's startup probe passed, and
+        # TCP, not an HTTP call: a node busy in a long GC pause or recovering shards still accepts the
+        # connection and is not killed for being slow (the readiness probe takes it out of the Service).
+        "livenessProbe": {
+            "tcpSocket": {"port": HTTP_PORT},
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
         "extraEnvs": [
             # The security plugin is configured in opensearch.yml; the demo installer would skip
             # anyway (it sees `plugins.security` keys), this says so.
@@ -290,7 +447,6 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             # they time out).
             {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
         ],
-        "plugins": {"enabled": True, "installList": ["repository-s3"]},
         # Each key of the Secret becomes a keystore entry, s3.client.default.access_key/secret_key: the one
         # place OpenSearch accepts S3 credentials.
         "keystore": [{"secretName": OPENSEARCH_KEYSTORE_SECRET}],
@@ -335,7 +491,7 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             "tls": ingress_tls(args["hostname"]),
         },
     }
-    return merge_lists(values, exporter.values(), truststore_values() if s3.ca_certificate else {})
+    return merge_lists(values, plugin_values(), exporter.values(), truststore_values() if s3.ca_certificate else {})
 
 
 def merge_lists(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -425,6 +581,7 @@ class OpenSearch(Component):
                     opts=self.child(),
                 )
             )
+        before_release += self._plugins(args)
         self.release = helm_release(
             RELEASE,
             versions.OPENSEARCH,
@@ -432,7 +589,7 @@ class OpenSearch(Component):
             namespace=ns,
             values=opensearch_values(args),
             opts=self.child(*before_release, stateful=True),
-            # Installing repository-s3 and the first start (security index) take a while.
+            # The first start (security index) takes a while.
             timeout_seconds=900,
         )
         self.admin = api.AdminCredentials(f"{name}-admin-credentials", self._connection(args), self._after_release())
@@ -445,6 +602,46 @@ class OpenSearch(Component):
         self.ready_for_logs = [*self._writer(name, writer_password), *index_setup]
         self._exporter(name, exporter_password, ns)
         self.register_outputs({"release": self.release.name, "url": self.url, "adminPassword": self.admin_password})
+
+    def _plugins(self, args: OpenSearchArgs) -> list[pulumi.Resource]:
+        """The plugins' claim and the Job that fills it; the release waits for the Job to complete (a
+        changed script or version replaces the Job, which runs again before the release changes)."""
+        ns = args["namespace"]
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            PLUGINS_CLAIM,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PLUGINS_CLAIM, namespace=ns, labels=MANAGED_BY),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name=args["storage_class"],
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": PLUGINS_CLAIM_SIZE}),
+            ),
+            opts=self.child(),
+        )
+        job = k8s.batch.v1.Job(
+            PLUGIN_INSTALLER,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=PLUGIN_INSTALLER,
+                namespace=ns,
+                labels=MANAGED_BY | PLUGIN_INSTALLER_LABELS,
+                # A Job that failed (say, the artifact site was down) is replaced by the next `pulumi up`,
+                # not waited for again.
+                annotations={"pulumi.com/replaceUnready": "true"},
+            ),
+            spec=cast(
+                k8s.batch.v1.JobSpecArgsDict,
+                {
+                    # A download that fails is retried twice, then fails `pulumi up` before OpenSearch changes.
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 600,
+                    "template": {
+                        "metadata": {"labels": PLUGIN_INSTALLER_LABELS},
+                        "spec": plugin_installer_pod(PLUGINS_CLAIM),
+                    },
+                },
+            ),
+            opts=self.child(claim, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
+        )
+        return [claim, job]
 
     def _credentials(self, secret: str, user: str, password: pulumi.Output[str], ns: str) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(

@@ -81,6 +81,11 @@ def container() -> dict[str, Any]:
         "resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi"),
         "securityContext": restricted_container_security(),
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 30},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": PORT_NAME},
+            "periodSeconds": 30,
+            "failureThreshold": 4,
+        },
         "volumeMounts": [{"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}],
     }
 

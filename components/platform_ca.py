@@ -10,6 +10,11 @@ it issues:
   served over HTTPS;
 - `opensearch`: OpenSearch's own certificate for its in-cluster Service names, so Traefik and
   Fluent-bit verify whom they send credentials and logs to;
+- `opensearchAdmin`: the break-glass client certificate OpenSearch's security plugin trusts as its
+  admin (`opensearch-admin.<cluster>`, `plugins.security.authcz.admin_dn`), one per cluster so that
+  none is admin elsewhere. RSA like the node certificate (what the plugin documents), client
+  authentication only. It is for the operator, from this state (`securityadmin.sh` when the admin
+  password is lost): no cluster gets its key in a Secret;
 - edges, `sidecar`: the Thanos sidecar's gRPC server certificate for the edge's host address, which
   central Query verifies when it dials `<host>:30901`;
 - central, `queryClient`: Thanos Query's client certificate, which every edge sidecar requires.
@@ -41,9 +46,17 @@ import pulumi_tls as tls
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from components.cluster_tls import INGRESS, OPENSEARCH, QUERY_CLIENT, SIDECAR, STOREAPI_CLIENT_CA
+from components.cluster_tls import (
+    INGRESS,
+    OPENSEARCH,
+    OPENSEARCH_ADMIN,
+    QUERY_CLIENT,
+    SIDECAR,
+    STOREAPI_CLIENT_CA,
+)
 from components.kube import Component
 from components.opensearch import NODE_NAME as OPENSEARCH_NODE_NAME
+from components.opensearch import admin_common_name as opensearch_admin_name
 from components.opensearch import service_names as opensearch_names
 from components.settings import PROJECT, EdgeCluster, SettingsError, TlsSettings
 
@@ -229,6 +242,10 @@ class PlatformCa(Component):
             # RSA: what OpenSearch's security plugin documents for PEM node certificates.
             OPENSEARCH: self._issue(
                 f"{prefix}-opensearch", OPENSEARCH_NODE_NAME, opensearch_names(), [], NODE_USES, RSA
+            ),
+            # The security plugin's admin for this cluster alone (its `admin_dn`); the operator's, never in a Secret.
+            OPENSEARCH_ADMIN: self._issue(
+                f"{prefix}-opensearch-admin", opensearch_admin_name(identity.name), [], [], CLIENT_USES, RSA
             ),
             # Public: an edge's sidecar trusts it for clients; central reports its end.
             STOREAPI_CLIENT_CA: {

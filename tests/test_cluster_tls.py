@@ -140,3 +140,19 @@ def test_the_reported_certificates_name_where_they_are_served(edge: Rendering) -
     central = unwrap(rendered(CENTRAL_STACK).outputs["certificates"])
     assert reported["storeApiClientCa"] == central["storeApiClientCa"] and reported["storeApiClientCa"]["hosts"] == []
     assert not [key for entry in reported.values() for key in entry if "key" in key.lower()]
+
+
+@pytest.mark.parametrize("stack", [CENTRAL_STACK, EDGE])
+def test_the_opensearch_admin_certificate_is_in_no_kubernetes_object_and_its_end_is_reported(stack: str) -> None:
+    """The break-glass admin certificate is the operator's, from central's state: no Secret, ConfigMap
+    or release values of any cluster carry its key (nor the certificate), only its end is reported."""
+    rendering = rendered(stack)
+    admin = unwrap(rendered(CENTRAL_STACK).outputs["tlsCertificates"])[stack]["opensearchAdmin"]
+    assert admin["privateKey"] and admin["certificate"]
+    applied = json.dumps([unwrap(r.inputs) for r in rendering.resources if r.type.startswith("kubernetes:")])
+    assert admin["privateKey"] not in applied
+    assert admin["certificate"] not in applied
+    assert rendering.outputs["certificates"]["opensearchAdmin"] == {
+        "notAfter": admin["notAfter"],
+        "hosts": [f"opensearch-admin.{stack}"],
+    }

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from components import namespaces as ns
-from components import traefik
+from components import opensearch, traefik
 from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture
 from tools.cluster import cluster
 from tools.engine import Rendering, unwrap
@@ -243,3 +243,30 @@ def test_an_edge_admits_its_sidecar_only_from_the_configured_central_address() -
     moved_reach = network_flows.connectivity(cluster(moved))
     assert moved_reach.allows("192.168.101.10", prometheus, 10901)
     assert not moved_reach.allows(topology(stack).settings.central_ip, prometheus, 10901)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_opensearch_reaches_nothing_on_the_internet_and_only_the_plugin_installer_reaches_public_https(
+    stack: str,
+) -> None:
+    """repository-s3 comes from the plugin volume: OpenSearch itself has no internet egress. The
+    installer Job that fills the volume fetches from artifacts.opensearch.org, whose addresses are not
+    fixed: public addresses on 443 are its only flow out (DNS aside), and nothing may reach it."""
+    t = topology(stack)
+    search = t.pod(network_flows.OPENSEARCH)
+    installer = t.pod((ns.LOGGING, opensearch.PLUGIN_INSTALLER))
+    internet = [(network_flows.PUBLIC, 443), (network_flows.PUBLIC, 80), ("8.8.8.8", 443)]
+    assert [flow for flow in internet if reach(stack).allows(search, *flow)] == []
+    assert reach(stack).allows(installer, network_flows.PUBLIC, 443)
+    assert reach(stack).allows(installer, network_flows.COREDNS.endpoint, 53, "UDP")
+    closed = [
+        (network_flows.PUBLIC, 80),
+        ("10.1.2.3", 443),  # private addresses: the cluster's hosts, MinIO
+        ("192.168.1.1", 443),
+        (t.s3, t.s3_port),
+        (t.node, 8443),
+        (search, opensearch.HTTP_PORT),
+        (search, opensearch.TRANSPORT_PORT),
+    ]
+    assert [flow for flow in closed if reach(stack).allows(installer, *flow)] == []
+    assert through(reach(stack), destination=installer) == [], "nothing reaches the installer"

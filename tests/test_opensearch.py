@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -19,7 +20,17 @@ from components import opensearch_exporter as exporter
 from components import opensearch_policies as policies
 from components import versions
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
-from components.opensearch import INTERNAL_USERS_SECRET, NODE_DN, SERVICE, WRITER_SECRET, password_hash
+from components.opensearch import (
+    HTTP_PORT,
+    INTERNAL_USERS_SECRET,
+    NODE_DN,
+    PLUGIN_INSTALLER,
+    PLUGINS_CLAIM,
+    SERVICE,
+    WRITER_SECRET,
+    password_hash,
+    plugin_install_script,
+)
 from components.settings import PROJECT, SECRET_KEYS, SettingsError, quantity_bytes
 from tests.certificates import throwaway_ca
 from tests.conftest import requires_charts, requires_evaluator, requires_reference, run_fixture, settings, with_section
@@ -186,10 +197,101 @@ def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_
 # --- S3 (C8) -----------------------------------------------------------------------------
 
 
-def test_repository_s3_plugin_is_installed(any_stack: Rendering) -> None:
-    plugins = values(any_stack)["plugins"]
-    assert plugins["enabled"] is True
-    assert "repository-s3" in plugins["installList"]
+OPENSEARCH_VERSION = versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+PLUGIN_MOUNT = {
+    "name": "plugins",
+    "mountPath": "/usr/share/opensearch/plugins/repository-s3",
+    "subPath": f"{OPENSEARCH_VERSION}/repository-s3",
+    "readOnly": True,
+}
+"""The plugin, read-only from the claim, under the version the image runs."""
+
+
+def installer(stack: Rendering) -> Resource:
+    return stack.k8s("Job", PLUGIN_INSTALLER, "logging")
+
+
+def installer_pod(stack: Rendering) -> dict[str, Any]:
+    spec: dict[str, Any] = unwrap(installer(stack).inputs["spec"])["template"]["spec"]
+    return spec
+
+
+def test_repository_s3_comes_from_the_plugin_volume_not_a_download_at_every_start(any_stack: Rendering) -> None:
+    v = values(any_stack)
+    # The chart's `installList` makes every start download the plugin (a mirror outage: CrashLoopBackOff).
+    assert v["plugins"] == {"enabled": False}
+    assert "installList" not in json.dumps(v)
+    assert OPENSEARCH_VERSION == "3.6.0" == versions.OPENSEARCH.version
+    assert [m for m in v["extraVolumeMounts"] if m["name"] == "plugins"] == [PLUGIN_MOUNT]
+    assert {"name": "plugins", "persistentVolumeClaim": {"claimName": PLUGINS_CLAIM}} in v["extraVolumes"]
+    claim = any_stack.k8s("PersistentVolumeClaim", PLUGINS_CLAIM, "logging")
+    assert claim.inputs["spec"]["storageClassName"] == "longhorn"
+    assert claim.inputs["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # Installed before the release: its pods find the plugin on the volume from their first start.
+    release, job = any_stack.release("opensearch"), installer(any_stack)
+    assert any_stack.depends_on(release, job) and any_stack.depends_on(job, claim)
+    assert any_stack.depends_on(job, any_stack.release("longhorn"))
+    assert release.protect and not job.protect and not claim.protect, "a lost plugin volume is filled again"
+
+
+def test_the_installer_job_downloads_repository_s3_for_the_images_version_onto_the_claim(any_stack: Rendering) -> None:
+    job = installer(any_stack)
+    spec = unwrap(job.inputs["spec"])
+    pod = installer_pod(any_stack)
+    (container,) = pod["containers"]
+    assert container["image"] == versions.OPENSEARCH_IMAGE, "the installer is the OpenSearch it installs for"
+    script = container["command"][-1]
+    assert "/usr/share/opensearch/bin/opensearch-plugin install --batch repository-s3\n" in script
+    assert f"/plugin-store/{OPENSEARCH_VERSION}/repository-s3/plugin-descriptor.properties" in script
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts == {"/plugin-store": "plugins", "/usr/share/opensearch/plugins": "image-plugins", "/tmp": "tmp"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["plugins"]["persistentVolumeClaim"] == {"claimName": PLUGINS_CLAIM}
+    assert volumes["image-plugins"] == {"name": "image-plugins", "emptyDir": {}}
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] <= 900
+    # A failed Job (the artifact site was down) is replaced by the next `pulumi up`, not awaited again.
+    assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
+    assert pod["securityContext"]["fsGroup"] == 1000, "the chart's user owns what it installs"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+
+
+FAKE_PLUGIN_CLI = """#!/bin/sh
+# What `opensearch-plugin install --batch <name>` leaves behind, and a record of the call.
+echo "$@" >> "$(dirname "$0")/../calls"
+mkdir -p "$(dirname "$0")/../plugins/$3"
+echo "name=$3" > "$(dirname "$0")/../plugins/$3/plugin-descriptor.properties"
+"""
+
+
+def test_the_installer_script_installs_once_and_a_rerun_downloads_nothing(tmp_path: Path) -> None:
+    """The Job's script run twice over one volume, `opensearch-plugin` replaced by a recorder: the
+    second run finds the plugin for this version and calls nothing (so needs no network)."""
+    home, store, scratch = tmp_path / "home", tmp_path / "store", tmp_path / "tmp"
+    (home / "bin").mkdir(parents=True)
+    (home / "plugins").mkdir()
+    store.mkdir()
+    cli = home / "bin" / "opensearch-plugin"
+    cli.write_text(FAKE_PLUGIN_CLI)
+    cli.chmod(0o755)
+    script = (
+        plugin_install_script()
+        .replace("/usr/share/opensearch/", f"{home}/")
+        .replace("/plugin-store/", f"{store}/")
+        .replace("/tmp/config", f"{scratch}/config")
+    )
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert (home / "calls").read_text() == "install --batch repository-s3\n", "one download, on the first run"
+    installed = store / OPENSEARCH_VERSION / "repository-s3" / "plugin-descriptor.properties"
+    assert installed.read_text() == "name=repository-s3\n"
+    assert sorted(p.name for p in (store / OPENSEARCH_VERSION).iterdir()) == ["repository-s3"], "no partial left"
+    assert "installed onto the volume" in outputs[0] and "nothing to download" in outputs[1]
+    assert (scratch / "config").is_dir(), "the CLI gets a writable config directory of its own"
 
 
 def test_s3_keys_go_to_the_keystore_from_the_object_storage_secret(any_stack: Rendering) -> None:
@@ -271,13 +373,19 @@ def test_the_chart_mounts_our_opensearch_yml_with_the_s3_client_settings(edge: R
 
 
 @requires_charts
-def test_the_3x_image_gets_its_heap_and_plugin_install_and_skips_the_demo_installer(edge: Rendering) -> None:
-    """The 3.6 chart still starts the image's entrypoint after installing repository-s3, and passes
-    the heap through OPENSEARCH_JAVA_OPTS; the entrypoint's demo security installer is switched off."""
+def test_the_3x_image_runs_its_entrypoint_with_the_plugin_from_the_volume_and_skips_the_demo_installer(
+    edge: Rendering,
+) -> None:
+    """With `plugins.enabled` off the 3.6 chart leaves the image's entrypoint alone (no install before
+    it), mounts the plugin read-only from the claim, and passes the heap through OPENSEARCH_JAVA_OPTS;
+    the entrypoint's demo security installer is switched off."""
     container = rendered_container(edge, "opensearch")
-    script = container["command"][-1]
-    assert "opensearch-plugin install -b repository-s3" in script
-    assert script.rstrip().endswith("bash opensearch-docker-entrypoint.sh")
+    assert "command" not in container and "args" not in container, "the image's own entrypoint starts OpenSearch"
+    assert "bin/opensearch-plugin" not in json.dumps(rendered_pod(edge).spec), "nothing in the pod installs a plugin"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "plugins"]
+    assert mount == PLUGIN_MOUNT
+    (volume,) = [v for v in rendered_pod(edge).spec["volumes"] if v["name"] == "plugins"]
+    assert volume["persistentVolumeClaim"] == {"claimName": PLUGINS_CLAIM}
     env = {e["name"]: e for e in container["env"]}
     assert env["DISABLE_INSTALL_DEMO_CONFIG"]["value"] == "true"
     assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" not in env
@@ -332,6 +440,27 @@ def test_every_opensearch_container_passes_the_restricted_pod_security_level(edg
         assert {"configfile", "keystore", "opensearch"} <= set(names)
         assert pod_security.violations(pod.template(), "restricted", "1.36") == [], stack.stack
     assert "s3-truststore" in [c["name"] for c in rendered_pod(with_ca).spec["initContainers"]]
+
+
+@requires_charts
+@requires_evaluator
+def test_the_plugin_installer_passes_the_restricted_level_of_its_namespace(edge: Rendering) -> None:
+    (pod,) = [pod for pod in cluster(edge).pods() if pod.namespace == "logging" and pod.source.name == PLUGIN_INSTALLER]
+    assert pod.source.origin == "ours" and pod.source.kind == "Job"
+    assert pod_security.violations(pod.template(), "restricted", "1.36") == []
+
+
+# --- break-glass admin -------------------------------------------------------------------
+
+
+def test_the_security_plugin_trusts_this_clusters_admin_certificate_and_no_other(any_stack: Rendering) -> None:
+    """`internal_users.yml` is read only while the security index is new: the admin certificate
+    (from the platform CA, kept by central) is what rewrites the index when the password is lost."""
+    config = yaml.safe_load(values(any_stack)["config"]["opensearch.yml"])
+    assert config["plugins.security.authcz.admin_dn"] == [f"CN=opensearch-admin.{any_stack.stack},O={PROJECT}"]
+    assert NODE_DN not in config["plugins.security.authcz.admin_dn"], "a node certificate is never admin"
+    # securityadmin.sh and the REST API present the certificate on HTTPS: asked for, not required.
+    assert config["plugins.security.ssl.http.clientauth_mode"] == "OPTIONAL"
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -579,3 +708,17 @@ def test_service_name_matches_the_chart(any_stack: Rendering) -> None:
     # The chart names the Service `<clusterName>-<nodeGroup>`; Fluent-bit addresses it by that name.
     assert "clusterName" not in v and "nodeGroup" not in v and "fullnameOverride" not in v
     assert SERVICE == "opensearch-cluster-master"
+
+
+@requires_charts
+def test_a_node_and_its_snapshot_exporter_are_restarted_when_they_stop_answering(any_stack: Rendering) -> None:
+    """The chart has startup and readiness probes but no liveness probe: a hung OpenSearch would stay
+    unready forever. TCP on the HTTP port (no credentials; a slow node still accepts) for OpenSearch,
+    the exporter's health endpoint for the exporter, as the chart really renders them."""
+    search = rendered_container(any_stack, "opensearch")
+    assert search["livenessProbe"]["tcpSocket"] == {"port": HTTP_PORT}
+    assert search["startupProbe"]["tcpSocket"] == {"port": HTTP_PORT}, "liveness starts after the startup probe"
+    window = search["livenessProbe"]["periodSeconds"] * search["livenessProbe"]["failureThreshold"]
+    assert window >= 120, "a GC pause or a shard recovery is not a reason to restart"
+    exporter_probe = rendered_container(any_stack, "snapshot-exporter")["livenessProbe"]
+    assert exporter_probe["httpGet"]["path"] == "/healthz"

@@ -12,13 +12,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from components.opensearch import admin_dn
 from components.platform_ca import PlatformCa
 from components.settings import PROJECT, SettingsError
+from tests.certificates import materialize
 from tests.conftest import CENTRAL_STACK, EDGE_STACKS, FIXTURE_STACKS_DIR, STACKS, rendered, run_fixture, settings
 from tools.engine import OFFLINE_CLOCK, Rendering, Secret, offline_outputs, unwrap
 from tools.plan import plan
@@ -98,9 +101,9 @@ def test_every_cluster_central_knows_gets_its_certificates(central: Rendering) -
     config = settings(central)
     issued = issued_to(central)
     assert set(issued) == {central.stack, *(edge.name for edge in config.edges)}
-    assert set(issued[central.stack]) == {"ingress", "opensearch", "queryClient", "storeApiClientCa"}
+    assert set(issued[central.stack]) == {"ingress", "opensearch", "opensearchAdmin", "queryClient", "storeApiClientCa"}
     for edge in config.edges:
-        assert set(issued[edge.name]) == {"ingress", "opensearch", "sidecar", "storeApiClientCa"}
+        assert set(issued[edge.name]) == {"ingress", "opensearch", "opensearchAdmin", "sidecar", "storeApiClientCa"}
         assert issued[edge.name]["ingress"]["hosts"] == [f"*.{edge.domain}", edge.domain]
         assert request_of(central, edge.name, "sidecar")["ipAddresses"] == [edge.ip]
         sidecar = central.one(LOCALLY_SIGNED, f"{central.stack}-platform-ca-{edge.name}-sidecar")
@@ -134,11 +137,44 @@ def test_the_ca_keys_never_leave_central(central: Rendering, ca: str) -> None:
 
 
 def test_edges_hold_only_their_own_keys(central: Rendering) -> None:
+    """... and of their own, not the OpenSearch admin certificate's: that one is the operator's."""
     keys = {r.name: r.state["privateKeyPemPkcs8"] for r in central.of_type(PRIVATE_KEY)}
     for edge in EDGE_STACKS:
         held = json.dumps([unwrap(r.inputs) for r in rendered(edge).kubernetes_objects()])
         for name, key in keys.items():
-            assert (key in held) == (f"-platform-ca-{edge}-" in name), (edge, name)
+            own = f"-platform-ca-{edge}-" in name and not name.endswith("-opensearch-admin-key")
+            assert (key in held) == own, (edge, name)
+
+
+def admin_certificate_name(central: Rendering, cluster: str) -> str:
+    return f"{central.stack}-platform-ca-{cluster}-opensearch-admin"
+
+
+def test_each_cluster_gets_an_opensearch_admin_certificate_its_opensearch_alone_trusts(central: Rendering) -> None:
+    """The break-glass certificate: from the platform CA, RSA (what the security plugin documents for
+    PEM keys), client authentication only, and a subject per cluster that exactly its own
+    `plugins.security.authcz.admin_dn` names, so one cluster's certificate is no admin elsewhere."""
+    issued = issued_to(central)
+    real = materialize(central)
+    platform = central.one(SELF_SIGNED, platform_ca_name(central))
+    subjects = set()
+    for cluster in issued:
+        entry = issued[cluster]["opensearchAdmin"]
+        assert set(entry) == {"certificate", "privateKey", "notAfter", "hosts"}, "in central's secret output"
+        name = admin_certificate_name(central, cluster)
+        certificate = central.one(LOCALLY_SIGNED, name)
+        assert entry["certificate"] == certificate.state["certPem"]
+        assert certificate.inputs["allowedUses"] == ["digital_signature", "key_encipherment", "client_auth"]
+        assert certificate.inputs["caCertPem"] == platform.state["certPem"]
+        key = central.one(PRIVATE_KEY, f"{name}-key")
+        assert (key.inputs["algorithm"], key.inputs["rsaBits"]) == ("RSA", 2048)
+        assert request_of(central, cluster, "opensearch-admin").get("dnsNames") is None
+        subject = real.certificates[name].subject.rfc4514_string()
+        config = yaml.safe_load(rendered(cluster).release("opensearch").inputs["values"]["config"]["opensearch.yml"])
+        assert config["plugins.security.authcz.admin_dn"] == [subject] == [admin_dn(cluster)], cluster
+        assert subject not in config["plugins.security.nodes_dn"]
+        subjects.add(subject)
+    assert len(subjects) == len(issued) == 1 + len(settings(central).edges)
 
 
 def test_every_stack_reports_its_certificates_ends_and_the_ca(central: Rendering) -> None:

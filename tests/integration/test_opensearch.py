@@ -4,8 +4,12 @@ Maven Central serves OpenSearch 3.6.0, job-scheduler 3.6.0.0 and repository-s3 3
 security plugin 3.6.0.0 nor any index-management 3.x. So the module starts two nodes, once each and
 at the same time, each inside the network namespace of a fixture host:
 
-- node A, host edge-a (10.20.0.11), edge-a's rendering: OpenSearch 3.6.0 with job-scheduler and
-  repository-s3. Our `opensearch.yml` less its `plugins.security.*` keys (only the security plugin
+- node A, host edge-a (10.20.0.11), edge-a's rendering: OpenSearch 3.6.0 with job-scheduler, and
+  repository-s3 where the pod has it: not in the install, but on a directory standing for the plugin
+  claim, put there by the installer Job's rendered script (run in edge-a's namespace, which has no
+  route out, as the chart's user: its first run from the plugin zip as a file URL, since nothing here
+  reaches artifacts.opensearch.org; a second run, verbatim, must download nothing), and bind-mounted
+  read-only where the chart mounts it. Our `opensearch.yml` less its `plugins.security.*` keys (only the security plugin
   registers them, and OpenSearch refuses a setting nobody owns), every other key verbatim; the keystore
   entries of `logging/opensearch-s3-keystore` with edge-a's real S3 credentials (the object store's
   `edge-a-opensearch` user); the JVM options with the truststore our init container's script builds
@@ -13,7 +17,8 @@ at the same time, each inside the network namespace of a fixture host:
 - node B, host edge-b (10.20.0.12), edge-b's rendering: OpenSearch 3.4.0 with security 3.4.0.0 and
   job-scheduler 3.4.0.0, the nearest release whose security plugin is served. Our `opensearch.yml` less
   its `s3.client.*` keys (no repository-s3 on it, hence no keystore either), our node certificate and
-  `internal_users.yml`.
+  `internal_users.yml`. Its admin certificate is edge-b's entry `opensearchAdmin` of central's
+  `tlsCertificates`, issued for real, as is another cluster's, which must not be admin there.
 
 Ours and not overridden: `network.host: 0.0.0.0`. Inside a namespace of the suite's own it binds that
 namespace's loopback and its one address, nothing of this machine; so the exporter's
@@ -40,12 +45,15 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import dataclasses
+import functools
 import http.client
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import string
 import subprocess
@@ -58,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -65,7 +74,13 @@ from components import opensearch as component
 from components import opensearch_api as api
 from components import opensearch_exporter as exporter
 from components import opensearch_policies as policies
-from components.cluster_tls import CA_KEY, CERTIFICATE_KEY, OPENSEARCH_TLS_SECRET, PLATFORM_CA_CONFIGMAP
+from components.cluster_tls import (
+    CA_KEY,
+    CERTIFICATE_KEY,
+    OPENSEARCH_TLS_SECRET,
+    PLATFORM_CA_CONFIGMAP,
+    PRIVATE_KEY_KEY,
+)
 from components.namespaces import LOGGING
 from components.object_storage import OPENSEARCH_KEYSTORE_SECRET
 from tests.integration import programs
@@ -85,12 +100,14 @@ from tests.integration.opensearch_files import (
 )
 from tests.integration.opensearch_node import (
     JAVA_HOME,
+    RUN_AS,
     Client,
     OpenSearchNode,
     Release,
     Response,
     assemble,
     installed_plugins,
+    link_tree,
     run_tool,
 )
 from tests.integration.platform import ObjectStore, Platform, make_pki
@@ -157,6 +174,14 @@ class Ours:
     exporter_login: dict[str, str]
     writer_login: dict[str, str]
     platform_ca: str
+    plugin_script: str
+    """The plugin installer Job's `sh -c` script."""
+    plugin_mounts: list[dict[str, Any]]
+    """The release's mounts of the plugin claim (`subPath` on it, `mountPath` in the image)."""
+    admin: dict[str, str]
+    """This cluster's `opensearchAdmin` in central's `tlsCertificates`: certificate and key, real."""
+    other_admin: dict[str, str]
+    """Another cluster's admin certificate and key."""
 
 
 def ours_of(platform: Platform, stack: str) -> Ours:
@@ -182,6 +207,15 @@ def ours_of(platform: Platform, stack: str) -> Ours:
         single_node=bool(values["singleNode"]),
     )
     objects = {(r.inputs["kind"], r.inputs["object_name"]): real(r.inputs) for r in rendering.of_type(OBJECT)}
+    job = unwrap(rendering.k8s("Job", component.PLUGIN_INSTALLER, LOGGING).inputs["spec"])
+    (installer,) = job["template"]["spec"]["containers"]
+    claims = {
+        volume["name"]
+        for volume in values["extraVolumes"]
+        if volume.get("persistentVolumeClaim", {}).get("claimName") == component.PLUGINS_CLAIM
+    }
+    issued = real(platform.central.outputs["tlsCertificates"])
+    other = next(cluster for cluster in sorted(issued) if cluster != stack)
     return Ours(
         stack=stack,
         generated=generated,
@@ -191,6 +225,10 @@ def ours_of(platform: Platform, stack: str) -> Ours:
         exporter_login=data("Secret", exporter.CREDENTIALS_SECRET),
         writer_login=data("Secret", component.WRITER_SECRET, writer_namespace(rendering)),
         platform_ca=data("ConfigMap", PLATFORM_CA_CONFIGMAP)[CA_KEY],
+        plugin_script=installer["command"][-1],
+        plugin_mounts=[mount for mount in values["extraVolumeMounts"] if mount["name"] in claims],
+        admin=dict(issued[stack]["opensearchAdmin"]),
+        other_admin=dict(issued[other]["opensearchAdmin"]),
     )
 
 
@@ -264,6 +302,10 @@ class Node:
     seconds: float = 0.0
     facts: dict[str, Any] = field(default_factory=dict)
     """What was true right after the start, before any test changed it."""
+    setup: Callable[[Node], None] | None = None
+    """Runs before the start, in the starting thread (node A: the plugin claim filled and mounted)."""
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    """Run after the node stopped (node A: its mounts)."""
 
     def client(self, username: str | None, password: str | None) -> Client:
         return Client(
@@ -278,7 +320,11 @@ def workdir_for(base: Path, name: str) -> Path:
 
 
 def node_a(ours: Ours, store: ObjectStore, host: Host, base: Path) -> Node:
-    release = need_release(deployed_release())
+    """3.6.0 without repository-s3 in its install: the plugin comes from the claim (`with_plugin_claim`)."""
+    with_plugin = need_release(deployed_release())
+    job_scheduler, repository_s3 = with_plugin.plugins
+    assert repository_s3.name.startswith("repository-s3-"), with_plugin.plugins
+    release = dataclasses.replace(with_plugin, plugins=(job_scheduler,))
     workdir = workdir_for(base, "a")
     yml, dropped = ours.generated.yml_without(lambda key: key.startswith("plugins.security."))
     credential = store.cluster_credentials(ours.stack, "opensearch")
@@ -297,7 +343,10 @@ def node_a(ours: Ours, store: ObjectStore, host: Host, base: Path) -> Node:
         http_port=HTTP_PORT,
     )
     rest = Client(host.address, HTTP_PORT, timeout=120)
-    return Node(process, host, ours, release, Endpoint(f"http://{host.address}:{HTTP_PORT}", None), rest, dropped)
+    endpoint = Endpoint(f"http://{host.address}:{HTTP_PORT}", None)
+    node = Node(process, host, ours, release, endpoint, rest, dropped)
+    node.setup = lambda started: with_plugin_claim(started, workdir, repository_s3)
+    return node
 
 
 def node_b(ours: Ours, host: Host, base: Path) -> Node:
@@ -322,6 +371,86 @@ def node_b(ours: Ours, host: Host, base: Path) -> Node:
     return Node(process, host, ours, release, endpoint, rest, dropped)
 
 
+# --- node A's plugin claim, filled by the installer Job's script ------------------------------------
+
+
+def installer_script(ours: Ours, home: Path, claim: Path, scratch: Path) -> str:
+    """The rendered script with the pod's paths moved here: the image's home (its plugins directory
+    the Job's empty `emptyDir`), the claim, `/tmp`."""
+    return (
+        ours.plugin_script.replace(f"{component.HOME}/", f"{home}/")
+        .replace(f"{component.PLUGIN_STORE}/", f"{claim}/")
+        .replace("/tmp/config", f"{scratch}/config")
+    )
+
+
+def bind(source: Path, target: Path, read_only: bool = False) -> None:
+    """A bind mount, as the kubelet mounts a volume (or a `subPath` of one) into a container."""
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True, timeout=30)
+    if read_only:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True, timeout=30)
+
+
+def run_installer(node: Node, image: Path, plugins: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """One run of the Job's container: in the node's host namespace (no route out), as the chart's user,
+    the image read-only (`readOnlyRootFilesystem`) with a fresh empty plugins directory mounted on it
+    (the Job's `emptyDir`)."""
+    plugins.mkdir()
+    os.chown(plugins, RUN_AS, RUN_AS)
+    bind(plugins, image / "plugins")
+    user = ["setpriv", f"--reuid={RUN_AS}", f"--regid={RUN_AS}", "--clear-groups", "--"]
+    environment = {**os.environ, "OPENSEARCH_JAVA_HOME": str(JAVA_HOME), "HOME": str(plugins.parent)}
+    try:
+        return node.host.run([*user, "sh", "-c", script], env=environment, check=False, timeout=300)
+    finally:
+        unmount(image / "plugins")
+
+
+def with_plugin_claim(node: Node, workdir: Path, plugin_zip: Path) -> None:
+    """The installer Job's script on an empty claim verbatim (it reaches for artifacts.opensearch.org and
+    fails: there is no route out), then from the plugin zip (the same install, from a file URL), then
+    verbatim again (the plugin is there: no download); then the release's mounts of the claim, read-only
+    bind mounts into the node's home, as the kubelet makes them."""
+    copy, image, scratch = workdir / "installer-home", workdir / "installer-image", workdir / "installer-tmp"
+    claim, empty = workdir / "plugin-claim", workdir / "empty-plugin-claim"
+    link_tree(node.process.install, copy)
+    image.mkdir()
+    zip_copy = workdir / plugin_zip.name
+    shutil.copyfile(plugin_zip, zip_copy)
+    zip_copy.chmod(0o644)
+    for directory in (claim, empty, scratch):
+        directory.mkdir()
+        os.chown(directory, RUN_AS, RUN_AS)
+    verbatim = installer_script(node.ours, image, claim, scratch)
+    download = f"install --batch {component.PLUGINS[0]}\n"
+    assert verbatim.count(download) == 1, verbatim
+    scripts = {
+        "unreachable": installer_script(node.ours, image, empty, scratch),
+        "first": verbatim.replace(download, f"install --batch {zip_copy.as_uri()}\n"),
+        "again": verbatim,
+    }
+    bind(copy, image, read_only=True)
+    try:
+        runs = {
+            run: run_installer(node, image, workdir / f"empty-dir-{run}", script) for run, script in scripts.items()
+        }
+    finally:
+        unmount(image)
+    node.facts["installer"] = runs
+    node.facts["claim"] = claim
+    assert runs["first"].returncode == 0, runs["first"].stdout + runs["first"].stderr
+    node.process.prepare()
+    for mount in node.ours.plugin_mounts:
+        target = node.process.home / Path(mount["mountPath"]).relative_to(component.HOME)
+        target.mkdir(parents=True)
+        bind(claim / mount["subPath"], target, read_only=bool(mount.get("readOnly")))
+        node.cleanups.append(functools.partial(unmount, target))
+
+
+def unmount(target: Path) -> None:
+    subprocess.run(["umount", str(target)], check=False, timeout=30)
+
+
 def need_release(outcome: Release | Blocked) -> Release:
     if isinstance(outcome, Blocked):
         blocked(outcome.name, outcome.coordinates, outcome.why)
@@ -337,6 +466,8 @@ def real_keystore(rendered: Mapping[str, str], access_key: str, secret_key: str)
 
 
 def start(node: Node, ready: Callable[[], bool]) -> Node:
+    if node.setup is not None:
+        node.setup(node)
     started = time.monotonic()
     node.process.start(START_TIMEOUT, ready)
     node.seconds = time.monotonic() - started
@@ -377,6 +508,9 @@ def launches(
             pool.shutdown(wait=True, cancel_futures=True)
             for node in nodes:  # one still preparing when the first stop came has started since
                 node.process.stop()
+            for node in nodes:
+                for cleanup in reversed(node.cleanups):
+                    cleanup()
     print(f"\nopensearch nodes' directories: {base} ({'kept' if KEEP else 'removed'})")
     if not KEEP:
         shutil.rmtree(base, ignore_errors=True)
@@ -526,6 +660,51 @@ def test_node_a_runs_our_opensearch_yml_keystore_and_truststore(deployed: Node, 
         "(less plugins.security.*: security 3.6.0.0 not served), every other key in effect as rendered "
         "(network.host 0.0.0.0 included); keystore entries of opensearch-s3-keystore loaded and reloadable; JVM "
         "truststore built by our init container's script; no unknown or deprecated setting logged",
+    )
+
+
+def mount_options(path: Path) -> list[str] | None:
+    """The options of the mount at `path` (this process's mount table), None when nothing is mounted there."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(path):
+            return fields[5].split(",")
+    return None
+
+
+def test_node_a_runs_repository_s3_from_the_plugin_claim_and_its_start_downloads_nothing(
+    deployed: Node, proves: Proves
+) -> None:
+    """The chart no longer installs repository-s3 at every start: the installer Job put it on the claim,
+    once, and the pod mounts it read-only. Node A starts in a namespace with no route out, with the
+    plugin only there, and a rerun of the Job's script finds it and downloads nothing."""
+    runs = deployed.facts["installer"]
+    unreachable = runs["unreachable"].stdout + runs["unreachable"].stderr
+    # The download the Job makes (its only one): artifacts.opensearch.org, which nothing here reaches.
+    assert runs["unreachable"].returncode != 0 and "UnknownHostException: artifacts.opensearch.org" in unreachable
+    assert "installed onto the volume" in runs["first"].stdout, runs["first"].stdout
+    again = runs["again"].stdout + runs["again"].stderr
+    assert runs["again"].returncode == 0, again
+    assert "nothing to download" in again and "Installing" not in again and "Downloading" not in again
+    version = programs.OPENSEARCH_VERSION
+    (mount,) = deployed.ours.plugin_mounts
+    assert (mount["subPath"], mount["readOnly"]) == (f"{version}/repository-s3", True)
+    assert installed_plugins(deployed.process.install) == ["opensearch-job-scheduler"], "not in the install"
+    assert sorted(path.name for path in (deployed.facts["claim"] / version).iterdir()) == ["repository-s3"]
+    options = mount_options(deployed.process.home / "plugins" / "repository-s3")
+    assert options is not None and "ro" in options, options
+    loaded = {(entry["component"], entry["version"]) for entry in deployed.rest.get("/_cat/plugins?format=json").json()}
+    assert ("repository-s3", version) in loaded
+    (refusal,) = [line for line in unreachable.splitlines() if "UnknownHostException" in line]
+    print(f"\ninstaller on an empty claim, no route out: {trim(refusal, 160)}")
+    proves(
+        "repository-s3",
+        version,
+        "installed by the installer Job's rendered script (as uid 1000, the install read-only but for an empty "
+        "plugins directory, CLI config in a scratch directory) onto the claim under 3.6.0/repository-s3; run "
+        "verbatim on an empty claim it reaches for artifacts.opensearch.org (UnknownHostException without a route "
+        "out), rerun verbatim on the filled claim it downloads nothing; OpenSearch started with the plugin only on "
+        "the claim, bind-mounted read-only where the chart mounts it, and loads it (every snapshot test runs on it)",
     )
 
 
@@ -1116,6 +1295,149 @@ def test_admin_password_rotated_through_the_account_api(
         "the admin password rotated through the account API as the README shows (the security plugin refuses "
         f"{WEAK_BY_ZXCVBN!r}, which has every character class, by its zxcvbn strength); AdminCredentials accepts the "
         "new password; the old one gets rejection()'s 401 message, in update and, as a changed password, in preview",
+    )
+
+
+# --- node B: the break-glass admin certificate ---------------------------------------------------------
+
+
+class _CertificateConnection(http.client.HTTPSConnection):
+    """HTTPS to an address with a client certificate, verifying the server for another name."""
+
+    def __init__(self, address: str, tls_name: str, context: ssl.SSLContext) -> None:
+        super().__init__(address, HTTP_PORT, timeout=120, context=context)
+        self._tls_name, self._verifying = tls_name, context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._verifying.wrap_socket(raw, server_hostname=self._tls_name)
+
+
+def with_certificate(
+    node: Node, credential: Mapping[str, str], directory: Path, method: str, path: str, body: Any = None
+) -> Response:
+    """A request that presents `credential` (certificate and key) and no password."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = directory / "client.crt", directory / "client.key"
+    certificate.write_text(credential["certificate"])
+    key.write_text(credential["privateKey"])
+    key.chmod(0o600)
+    context = ssl.create_default_context(cadata=node.ours.platform_ca)
+    context.load_cert_chain(certificate, key)
+    connection = _CertificateConnection(node.host.address, TLS_NAME, context)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return Response(response.status, response.read())
+    finally:
+        connection.close()
+
+
+def test_the_clusters_admin_certificate_is_admin_there_and_no_other_certificate_is(
+    secured: Node, security_objects: dict[tuple[str, str], Applied], proves: Proves, tmp_path: Path
+) -> None:
+    admin = x509.load_pem_x509_certificate(secured.ours.admin["certificate"].encode())
+    subject = admin.subject.rfc4514_string()
+    assert secured.ours.generated.settings()["plugins.security.authcz.admin_dn"] == [subject]
+    assert subject == component.admin_dn(NODE_B)
+    users = with_certificate(secured, secured.ours.admin, tmp_path / "admin", "GET", f"/{USERS_PATH}")
+    assert users.status == 200, users.text()
+    assert {component.ADMIN_USER, policies.WRITER_USER, exporter.USER} <= set(users.json())
+    node_certificate = {
+        "certificate": secured.ours.generated.tls[CERTIFICATE_KEY],
+        "privateKey": secured.ours.generated.tls[PRIVATE_KEY_KEY],
+    }
+    refused = {
+        who: with_certificate(secured, credential, tmp_path / who, "GET", f"/{USERS_PATH}").status
+        for who, credential in (("other-cluster-admin", secured.ours.other_admin), ("node", node_certificate))
+    }
+    print(f"\nsecurity API with another certificate of the platform CA: {refused}")
+    assert refused == {"other-cluster-admin": 401, "node": 401}, refused
+    proves(
+        "opensearch-security",
+        SECURITY_VERSION,
+        f"with admin_dn [{subject}] as rendered, edge-b's admin certificate (platform CA, RSA, client_auth) alone, "
+        "without a password, reads the security API's internal users; another cluster's admin certificate and the "
+        "node certificate, both from the same CA, get 401",
+    )
+
+
+USERS_PATH = "_plugins/_security/api/internalusers"
+README = Path(__file__).resolve().parents[2] / "README.md"
+BREAK_GLASS_SECTION = "### Break-glass: a lost OpenSearch admin password"
+IN_THE_POD = "bash -s <<'EOF'\n"
+POD_PATHS = {
+    "WORK": "/tmp/break-glass",
+    "T": f"{component.HOME}/plugins/opensearch-security/tools",
+    "CA": f"{component.CONFIG_DIR}/{component.CERTS_DIR}/{CA_KEY}",
+}
+"""Where the README's reset works in the pod: its scratch directory, the security plugin's tools, the
+CA the chart mounts with the node certificate."""
+
+
+def break_glass_script() -> str:
+    """The README's break-glass reset, the lines it runs in the pod, read from the README itself: back
+    up the security index, put a new hash on `admin`, upload the internal users alone. Its one line of
+    pod paths must name the image's and the chart's real paths; it is dropped, the test gives its own."""
+    text = README.read_text()
+    section = text[text.index(BREAK_GLASS_SECTION) :]
+    body = section[section.index(IN_THE_POD) + len(IN_THE_POD) : section.index("\nEOF\n")]
+    lines = body.splitlines()
+    paths = "; ".join(f"{name}={path}" for name, path in POD_PATHS.items())
+    assert paths in lines, f"the README's reset no longer sets the pod's paths as {paths!r}"
+    return "\n".join(line for line in lines if line != paths) + "\n"
+
+
+def test_securityadmin_resets_a_lost_admin_password_with_the_admin_certificate(
+    secured: Node, security_objects: dict[tuple[str, str], Applied], proves: Proves, tmp_path: Path
+) -> None:
+    guard = props(secured.ours.guard, secured.endpoint)
+    old, new = guard["password"], strong_password()
+    work = tmp_path / "break-glass"
+    work.mkdir()
+    (work / "admin.crt").write_text(secured.ours.admin["certificate"])
+    (work / "admin.key").write_text(secured.ours.admin["privateKey"])
+    (work / "new-password").write_text(new)
+    for secret in ("admin.key", "new-password"):
+        (work / secret).chmod(0o600)
+    tools = secured.process.home / "plugins" / "opensearch-security" / "tools"
+    environment = {
+        **os.environ,
+        "WORK": str(work),
+        "T": str(tools),
+        "CA": str(secured.process.config_dir / "certs" / CA_KEY),
+        "OPENSEARCH_JAVA_HOME": str(JAVA_HOME),
+    }
+    original = secured.rest.get(f"/{USERS_PATH}/{component.ADMIN_USER}").json()[component.ADMIN_USER]
+    try:
+        ran = secured.host.run(["bash", "-c", break_glass_script()], env=environment, check=False, timeout=300)
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        backed_up = yaml.safe_load((work / "backup" / "internal_users.yml").read_text())
+        assert {component.ADMIN_USER, policies.WRITER_USER, exporter.USER} <= set(backed_up)
+        assert secured.client(component.ADMIN_USER, new).get(f"/{api.ACCOUNT_PATH}").status == 200
+        assert secured.client(component.ADMIN_USER, old).get(f"/{api.ACCOUNT_PATH}").status == 401
+        writer = secured.client(secured.ours.writer_login["username"], secured.ours.writer_login["password"])
+        assert writer.get(f"/{api.ACCOUNT_PATH}").status == 200, "the other users are kept"
+    finally:
+        # Back to the stack's password, the README's other way: the REST API with the admin certificate.
+        kept = ("backend_roles", "attributes", "description", "opendistro_security_roles")
+        body = {"password": old, **{key: original[key] for key in kept if key in original}}
+        put = with_certificate(
+            secured, secured.ours.admin, tmp_path / "rest", "PUT", f"/{USERS_PATH}/{component.ADMIN_USER}", body
+        )
+        assert put.status == 200, put.text()
+    assert secured.client(component.ADMIN_USER, old).get(f"/{api.ACCOUNT_PATH}").status == 200
+    assert secured.client(component.ADMIN_USER, new).get(f"/{api.ACCOUNT_PATH}").status == 401
+    api.AdminCredentialsProvider().create(guard)
+    proves(
+        "opensearch-security",
+        SECURITY_VERSION,
+        "with edge-b's admin certificate alone, the README's break-glass reset (read from the README) ran: "
+        "securityadmin.sh backed up the security index, "
+        "the README's sed put hash.sh's hash of a new password on admin, and `-f internal_users.yml -t internalusers` "
+        "uploaded it: the new password logs in, the old one gets 401, Fluent-bit's user is kept; a PUT of "
+        "internalusers/admin with the same certificate over HTTPS set the stack's password back",
     )
 
 

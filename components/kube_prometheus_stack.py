@@ -7,6 +7,11 @@ sidecar through the headless `kps-thanos-discovery` Service (central) or NodePor
 host address (edges: central's DNS cannot resolve another cluster's Service names). On central,
 Grafana's default datasource is Thanos (through the Query Frontend); the local Prometheus stays as
 the second one.
+
+Least privilege, where the chart's values allow it (README, "Security"): node-exporter keeps only the
+host views it reports on; kube-state-metrics exports no Secret metadata and so reads no Secret;
+Grafana's sidecars read ConfigMaps of Grafana's namespace only, and Grafana runs read-only;
+Alertmanager mounts no API token; the admission certificate Jobs run as `nobody`.
 """
 
 from __future__ import annotations
@@ -64,6 +69,21 @@ GRAFANA_SERVICE = f"{RELEASE}-grafana"
 """The Grafana subchart names itself after the release, not `fullnameOverride`."""
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 GRAFANA_ADMIN_USER = "admin"
+GRAFANA_SIDECAR_ROLE = "grafana-sidecars"
+"""Our Role for Grafana's dashboard and datasource sidecars: ConfigMaps of Grafana's namespace only.
+The chart's own Role (or, not namespaced, ClusterRole) would also let them read every Secret."""
+GRAFANA_SIDECAR_RULES: list[dict[str, Any]] = [
+    {"api_groups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
+]
+"""What the dashboard and datasource sidecars need: to list and watch ConfigMaps (in one namespace)."""
+GRAFANA_TMP_VOLUMES = {"grafana": "grafana-tmp", "dashboards": "sc-dashboard-tmp", "datasources": "sc-datasources-tmp"}
+"""An emptyDir /tmp per container of the Grafana pod: their root filesystems are read-only."""
+TMP_SIZE_LIMIT = "64Mi"
+NODE_EXPORTER_UID = 65534
+"""The chart's (and the image's) `nobody`."""
+ADMISSION_JOB_UID = 65534
+"""The admission webhook certificate Jobs: `nobody` instead of the chart's UID 2000, which could be a
+host user's."""
 CLUSTER_LABEL = "cluster"
 """External label that tells the clusters apart; never a replica label, or Query would merge the clusters."""
 REPLICA_LABEL = "prometheus_replica"
@@ -237,6 +257,21 @@ def thanos_datasource(url: str) -> dict[str, Any]:
 
 
 def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
+    """Grafana with read-only root filesystems and namespaced, ConfigMap-only discovery.
+
+    - The sidecars find dashboards and datasources in Grafana's namespace only (every dashboard and
+      datasource ConfigMap of the platform is there), only among ConfigMaps, with our Role
+      `grafana-sidecars` (`rbac.namespaced` + `useExistingRole`): no Secret of the cluster, nor of the
+      namespace (the object-store keys, the receivers' credentials), is readable by Grafana's token.
+    - Each container writes only to its volumes: the PVC (`/var/lib/grafana`), the search index, the
+      sidecars' shared folders and a small emptyDir `/tmp` each (the sidecars' Python needs one).
+    - No download at start: the background plugin installer (Grafana 12+) would fetch and replace
+      bundled plugins, which a read-only image cannot take (and egress to the internet is closed
+      anyway); the update checks and usage reporting are off for the same reason.
+    """
+    namespace = args["namespace"]
+    read_only = {"readOnlyRootFilesystem": True}
+    tmp = GRAFANA_TMP_VOLUMES
     values: dict[str, Any] = {
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "ingress": {
@@ -251,6 +286,8 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "grafana.ini": {
             "server": {"root_url": f"https://{args['grafana_hostname']}/"},
             "security": {"cookie_secure": True},
+            "plugins": {"preinstall_disabled": True, "preinstall_auto_update": False},
+            "analytics": {"check_for_updates": False, "check_for_plugin_updates": False, "reporting_enabled": False},
         },
         "persistence": {
             "enabled": True,
@@ -263,11 +300,30 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "initChownData": {"enabled": False},
         "testFramework": {"enabled": False},
         "resources": resources(cpu="50m", memory="256Mi", memory_limit="512Mi"),
-        "sidecar": {"resources": resources(cpu="10m", memory="64Mi", memory_limit="128Mi")},
+        "rbac": {"namespaced": True, "useExistingRole": GRAFANA_SIDECAR_ROLE},
+        "containerSecurityContext": read_only,
+        "extraContainerVolumes": [
+            {"name": volume, "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}} for volume in tmp.values()
+        ],
+        "extraVolumeMounts": [{"name": tmp["grafana"], "mountPath": "/tmp", "readOnly": False}],
+        "sidecar": {
+            "resources": resources(cpu="10m", memory="64Mi", memory_limit="128Mi"),
+            "securityContext": read_only,
+            "dashboards": {
+                "searchNamespace": namespace,  # the chart's default in kube-prometheus-stack is ALL
+                "resource": "configmap",
+                "extraMounts": [{"name": tmp["dashboards"], "mountPath": "/tmp"}],
+            },
+            "datasources": {
+                "searchNamespace": namespace,
+                "resource": "configmap",
+                "extraMounts": [{"name": tmp["datasources"], "mountPath": "/tmp"}],
+            },
+        },
     }
     if args["thanos_datasource_url"] is not None:
         # The chart's local Prometheus datasource stays, as the second one (only one may be default).
-        values["sidecar"]["datasources"] = {"defaultDatasourceEnabled": True, "isDefaultDatasource": False}
+        values["sidecar"]["datasources"].update({"defaultDatasourceEnabled": True, "isDefaultDatasource": False})
         values["additionalDataSources"] = [thanos_datasource(args["thanos_datasource_url"])]
     return values
 
@@ -298,12 +354,15 @@ def crds_values() -> dict[str, Any]:
 
 def alertmanager_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     """One replica; receivers and routing from the `alerting` settings, their secrets mounted from
-    the Secret `alertmanager-receivers` (the configuration only names the files)."""
+    the Secret `alertmanager-receivers` (the configuration only names the files); no API token."""
     alerting = args["alerting"]
     spec: dict[str, Any] = {
         "replicas": 1,
         "storage": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, args["monitoring"].alertmanager_storage_size)},
         "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
+        # Neither Alertmanager nor its config-reloader calls the API server (the configuration and
+        # the receivers' Secret are mounted files): no token in the pod.
+        "automountServiceAccountToken": False,
     }
     if alertmanager.secret_data(alerting, args["alert_webhook_url"], args["alert_smtp_password"]):
         spec["secrets"] = [alertmanager.RECEIVERS_SECRET]
@@ -337,14 +396,51 @@ def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any
         "prometheusOperator": {
             "resources": resources(cpu="50m", memory="128Mi", memory_limit="256Mi"),
             "prometheusConfigReloader": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")},
-            "admissionWebhooks": {"patch": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")}},
+            "admissionWebhooks": {
+                "patch": {
+                    "resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi"),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": ADMISSION_JOB_UID,
+                        "runAsGroup": ADMISSION_JOB_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                }
+            },
         },
-        "kube-state-metrics": {"resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi")},
-        # In a namespace of its own: it needs the host's network and PID namespace, which would
-        # otherwise hold every monitoring pod to the `privileged` Pod Security level.
-        "prometheus-node-exporter": {
-            "namespaceOverride": args["node_exporter_namespace"],
-            "resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi"),
+        # No Secret collector: its metrics (names, types, labels of every Secret) feed no rule or
+        # dashboard, and without it kube-state-metrics' ClusterRole reads no Secret.
+        "kube-state-metrics": {
+            "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
+            "collectorsExclude": ["secrets"],
+        },
+        "prometheus-node-exporter": node_exporter_values(args["node_exporter_namespace"]),
+    }
+
+
+def node_exporter_values(namespace: str) -> dict[str, Any]:
+    """node-exporter in a namespace of its own: it needs the host's network and PID namespace and its
+    `/`, `/proc` and `/sys` (read-only, the chart's hostPath mounts), which would otherwise hold every
+    monitoring pod to the `privileged` Pod Security level. Nothing else: it runs as `nobody` without
+    any capability (a non-root process reads those files without one), cannot gain privileges, with
+    the runtime's default seccomp profile (its default collectors' syscalls are allowed there, the
+    timex collector's read-only `adjtimex` too since containerd 1.4; the perf collector, which would
+    need `perf_event_open`, is off) and a read-only root filesystem, and mounts no API token (the
+    chart's default)."""
+    return {
+        "namespaceOverride": namespace,
+        "resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi"),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": NODE_EXPORTER_UID,
+            "runAsGroup": NODE_EXPORTER_UID,
+            "fsGroup": NODE_EXPORTER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containerSecurityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
         },
     }
 
@@ -373,7 +469,14 @@ class KubePrometheusStack(Component):
             ),
             opts=self.child(),
         )
-        before_release: list[pulumi.Resource] = [admin]
+        sidecar_role = k8s.rbac.v1.Role(
+            GRAFANA_SIDECAR_ROLE,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_SIDECAR_ROLE, namespace=namespace, labels=MANAGED_BY),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in GRAFANA_SIDECAR_RULES],
+            opts=self.child(),
+        )
+        # The chart's RoleBinding names it: the sidecars start with their permissions in place.
+        before_release: list[pulumi.Resource] = [admin, sidecar_role]
         alerting = args["alerting"]
         receiver_secrets = alertmanager.secret_data(alerting, args["alert_webhook_url"], args["alert_smtp_password"])
         if receiver_secrets:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components import versions
-from components.kube_prometheus_stack import CRD_UPGRADE_POD_LABELS
+from components.kube_prometheus_stack import CRD_UPGRADE_POD_LABELS, GRAFANA_SIDECAR_ROLE
 from components.namespaces import NODE_EXPORTER
 from components.settings import PROJECT, SettingsError, parse_settings
 from tests.certificates import throwaway_ca
@@ -344,3 +344,142 @@ def test_unreachable_control_plane_monitors_are_off(any_stack: Rendering) -> Non
         assert v[component]["enabled"] is False, component
     for group in ("etcd", "kubeControllerManager", "kubeSchedulerAlerting", "kubeProxy"):
         assert v["defaultRules"]["rules"][group] is False, group
+
+
+# --- least privilege (issue 20, item 7) -------------------------------------------------------
+
+
+def chart_object(stack: Rendering, kind: str, name: str) -> KubeObject:
+    (found,) = [o for o in chart_objects(stack) if o.kind == kind and o.name == name]
+    return found
+
+
+def pod_spec(o: KubeObject) -> dict[str, Any]:
+    return dict(o.obj["spec"]["template"]["spec"])
+
+
+@requires_charts
+def test_node_exporter_keeps_the_host_views_it_needs_and_nothing_else(any_stack: Rendering) -> None:
+    """Host network and PID namespace, `/`, `/proc` and `/sys` read-only: what its collectors read.
+    As `nobody`, without capabilities or privilege escalation, seccomp RuntimeDefault, no API token."""
+    spec = pod_spec(chart_object(any_stack, "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"))
+    assert spec["hostNetwork"] is True and spec["hostPID"] is True
+    assert spec["automountServiceAccountToken"] is False
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 65534
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    host_paths = {volume["name"]: volume["hostPath"]["path"] for volume in spec["volumes"] if "hostPath" in volume}
+    assert sorted(host_paths.values()) == ["/", "/proc", "/sys"]
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert all(mounts[name]["readOnly"] is True for name in host_paths)
+    # The collectors read the host's files through the mounts the chart points them at.
+    assert {"--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root"} <= set(container["args"])
+
+
+@requires_charts
+def test_kube_state_metrics_reads_no_secret(any_stack: Rendering) -> None:
+    assert values(any_stack)["kube-state-metrics"]["collectorsExclude"] == ["secrets"]
+    role = chart_object(any_stack, "ClusterRole", "kube-prometheus-stack-kube-state-metrics")
+    assert not [rule for rule in role.obj["rules"] if "secrets" in rule.get("resources", [])]
+    (container,) = pod_spec(chart_object(any_stack, "Deployment", "kube-prometheus-stack-kube-state-metrics"))[
+        "containers"
+    ]
+    (resources,) = [arg for arg in container["args"] if arg.startswith("--resources=")]
+    assert "secrets" not in resources.removeprefix("--resources=").split(",")
+    assert "configmaps" in resources  # the other collectors stay
+
+
+@requires_charts
+def test_grafana_reads_configmaps_of_its_own_namespace_only(any_stack: Rendering) -> None:
+    """No ClusterRole: our Role, bound in `monitoring` by the chart, lists ConfigMaps and nothing else,
+    and the sidecars look only there, only at ConfigMaps."""
+    objects = chart_objects(any_stack)
+    assert not [o for o in objects if o.kind in ("ClusterRole", "ClusterRoleBinding") and "grafana" in o.name]
+    assert not [o for o in objects if o.kind == "Role" and "grafana" in o.name]  # the chart's would add Secrets
+    (binding,) = [o for o in objects if o.kind == "RoleBinding" and o.name == "kube-prometheus-stack-grafana"]
+    assert binding.namespace == "monitoring"
+    assert binding.obj["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": GRAFANA_SIDECAR_ROLE,
+    }
+    assert binding.obj["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kube-prometheus-stack-grafana", "namespace": "monitoring"}
+    ]
+    role = any_stack.k8s("Role", GRAFANA_SIDECAR_ROLE, "monitoring")
+    assert role.inputs["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
+    assert any_stack.depends_on(any_stack.release(RELEASE), role)
+    spec = pod_spec(chart_object(any_stack, "Deployment", "kube-prometheus-stack-grafana"))
+    sidecars = [c for c in spec["containers"] if c["name"].startswith("grafana-sc-")]
+    assert {c["name"] for c in sidecars} == {"grafana-sc-dashboard", "grafana-sc-datasources"}
+    for sidecar in sidecars:
+        env = {item["name"]: item.get("value") for item in sidecar["env"]}
+        assert env["NAMESPACE"] == "monitoring", sidecar["name"]
+        assert env["RESOURCE"] == "configmap", sidecar["name"]
+
+
+@requires_charts
+def test_every_dashboard_and_datasource_is_where_the_sidecars_look(any_stack: Rendering) -> None:
+    """Namespaced discovery finds only what is in Grafana's namespace: every labelled object must be
+    a ConfigMap there (the fleet dashboard, the chart's dashboards and datasources)."""
+    labelled = [
+        o
+        for o in cluster(any_stack).applied()
+        if {"grafana_dashboard", "grafana_datasource"} & set((o.obj.get("metadata") or {}).get("labels") or {})
+    ]
+    assert any(o.name == "kps-grafana-datasource" for o in labelled)
+    assert any(o.kind == "ConfigMap" and o.origin == "ours" for o in labelled) == (
+        settings(any_stack).role == "central"
+    )
+    for o in labelled:
+        assert (o.kind, o.namespace) == ("ConfigMap", "monitoring"), o.describe()
+
+
+@requires_charts
+def test_grafana_runs_read_only_with_a_tmp_of_its_own_per_container(any_stack: Rendering) -> None:
+    spec = pod_spec(chart_object(any_stack, "Deployment", "kube-prometheus-stack-grafana"))
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    tmp_volumes = []
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, container["name"]
+        (tmp,) = [mount for mount in container["volumeMounts"] if mount["mountPath"] == "/tmp"]
+        assert volumes[tmp["name"]]["emptyDir"]["sizeLimit"], container["name"]
+        assert not tmp.get("readOnly"), container["name"]
+        tmp_volumes.append(tmp["name"])
+    assert len(set(tmp_volumes)) == len(tmp_volumes) == 3  # Grafana and both sidecars, each its own
+    (grafana,) = [c for c in spec["containers"] if c["name"] == "grafana"]
+    writable = {mount["mountPath"] for mount in grafana["volumeMounts"] if not mount.get("readOnly")}
+    assert {"/var/lib/grafana", "/tmp"} <= writable
+    ini = values(any_stack)["grafana"]["grafana.ini"]
+    # Nothing downloaded into the read-only image at start (and no egress to the internet anyway).
+    assert ini["plugins"] == {"preinstall_disabled": True, "preinstall_auto_update": False}
+    assert ini["analytics"] == {
+        "check_for_updates": False,
+        "check_for_plugin_updates": False,
+        "reporting_enabled": False,
+    }
+
+
+@requires_charts
+def test_alertmanager_mounts_no_api_token(any_stack: Rendering) -> None:
+    """Alertmanager and its config-reloader read mounted files only (v0.93.1's CRD has the field)."""
+    assert values(any_stack)["alertmanager"]["alertmanagerSpec"]["automountServiceAccountToken"] is False
+    (alertmanager,) = [o for o in chart_objects(any_stack) if o.kind == "Alertmanager"]
+    assert alertmanager.obj["spec"]["automountServiceAccountToken"] is False
+
+
+@requires_charts
+def test_the_admission_certificate_jobs_run_as_nobody(any_stack: Rendering) -> None:
+    jobs = [o for o in chart_objects(any_stack) if o.kind == "Job" and o.name.startswith("kps-admission-")]
+    assert {o.name for o in jobs} == {"kps-admission-create", "kps-admission-patch"}
+    for job in jobs:
+        pod = pod_spec(job)["securityContext"]
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["runAsNonRoot"]) == (65534, 65534, True), job.name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -196,9 +196,6 @@ def _render_release(
     known = own_crds | installed_before
     try:
         objects = _template(name, str(package), namespace, values, kube_version, tuple(sorted(known)))
-        chart_crds = _crd_api_versions([o.obj for o in objects if o.obj.get("kind") == "CustomResourceDefinition"])
-        if not chart_crds <= known:  # its templates may test for its own CRDs
-            objects = _template(name, str(package), namespace, values, kube_version, tuple(sorted(known | chart_crds)))
     except helm.HelmError as error:
         gaps.append(f"{describe(release)}: {error}")
         return []
@@ -220,10 +217,22 @@ def _items(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=64)
 def _template(
-    name: str, package: str, namespace: str, values: str, kube_version: str, api_versions: tuple[str, ...]
+    name: str, package: str, namespace: str, values: str, kube_version: str, known: tuple[str, ...]
 ) -> tuple[helm.RenderedObject, ...]:
-    """`helm template`, once per distinct input (values as canonical JSON)."""
-    return tuple(helm.template(name, Path(package), namespace, json.loads(values), kube_version, api_versions))
+    """`helm template` with the API versions `known` to be installed before it (values as canonical
+    JSON), once per distinct input. When the chart brings CRDs of its own that are not among them,
+    rendered again with them added: its templates may test for its own CRDs. The first output is
+    only read for its CRDs, and the second parses each chunk the first printed alike only once."""
+    chart = Path(package)
+    text = helm.template_text(name, chart, namespace, json.loads(values), kube_version, known)
+    chunks: helm.ParsedChunks = {}
+    chart_crds = _crd_api_versions(
+        [o.obj for o in helm.parse_manifests(text, chunks, only_crds=True) if o.obj.get("kind") == helm.CRD_KIND]
+    )
+    if not chart_crds <= set(known):
+        api_versions = tuple(sorted(set(known) | chart_crds))
+        text = helm.template_text(name, chart, namespace, json.loads(values), kube_version, api_versions)
+    return tuple(helm.parse_manifests(text, chunks))
 
 
 def _with_namespace(obj: dict[str, Any], namespace: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ VersionOf = Callable[[Path], str | None]
 
 HOOK_ANNOTATION = "helm.sh/hook"
 TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
+CRD_KIND = "CustomResourceDefinition"
 
 
 class HelmError(Exception):
@@ -282,6 +283,19 @@ def template(
     timeout: float = 120,
 ) -> list[RenderedObject]:
     """Every object `helm install` would create for the release (CRDs and hooks included), in helm's order."""
+    return parse_manifests(template_text(release, chart, namespace, values, kube_version, api_versions, timeout))
+
+
+def template_text(
+    release: str,
+    chart: Path,
+    namespace: str,
+    values: Mapping[str, Any],
+    kube_version: str,
+    api_versions: Sequence[str] = (),
+    timeout: float = 120,
+) -> str:
+    """What `helm template` prints for the release (`template`, before parsing)."""
     helm = helm_binary()
     if helm is None:
         raise HelmError(INSTALL_HINT)
@@ -293,8 +307,7 @@ def template(
         ]  # fmt: skip
         for api_version in api_versions:
             command += ["--api-versions", api_version]
-        output = _run_helm(command, _isolated_env(Path(scratch)), timeout, f"helm template {release}")
-    return parse_manifests(output)
+        return _run_helm(command, _isolated_env(Path(scratch)), timeout, f"helm template {release}")
 
 
 def _write_values(directory: Path, values: Mapping[str, Any]) -> Path:
@@ -343,9 +356,17 @@ _SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 _SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
 
 
-def parse_manifests(text: str) -> list[RenderedObject]:
+ParsedChunks = dict[str, list[dict[str, Any]]]
+"""A chunk of `helm template` output (its text) -> its objects, to parse a chunk printed twice once."""
+
+
+def parse_manifests(text: str, memo: ParsedChunks | None = None, only_crds: bool = False) -> list[RenderedObject]:
     """Objects from `helm template` output. Helm prefixes each template's output with `# Source: <path>`;
-    a CRD file is printed verbatim after its header, so its own documents inherit the last source."""
+    a CRD file is printed verbatim after its header, so its own documents inherit the last source.
+
+    `memo` keeps each chunk's objects for the next call with the same memo (the callers' objects are
+    shared, so only for output that is thrown away or never changed). `only_crds` parses only the
+    chunks that can hold a CustomResourceDefinition (the others come back as nothing)."""
     loader = _yaml_loader()
     objects: list[RenderedObject] = []
     source = ""
@@ -353,7 +374,14 @@ def parse_manifests(text: str) -> list[RenderedObject]:
         header = _SOURCE.search(chunk)
         if header:
             source = header.group(1)
-        objects += [RenderedObject(source, doc) for doc in _load_objects(chunk, loader, source)]
+        if only_crds and CRD_KIND not in chunk:
+            continue
+        documents = memo.get(chunk) if memo is not None else None
+        if documents is None:
+            documents = _load_objects(chunk, loader, source)
+            if memo is not None:
+                memo[chunk] = documents
+        objects += [RenderedObject(source, doc) for doc in documents]
     return objects
 
 

@@ -8,8 +8,6 @@ validator; an object that neither knows is a finding here.
 
 from __future__ import annotations
 
-import kubernetes_validate
-
 from tools.cluster import KubeObject, cluster
 from tools.engine import Rendering
 from tools.validators import schemas
@@ -24,12 +22,8 @@ def validate(rendering: Rendering) -> list[Finding]:
     findings = []
     for o in cluster(rendering).applied():
         obj = o.obj
-        try:
-            kubernetes_validate.validate(obj, minor, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            where = join_path(list(error.path)) or "(object)"
-            findings.append(Finding(NAME, _where(o), f"{where}: {schemas.shorten(error.message)}"))
-        except kubernetes_validate.SchemaNotFoundError:
+        validator = schemas.object_validator(str(obj.get("apiVersion")), str(obj.get("kind")), minor)
+        if validator is None:
             if schemas.find_crd(str(obj.get("apiVersion")), str(obj.get("kind"))) is None:
                 findings.append(
                     Finding(
@@ -39,6 +33,9 @@ def validate(rendering: Rendering) -> list[Finding]:
                         "custom resource whose CRD is in the reference material",
                     )
                 )
+        elif (error := next(validator.iter_errors(obj), None)) is not None:
+            where = join_path(list(error.path)) or "(object)"
+            findings.append(Finding(NAME, _where(o), f"{where}: {schemas.shorten(error.message)}"))
     return findings
 
 

@@ -10,6 +10,7 @@ misspelt field cannot vanish silently) unless `x-kubernetes-preserve-unknown-fie
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,33 @@ def _definitions(minor: str) -> tuple[str, Registry]:
     )
     registry: Registry = Resource.from_contents(contents) @ Registry()
     return str(contents.get("$id", "")), registry
+
+
+@functools.cache
+def object_validator(api_version: str, kind: str, minor: str) -> Draft202012Validator | None:
+    """The strict validator `kubernetes_validate.validate(obj, minor, strict=True)` builds for an
+    object of `apiVersion`/`kind`, built once: that function reads the whole definitions file and
+    builds a fresh validator (and its reference cache) for every object. None when the schema set
+    has no such kind (its `SchemaNotFoundError`). Its first error is the one it raises."""
+    utils = kubernetes_validate.utils
+    desired = minor.removeprefix("v")
+    if utils.major_minor(desired) > utils.latest_version():
+        raise kubernetes_validate.VersionNotSupportedError(version=utils.major_minor(desired))
+    # The same choice as kubernetes_validate (it compares "major.minor" as strings).
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(desired)][-1]
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"{schema_dir}/{kind.lower()}-{api}.json", desired)
+    except FileNotFoundError:
+        return None
+    registry: Registry = _strict_definitions(schema_dir, desired) @ (Resource.from_contents(schema) @ Registry())
+    return Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _strict_definitions(schema_dir: str, desired: str) -> Resource[Any]:
+    return Resource.from_contents(kubernetes_validate.utils.schema_contents(f"{schema_dir}/_definitions.json", desired))
 
 
 def _minor_tuple(version: str) -> tuple[int, int]:

@@ -162,7 +162,8 @@ def thanos_sidecar(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "objectStorageConfig": {
             "existingSecret": {"name": thanos_objstore_secret("sidecar"), "key": OBJSTORE_KEY},
         },
-        "resources": resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
+        # Idle between uploads: it ships one 2h block every two hours and proxies Query's reads.
+        "resources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
     }
     mounts = []
     if args["objstore_ca"]:
@@ -203,8 +204,13 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         # (`--storage.tsdb.delay-compact-file.path`), so a 2h block is compacted only once uploaded.
         # Forcing it off would only cost local disk and query speed; for older versions the operator
         # turns compaction off by itself.
+        # One node's targets (kubelet and cAdvisor, the API server, kube-state-metrics, node-exporter,
+        # the platform's own exporters) every 30s: on the order of 1-2 thousand samples a second,
+        # a small share of one core (Prometheus's cost is per sample, and its 2-hourly head
+        # compaction is a burst). An estimate, not a measurement (no running platform here); no CPU
+        # limit, so rule evaluation and compaction take the node's idle CPU.
         "resources": resources(
-            cpu="300m", memory=monitoring.prometheus_memory, memory_limit=monitoring.prometheus_memory_limit
+            cpu="200m", memory=monitoring.prometheus_memory, memory_limit=monitoring.prometheus_memory_limit
         ),
         "storageSpec": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, monitoring.prometheus_storage_size)},
         "thanos": thanos_sidecar(args),

@@ -40,6 +40,12 @@ MANAGER_PORT = 9500
 WEBHOOK_PORTS = (9502, 9503)
 """longhorn-manager's admission webhook and recovery backend (Longhorn 1.12 has no conversion webhook on 9501)."""
 MANAGER_POD_LABELS = {"app": "longhorn-manager"}
+DEFAULT_REQUESTS = {"cpu": "10m", "memory": "64Mi"}
+"""What the LimitRange gives each container no value sizes: the UI (nginx serving static files and
+proxying to the manager), the driver deployer (idle after deploying), the CSI sidecars (controllers
+waiting for volume operations), the engine image (idle) and the instance manager's memory. Ten
+containers on one node; Longhorn's own manifests request nothing for them. The instance manager's CPU
+is its guaranteed share instead (`guaranteedInstanceManagerCPU`)."""
 
 
 class BackupCredentials(TypedDict):
@@ -188,9 +194,7 @@ class Longhorn(Component):
             "longhorn-default-requests",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="default-requests", namespace=ns, labels=MANAGED_BY),
             spec=k8s.core.v1.LimitRangeSpecArgs(
-                limits=[
-                    k8s.core.v1.LimitRangeItemArgs(type="Container", default_request={"cpu": "20m", "memory": "64Mi"})
-                ]
+                limits=[k8s.core.v1.LimitRangeItemArgs(type="Container", default_request=DEFAULT_REQUESTS)]
             ),
             opts=self.child(),
         )

@@ -246,8 +246,10 @@ class NodeCapacity(_Model):
 
     cpus: float = Field(4, gt=0)
     memory_gib: float = Field(16, gt=0)
-    reserved_cpus: float = Field(1.2, ge=0)
-    """Control plane, CoreDNS, Calico and Longhorn's guaranteed instance-manager CPU."""
+    reserved_cpus: float = Field(1.0, ge=0)
+    """The system pods' CPU requests: kubeadm's control plane (kube-apiserver 250m, controller-manager
+    200m, scheduler 100m, etcd 100m), CoreDNS 100m and calico-node 250m. Longhorn's instance manager
+    is the platform's and counted with it."""
     reserved_memory_gib: float = Field(1.0, ge=0)
 
     @model_validator(mode="after")

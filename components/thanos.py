@@ -204,7 +204,11 @@ def query(endpoints: str, grpc_tls_checksum: pulumi.Input[str]) -> Workload:
             f"--endpoint.sd-config-file={ENDPOINTS_DIR}/{ENDPOINTS_FILE}",
         ],
         ports={"grpc": GRPC_PORT, "http": HTTP_PORT},
-        resources=resources(cpu="100m", memory="256Mi", memory_limit="1Gi"),
+        # Per replica, and there are two: Query fans out to a few StoreAPIs (three clusters' sidecars
+        # and the Store Gateway) for a handful of dashboards; its CPU goes to merging series at query
+        # time, which an idle request does not make faster. Requests are guarantees under
+        # contention, not caps (no CPU limits), so a burst takes the node's idle CPU.
+        resources=resources(cpu="50m", memory="256Mi", memory_limit="1Gi"),
         # A directory mount (no subPath), so the kubelet also updates the file in a running pod.
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="endpoints", mount_path=ENDPOINTS_DIR, read_only=True),

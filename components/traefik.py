@@ -288,7 +288,9 @@ def traefik_values(
                 "serviceMonitor": {"enabled": True, "additionalLabels": service_monitor_labels, "interval": "30s"},
             }
         },
-        "resources": resources(cpu="100m", memory="128Mi", memory_limit="384Mi"),
+        # A few UIs and the API calls of `pulumi up` for three clusters: far below what one core of
+        # Traefik proxies. A request, not a cap: a burst takes the node's idle CPU.
+        "resources": resources(cpu="50m", memory="128Mi", memory_limit="384Mi"),
         "podSecurityContext": pod_security,
         "securityContext": container_security,
         **tls_values(default_certificate_secret),

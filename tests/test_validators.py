@@ -437,12 +437,12 @@ def test_requests_over_80_percent_of_the_node_are_a_finding() -> None:
     big = synthetic.container()
     big["resources"]["requests"]["cpu"] = "1"
     within = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[big], replicas=2)))
-    assert capacity.validate(within) == []  # 2 CPU of 2.8 allocatable: 71 %
+    assert capacity.validate(within) == []  # 2 CPU of 3 allocatable (4 less the system reserve): 67 %
     over = synthetic.rendering(synthetic.kubernetes(synthetic.deployment(containers=[big], replicas=3)))
     findings = capacity.validate(over)
     assert len(findings) == 1
     assert findings[0].resource == "stack test"
-    assert findings[0].message.startswith("CPU requests 3000m exceed 80% of the allocatable 2800m")
+    assert findings[0].message.startswith("CPU requests 3000m exceed 80% of the allocatable 3000m")
 
 
 def test_the_node_size_comes_from_the_stack_config() -> None:
@@ -509,7 +509,7 @@ def test_a_chart_missing_from_the_capacity_table_is_a_finding() -> None:
 @requires_charts  # the capacity and schema checks read the cluster as helm renders it
 def test_the_capacity_report_names_every_sized_container() -> None:
     text = capacity.capacity(rendered(EDGE)).report()
-    assert text.startswith(f"capacity of {EDGE}: node 6 CPU / 24 GiB, system reserve 1.2 CPU / 1 GiB")
+    assert text.startswith(f"capacity of {EDGE}: node 6 CPU / 24 GiB, system reserve 1 CPU / 1 GiB")
     assert "helm release traefik resources" in text
     assert "sized elsewhere: helm release longhorn" in text
 

@@ -4,13 +4,18 @@ Counted: containers of typed workloads (times `spec.replicas`; a DaemonSet runs 
 node) and the containers charts run with our values, found through the explicit per-chart table
 `HELM_CONTAINERS` below (values are our values merged over the chart defaults, as Helm does).
 Init containers and hook Jobs must be sized too, but run before or beside the steady state and
-are not summed. The node offers `node.cpus - node.reservedCpus` CPUs and
-`node.memoryGib - node.reservedMemoryGib` GiB; requests above 80 % of that are a finding, and so is
-any container we configure without CPU and memory requests or a memory limit.
+are not summed. Longhorn runs containers no value sizes (its UI, driver deployer, the CSI and
+engine-image pods its manager creates): they are counted with the requests the LimitRange of its
+namespace fills in, and its instance manager with the CPU Longhorn guarantees it
+(`guaranteedInstanceManagerCPU`, a share of the node's CPUs). The node offers `node.cpus -
+node.reservedCpus` CPUs and `node.memoryGib - node.reservedMemoryGib` GiB (the reserve is the system
+pods'); requests above 80 % of that are a finding, and so is any container we configure without CPU
+and memory requests or a memory limit. The report also gives the platform's share of the whole node.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,10 +189,44 @@ SIZED_BY_LIMIT_RANGE: dict[str, str] = {
     # Longhorn 1.12 sizes only longhorn-manager through values: components/longhorn.py gives its
     # namespace a LimitRange with default requests for the UI, the driver deployer, the manager's
     # image pre-pull container and the pods the manager creates (CSI, engine image, instance
-    # managers); the instance managers' guaranteed CPU is part of the node's system reserve.
+    # managers). Those are counted below (LONGHORN_UNSIZED) with the LimitRange's requests.
     "longhorn": "Longhorn sizes only longhorn-manager through values; a LimitRange in its namespace gives the "
     "UI, driver deployer, CSI, engine-image and instance-manager containers default requests",
 }
+
+
+@dataclass(frozen=True)
+class Unsized:
+    """Containers a chart (or the operator it installs) runs without any value sizing them."""
+
+    name: str
+    replicas: str | None = None
+    """Values path of the replica count (None: one pod, or a DaemonSet's one pod on our node)."""
+    default_replicas: int = 1
+    """The count when the values leave it unset (what the manager falls back to)."""
+    containers: int = 1
+    """Containers per pod."""
+
+
+LONGHORN_UNSIZED = (
+    Unsized("longhorn-ui", "longhornUI.replicas", 2),
+    Unsized("longhorn-driver-deployer"),
+    # The manager deploys the CSI controllers with 3 replicas unless `csi.*ReplicaCount` says otherwise.
+    Unsized("csi-attacher", "csi.attacherReplicaCount", 3),
+    Unsized("csi-provisioner", "csi.provisionerReplicaCount", 3),
+    Unsized("csi-resizer", "csi.resizerReplicaCount", 3),
+    Unsized("csi-snapshotter", "csi.snapshotterReplicaCount", 3),
+    # A DaemonSet: node-driver-registrar, longhorn-liveness-probe and longhorn-csi-plugin.
+    Unsized("longhorn-csi-plugin", containers=3),
+    Unsized("engine-image"),
+)
+"""What Longhorn 1.12 runs on the node besides the manager: the chart's UI and driver deployer, and the
+pods the manager creates (CSI, engine image). The instance manager is counted apart (its CPU is the
+guaranteed share). Not counted: the manager's image pre-pull init container (before the steady
+state) and share managers (RWX volumes only; the platform has none)."""
+INSTANCE_MANAGER_CPU = "defaultSettings.guaranteedInstanceManagerCPU"
+LONGHORN_DEFAULT_GUARANTEE = 12.0
+"""Longhorn's default guaranteed instance-manager CPU, in percent of the node's CPUs."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +262,11 @@ class Capacity:
     def total(self, attribute: str) -> float:
         return sum((getattr(e, attribute) or 0.0) * e.count for e in self.entries if not e.transient)
 
+    def node_share(self, attribute: str) -> float:
+        """The platform's requests as a share of the whole node (system reserve included in the node)."""
+        whole = self.node.cpus if attribute == "cpu_request" else self.node.memory_gib * GIB
+        return self.total(attribute) / whole
+
     def report(self) -> str:
         cpu, memory = self.total("cpu_request"), self.total("memory_request")
         limit = self.total("memory_limit")
@@ -234,6 +278,8 @@ class Capacity:
             f"  requests: cpu {_cpu(cpu)} ({_share(cpu, self.allocatable_cpu)} of allocatable), "
             f"memory {_mem(memory)} ({_share(memory, self.allocatable_memory)}); "
             f"memory limits {_mem(limit)} ({_share(limit, self.allocatable_memory)})",
+            f"  of the whole node: cpu {self.node_share('cpu_request'):.0%} of {self.node.cpus:g} CPU, memory "
+            f"{self.node_share('memory_request'):.0%} of {self.node.memory_gib:g} GiB",
             f"  {'count':>5}  {'cpu req':>8}  {'mem req':>8}  {'mem lim':>8}  container",
         ]
         for entry in sorted(self.entries, key=lambda e: (e.transient, e.source)):
@@ -294,8 +340,11 @@ def _helm_release(result: Capacity, rendering: Rendering, release: Resource) -> 
     where = describe(release)
     if chart in SIZED_BY_LIMIT_RANGE:
         namespace = release.inputs.get("namespace")
-        if _has_default_requests(rendering, namespace):
+        defaults = _default_requests(rendering, namespace)
+        if defaults is not None:
             result.exceptions.append(f"{where}: {SIZED_BY_LIMIT_RANGE[chart]}")
+            if chart == "longhorn":
+                _longhorn_unsized(result, where, _merged_values(release, chart, version), defaults)
         else:
             result.findings.append(
                 Finding(NAME, where, f"no LimitRange with default CPU and memory requests in namespace {namespace}")
@@ -308,7 +357,7 @@ def _helm_release(result: Capacity, rendering: Rendering, release: Resource) -> 
             Finding(NAME, where, f"chart {chart} has no entry in the capacity table HELM_CONTAINERS")
         )
         return
-    values = deep_merge(helm_values.chart_defaults(chart, version) or {}, validation_view(release.inputs.get("values")))
+    values = _merged_values(release, chart, version)
     for container in table:
         if not all(_truthy(lookup(values, path)) for path in container.when):
             continue
@@ -334,15 +383,46 @@ def _is_daemonset(values: Any, container: HelmContainer) -> bool:
     return expected == "*" or lookup(values, path) == expected
 
 
-def _has_default_requests(rendering: Rendering, namespace: Any) -> bool:
+def _merged_values(release: Resource, chart: str, version: str) -> Any:
+    """Our values over the chart's defaults, as Helm merges them."""
+    return deep_merge(helm_values.chart_defaults(chart, version) or {}, validation_view(release.inputs.get("values")))
+
+
+def _default_requests(rendering: Rendering, namespace: Any) -> dict[str, Any] | None:
+    """The CPU and memory requests a LimitRange in `namespace` gives a container without any, or None."""
     for resource in rendering.kubernetes_objects():
         if resource.kind != "LimitRange" or resource.metadata.get("namespace") != namespace:
             continue
         for limit in reveal(lookup(resource.inputs, "spec.limits")) or []:
-            requests = reveal(limit).get("defaultRequest") or {}
+            requests = reveal(reveal(limit).get("defaultRequest") or {})
             if reveal(limit).get("type") == "Container" and "cpu" in requests and "memory" in requests:
-                return True
-    return False
+                return dict(requests)
+    return None
+
+
+def _longhorn_unsized(result: Capacity, where: str, values: Any, defaults: dict[str, Any]) -> None:
+    """Longhorn's containers no value sizes, with the LimitRange's requests (and no memory limit: the
+    LimitRange sets none, deliberately), and the instance manager with its guaranteed CPU."""
+    cpu, memory = parse_quantity(defaults["cpu"]), parse_quantity(defaults["memory"])
+    for unsized in LONGHORN_UNSIZED:
+        pods = _count(lookup(values, unsized.replicas or ""), unsized.default_replicas)
+        source = f"{where} {unsized.name} (LimitRange default)"
+        result.entries.append(Sized(source, pods * unsized.containers, cpu, memory, None, transient=False))
+    share = _guaranteed_share(lookup(values, INSTANCE_MANAGER_CPU))
+    source = f"{where} instance-manager ({share:g}% of the node's CPUs guaranteed; memory: LimitRange default)"
+    result.entries.append(Sized(source, 1, result.node.cpus * share / 100, memory, None, transient=False))
+
+
+def _guaranteed_share(setting: Any) -> float:
+    """The v1 data engine's guaranteed instance-manager CPU, in percent (the v2 engine is off): a
+    per-engine map, its JSON form, or one number for every engine."""
+    if isinstance(setting, str) and setting.strip().startswith("{"):
+        setting = json.loads(setting)
+    if isinstance(setting, dict):
+        setting = setting.get("v1")
+    if setting is None or setting == "":
+        return LONGHORN_DEFAULT_GUARANTEE
+    return float(setting)
 
 
 def _add(result: Capacity, source: str, resources: Any, count: int, transient: bool) -> None:

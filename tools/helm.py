@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import yaml
 
+from tools import parsed_yaml
+
 # Not `tools.engine.ROOT`: importing the engine pulls in Pulumi, and `python -m tools.helm install`
 # runs in tools/test.sh before anything else should be needed.
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,15 +336,20 @@ def _isolated_env(scratch: Path) -> dict[str, str]:
 
 
 def _run_helm(command: list[str], env: dict[str, str], timeout: float, what: str) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as error:
-        raise HelmError(f"{what} took longer than {timeout:g} s") from error
-    except OSError as error:
-        raise HelmError(f"cannot run {command[0]}: {error}") from error
-    if done.returncode != 0:
-        raise HelmError(f"{what} failed: {_error_lines(done.stderr) or f'exit status {done.returncode}'}")
-    return done.stdout
+    # Into files, not pipes: reading megabytes from a pipe takes the GIL for every chunk, and with
+    # another thread busy in Python (`tools.validators.prepare`) each chunk waits for its turn.
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        try:
+            done = subprocess.run(command, stdout=stdout, stderr=stderr, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as error:
+            raise HelmError(f"{what} took longer than {timeout:g} s") from error
+        except OSError as error:
+            raise HelmError(f"cannot run {command[0]}: {error}") from error
+        stdout.seek(0)
+        stderr.seek(0)
+        if done.returncode != 0:
+            raise HelmError(f"{what} failed: {_error_lines(stderr.read()) or f'exit status {done.returncode}'}")
+        return stdout.read()
 
 
 def _error_lines(stderr: str) -> str:
@@ -388,7 +395,7 @@ def parse_manifests(text: str, memo: ParsedChunks | None = None, only_crds: bool
 def _load_objects(chunk: str, loader: Any, source: str) -> list[dict[str, Any]]:
     """The chunk's objects; empty documents (a template that rendered nothing, comments only) are dropped."""
     try:
-        documents = [doc for doc in yaml.load_all(chunk, Loader=loader) if doc is not None]
+        documents = [doc for doc in parsed_yaml.load_all(chunk, loader) if doc is not None]
     except yaml.YAMLError as error:
         raise HelmError(f"helm printed YAML that does not parse ({source or 'no source'}): {error}") from error
     for document in documents:

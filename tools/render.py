@@ -91,9 +91,10 @@ def summary(rendering: Rendering) -> str:
 
 def run_checks(rendering: Rendering) -> int:
     # Test requirements: only needed with --check.
-    from tools.validators import capacity, missing_prerequisite, policy_pack, run_all, skipped_by_reason
+    from tools.validators import capacity, missing_prerequisite, policy_pack, prepare, run_all, skipped_by_reason
 
     if missing_prerequisite() is None:
+        prepare(rendering)
         print(capacity.capacity(rendering).report())
         for gap in cluster(rendering).gaps:
             print(f"not rendered: {gap}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 from tools.engine import Rendering
@@ -107,12 +108,34 @@ def runnable() -> dict[str, Validator]:
     return {name: validate for name, validate in validators().items() if name not in cannot}
 
 
+def prepare(rendering: Rendering) -> None:
+    """Build the cluster model (`tools.cluster`) while the reference CRDs load in another thread:
+    the model spends most of its time waiting for `helm template`. Only when the material is here."""
+    from tools.cluster import cluster
+    from tools.validators import schemas
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(schemas.preload)  # an error is met again, and reported, by the validator that loads it
+        cluster(rendering)
+
+
 def run_all(rendering: Rendering) -> list[Finding]:
-    """The findings of every validator that can run here, for one rendering, in a stable order."""
-    findings: list[Finding] = []
-    for validate in runnable().values():
-        findings += sorted(set(validate(rendering)))
-    return findings
+    """The findings of every validator that can run here, for one rendering, in a stable order.
+
+    The validators only read the rendering and the cluster model, which is built first (each would
+    otherwise render the charts itself): they run in threads, so that those waiting on a program
+    of their own (network-config-analyzer, the Pod Security evaluator, promtool) overlap the others.
+    Their findings are gathered in `MODULES` order, each validator's sorted."""
+    from tools.cluster import cluster
+
+    if missing_prerequisite() is None:
+        prepare(rendering)
+    else:
+        cluster(rendering)
+    validate_all = list(runnable().values())
+    with ThreadPoolExecutor(max_workers=max(len(validate_all), 1)) as pool:
+        results = [pool.submit(validate, rendering) for validate in validate_all]
+        return [finding for result in results for finding in sorted(set(result.result()))]
 
 
 __all__ = [
@@ -121,6 +144,7 @@ __all__ = [
     "Validator",
     "missing_prerequisite",
     "needs_reference",
+    "prepare",
     "reference_dir",
     "run_all",
     "runnable",

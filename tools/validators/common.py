@@ -14,7 +14,7 @@ import yaml
 from pulumi.output import Unknown
 
 from components import versions
-from tools import reference
+from tools import parsed_yaml, reference
 from tools.engine import PROJECT, SECRET_TEXT, Rendering, Resource, Secret
 
 REFERENCE_ENV = "THANOS_MC_REFERENCE"
@@ -52,8 +52,7 @@ _ReferenceLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node:
 @functools.cache
 def load_yaml_documents(path: Path) -> tuple[Any, ...]:
     """Every non-empty document of a reference YAML file (cached: the files are large and immutable)."""
-    with path.open() as stream:
-        return tuple(doc for doc in yaml.load_all(stream, Loader=_ReferenceLoader) if doc is not None)
+    return tuple(doc for doc in parsed_yaml.load_all(path.read_text(), _ReferenceLoader) if doc is not None)
 
 
 # --- naming -------------------------------------------------------------------------------

@@ -126,6 +126,11 @@ def _crd_index() -> dict[tuple[str, str], Crd]:
     return index
 
 
+def preload() -> None:
+    """Read the reference CRDs now (`tools.validators.prepare` does it while helm renders)."""
+    _crd_index()
+
+
 def find_crd(api_version: str, kind: str) -> Crd | None:
     group = api_version.rpartition("/")[0]
     return _crd_index().get((group, kind)) if group else None

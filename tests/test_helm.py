@@ -465,3 +465,15 @@ def test_template_renders_kube_prometheus_stack(
     assert not any("grafana" in item.source for item in objects)  # values honoured: subchart disabled
     assert any(item.is_hook and item.obj["kind"] == "Job" for item in objects)  # admission webhook patch jobs
     assert elapsed < 5, f"helm template took {elapsed:.1f} s"
+
+
+def test_parse_manifests_reads_only_crd_chunks_when_asked_and_reuses_parsed_chunks() -> None:
+    crd = "# Source: c/crds/a.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+    text = f"---\n{crd}---\n# Source: c/templates/x.yaml\napiVersion: v1\nkind: X\n"
+    chunks: helm.ParsedChunks = {}
+    only = helm.parse_manifests(text, chunks, only_crds=True)
+    assert [(item.source, item.obj["kind"]) for item in only] == [("c/crds/a.yaml", "CustomResourceDefinition")]
+    everything = helm.parse_manifests(text, chunks)
+    assert [item.obj["kind"] for item in everything] == ["CustomResourceDefinition", "X"]
+    assert everything[0].obj is only[0].obj  # the CRD chunk was not parsed again
+    assert everything == helm.parse_manifests(text)

@@ -653,3 +653,55 @@ def test_a_namespace_looser_than_its_pods_need_is_reported() -> None:
         synthetic.kubernetes(namespace("apps", "restricted")), synthetic.kubernetes(locked_down("app", "apps"))
     )
     assert pod_security.validate(strict) == []
+
+
+# --- what render --check does to be quick keeps the findings --------------------------------
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        synthetic.deployment(),
+        {**synthetic.deployment(), "spec": {"replicas": "three", "bogus": 1}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": 1}},
+    ],
+)
+def test_the_cached_schema_validator_gives_kubernetes_validates_first_error(obj: dict[str, Any]) -> None:
+    import kubernetes_validate
+
+    from tools.validators import schemas
+
+    validator = schemas.object_validator(obj["apiVersion"], obj["kind"], "1.36")
+    assert validator is not None
+    error = next(validator.iter_errors(obj), None)
+    try:
+        kubernetes_validate.validate(obj, "1.36", strict=True)
+    except kubernetes_validate.ValidationError as expected:
+        assert error is not None
+        assert (list(error.path), error.message) == (list(expected.path), expected.message)
+    else:
+        assert error is None
+
+
+def test_the_cached_schema_validator_knows_no_custom_resource() -> None:
+    from tools.validators import schemas
+
+    assert schemas.object_validator("monitoring.coreos.com/v1", "ServiceMonitor", "1.36") is None
+
+
+def test_run_all_gathers_findings_in_module_order_whatever_finishes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import tools.validators as package
+
+    def slow(rendering: Rendering) -> list[Finding]:
+        time.sleep(0.2)
+        return [Finding("slow", "r", "b"), Finding("slow", "r", "a")]
+
+    def quick(rendering: Rendering) -> list[Finding]:
+        return [Finding("quick", "r", "x")]
+
+    monkeypatch.setattr(package, "runnable", lambda: {"slow": slow, "quick": quick})
+    monkeypatch.setattr(package, "missing_prerequisite", lambda: "no reference material here")
+    found = run_all(synthetic.rendering(synthetic.kubernetes(synthetic.deployment())))
+    assert [str(finding) for finding in found] == ["slow: r: a", "slow: r: b", "quick: r: x"]

@@ -8,6 +8,8 @@ the offline engine (`tools.engine`) and `helm template` of every release once, w
 and its own). The full run is `python -m tools.render --stack S --check` itself. Both are timed as
 fresh processes, interpreter start included, one after the other, `--repeat` times; one line per
 stack gives the median of each and their ratio. Parsing helm's output is not part of the floor.
+`--cold` empties the parsed-YAML cache (`tools.parsed_yaml`) before each full run, as on a machine
+that never ran the checks.
 
 Every stack file is measured unless `--stack` says which. Without `--config`, a stack whose file
 sets neither `s3.caCertificate` nor `s3.publicCa` gets a throwaway CA (openssl) as
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools import helm
+from tools import helm, parsed_yaml
 from tools.engine import PROJECT, ROOT, Rendering, load_stack_config, run_stack, stack_names
 from tools.render import close_idle_event_loops
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         throwaway = None if args.config else _throwaway_ca(Path(scratch))
         for stack in stacks:
             config = args.config or _default_config(stack, throwaway)
-            print(benchmark(stack, config, args.repeat).line(), flush=True)
+            print(benchmark(stack, config, args.repeat, args.cold).line(), flush=True)
     return 0
 
 
@@ -87,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", action="append", default=[], help="a stack to measure (default: every stack file)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="as `tools.render`'s")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each per stack (the median is printed)")
+    parser.add_argument("--cold", action="store_true", help="empty the parsed-YAML cache before each full run")
     parser.add_argument("--floor", type=float, help=argparse.SUPPRESS)  # internal: the floor process, started at
     return parser
 
@@ -94,12 +98,14 @@ def _parser() -> argparse.ArgumentParser:
 # --- the parent: one floor and one full run after the other ------------------------------------
 
 
-def benchmark(stack: str, config: list[str], repeat: int) -> Measurement:
+def benchmark(stack: str, config: list[str], repeat: int, cold: bool = False) -> Measurement:
     options = [flag for setting in config for flag in ("--config", setting)]
     floors: list[Floor] = []
     fulls: list[float] = []
     for _ in range(repeat):
         floors.append(_floor_process(stack, options))
+        if cold:
+            shutil.rmtree(parsed_yaml.cache_dir(), ignore_errors=True)
         fulls.append(_full_process(stack, options))
     return Measurement(stack, floors, fulls)
 

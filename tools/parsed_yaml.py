@@ -42,12 +42,16 @@ def load_all(text: str, loader: type[Any]) -> list[Any]:
     return documents
 
 
-def _entry(text: str, loader: type[Any]) -> Path:
+def cache_dir() -> Path:
     from tools.podsecurity import cache_root  # the tools cache every checker shares
 
+    return cache_root() / "yaml"
+
+
+def _entry(text: str, loader: type[Any]) -> Path:
     digest = hashlib.sha256(f"{FORMAT}\0{loader.__module__}.{loader.__qualname__}\0".encode())
     digest.update(text.encode())
-    return cache_root() / "yaml" / f"{digest.hexdigest()}.json"
+    return cache_dir() / f"{digest.hexdigest()}.json"
 
 
 def _store(path: Path, documents: list[Any]) -> None:

@@ -56,32 +56,39 @@ ACCEPTED_SKIP_VERIFY: dict[tuple[str, str], str] = {
 }
 
 
-def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every (path, value) inside `value`, a secret standing for what it holds (unwrapped one level
-    at a time: unwrapping the whole subtree at every node made the walk quadratic)."""
-    while isinstance(value, Secret):
-        value = value.value
-    yield path, value
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{index}]")
-
-
 def skipped_verification(value: Any) -> list[str]:
     """Where `value` turns certificate verification off."""
-    found = []
-    for path, item in _walk(value):
-        key = path.rsplit(".", 1)[-1]
-        if key in SKIP_VERIFY_KEYS and item is True:
-            found.append(f"{path} is true")
-        elif key in VERIFY_KEYS and item is False:
-            found.append(f"{path} is false: verification off")
-        elif isinstance(item, str) and any(pattern.search(item) for pattern in SKIP_VERIFY_TEXT):
-            found.append(f"{path} turns verification off")
+    found: list[str] = []
+    _check(value, (), "", found)
     return found
+
+
+def _check(value: Any, where: tuple[str | int, ...], key: str, found: list[str]) -> None:
+    """`value` and everything in it (a secret stands for what it holds). `where` holds the keys and
+    list indexes down to it, made a path only for a finding: the charts' objects have a million
+    values. `key` is the path's last dotted part (what a key name is matched on; nothing for the
+    root or a list item)."""
+    while isinstance(value, Secret):
+        value = value.value
+    if key in SKIP_VERIFY_KEYS and value is True:
+        found.append(f"{_path(where)} is true")
+    elif key in VERIFY_KEYS and value is False:
+        found.append(f"{_path(where)} is false: verification off")
+    elif isinstance(value, str) and any(pattern.search(value) for pattern in SKIP_VERIFY_TEXT):
+        found.append(f"{_path(where)} turns verification off")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check(item, (*where, str(name)), str(name).rsplit(".", 1)[-1], found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, (*where, index), "", found)
+
+
+def _path(where: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in where:
+        text = f"{text}[{part}]" if isinstance(part, int) else (f"{text}.{part}" if text else part)
+    return text
 
 
 def covered(host: str, names: list[str]) -> bool:

@@ -16,7 +16,10 @@ objects are missing, and every check that needs them says so instead of passing 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,8 @@ CLUSTER_SCOPED = frozenset(
         "VolumeSnapshotClass",
     }
 )
+CHART_CRDS_FORMAT = "1"
+"""Part of every remembered CRD list's name: a change to what is stored starts anew."""
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 
 
@@ -221,18 +226,61 @@ def _template(
 ) -> tuple[helm.RenderedObject, ...]:
     """`helm template` with the API versions `known` to be installed before it (values as canonical
     JSON), once per distinct input. When the chart brings CRDs of its own that are not among them,
-    rendered again with them added: its templates may test for its own CRDs. The first output is
-    only read for its CRDs, and the second parses each chunk the first printed alike only once."""
-    chart = Path(package)
-    text = helm.template_text(name, chart, namespace, json.loads(values), kube_version, known)
+    rendered with them added: its templates may test for its own CRDs. Which CRDs it brings is what
+    a first rendering with `known` prints, read for its CRDs only; remembered in the tools cache
+    under everything that rendering depends on, so a later run renders once."""
+    render = functools.partial(helm.template_text, name, Path(package), namespace, json.loads(values), kube_version)
+    memory = _chart_crds_entry(name, package, namespace, values, kube_version, known)
+    chart_crds = _remembered(memory)
     chunks: helm.ParsedChunks = {}
-    chart_crds = _crd_api_versions(
-        [o.obj for o in helm.parse_manifests(text, chunks, only_crds=True) if o.obj.get("kind") == helm.CRD_KIND]
-    )
-    if not chart_crds <= set(known):
-        api_versions = tuple(sorted(set(known) | chart_crds))
-        text = helm.template_text(name, chart, namespace, json.loads(values), kube_version, api_versions)
+    text = None
+    if chart_crds is None:
+        text = render(known)
+        printed = helm.parse_manifests(text, chunks, only_crds=True)
+        chart_crds = _crd_api_versions([o.obj for o in printed if o.obj.get("kind") == helm.CRD_KIND])
+        _remember(memory, chart_crds)
+    api_versions = tuple(sorted(set(known) | chart_crds))
+    if text is None or api_versions != known:
+        text = render(api_versions)
     return tuple(helm.parse_manifests(text, chunks))
+
+
+def _chart_crds_entry(name: str, package: str, *inputs: object) -> Path | None:
+    """Where the CRD API versions of a first rendering are kept: named by its every input (the
+    package's bytes, the helm binary as installed), so it cannot stand for another rendering.
+    None for a chart directory (not a package), which may change under the same name."""
+    from tools.podsecurity import cache_root
+
+    if not Path(package).is_file():
+        return None
+    binary = helm.helm_binary()
+    stat = binary.stat() if binary is not None and binary.exists() else None
+    digest = hashlib.sha256(json.dumps([CHART_CRDS_FORMAT, name, *inputs, str(binary)]).encode())
+    digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode() if stat else b"-")
+    digest.update(Path(package).read_bytes())
+    return cache_root() / "chart-crds" / f"{digest.hexdigest()}.json"
+
+
+def _remembered(entry: Path | None) -> set[str] | None:
+    if entry is None:
+        return None
+    try:
+        listed = json.loads(entry.read_text())
+    except (OSError, ValueError):
+        return None
+    return set(listed) if isinstance(listed, list) and all(isinstance(api, str) for api in listed) else None
+
+
+def _remember(entry: Path | None, apis: set[str]) -> None:
+    if entry is None:
+        return
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=entry.parent, suffix=".tmp", delete=False) as scratch:
+            scratch.write(json.dumps(sorted(apis)))
+        os.replace(scratch.name, entry)
+    except OSError:
+        return  # no cache: the next run renders twice again
 
 
 def _with_namespace(obj: dict[str, Any], namespace: str) -> dict[str, Any]:

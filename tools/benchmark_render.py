@@ -8,8 +8,8 @@ the offline engine (`tools.engine`) and `helm template` of every release once, w
 and its own). The full run is `python -m tools.render --stack S --check` itself. Both are timed as
 fresh processes, interpreter start included, one after the other, `--repeat` times; one line per
 stack gives the median of each and their ratio. Parsing helm's output is not part of the floor.
-`--cold` empties the parsed-YAML cache (`tools.parsed_yaml`) before each full run, as on a machine
-that never ran the checks.
+`--cold` empties what `render` keeps between runs (parsed YAML, `tools.parsed_yaml`, and the CRDs
+each chart brings, `tools.cluster`) before each full run, as on a machine that never ran it.
 
 Every stack file is measured unless `--stack` says which. Without `--config`, a stack whose file
 sets neither `s3.caCertificate` nor `s3.publicCa` gets a throwaway CA (openssl) as
@@ -32,7 +32,6 @@ from typing import Any
 
 from tools import helm, parsed_yaml
 from tools.engine import PROJECT, ROOT, Rendering, load_stack_config, run_stack, stack_names
-from tools.render import close_idle_event_loops
 
 CA_KEY = "s3.caCertificate"
 FLOOR_MARK = "floor: "
@@ -74,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(setting.partition("=")[::2] for setting in args.config)
     if args.floor is not None:
         print(FLOOR_MARK + json.dumps(measure_floor(args.stack[0], settings, args.floor).__dict__))
+        from tools.render import close_idle_event_loops  # after the timing: the floor imports no more than it needs
+
         close_idle_event_loops()
         return 0
     stacks = args.stack or stack_names()
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", action="append", default=[], help="a stack to measure (default: every stack file)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="as `tools.render`'s")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each per stack (the median is printed)")
-    parser.add_argument("--cold", action="store_true", help="empty the parsed-YAML cache before each full run")
+    parser.add_argument("--cold", action="store_true", help="empty render's caches before each full run")
     parser.add_argument("--floor", type=float, help=argparse.SUPPRESS)  # internal: the floor process, started at
     return parser
 
@@ -105,7 +106,10 @@ def benchmark(stack: str, config: list[str], repeat: int, cold: bool = False) ->
     for _ in range(repeat):
         floors.append(_floor_process(stack, options))
         if cold:
-            shutil.rmtree(parsed_yaml.cache_dir(), ignore_errors=True)
+            from tools import cluster
+
+            for kept in (parsed_yaml.cache_dir(), cluster.chart_crds_dir()):
+                shutil.rmtree(kept, ignore_errors=True)
         fulls.append(_full_process(stack, options))
     return Measurement(stack, floors, fulls)
 

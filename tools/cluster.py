@@ -249,8 +249,6 @@ def _chart_crds_entry(name: str, package: str, *inputs: object) -> Path | None:
     """Where the CRD API versions of a first rendering are kept: named by its every input (the
     package's bytes, the helm binary as installed), so it cannot stand for another rendering.
     None for a chart directory (not a package), which may change under the same name."""
-    from tools.podsecurity import cache_root
-
     if not Path(package).is_file():
         return None
     binary = helm.helm_binary()
@@ -258,7 +256,13 @@ def _chart_crds_entry(name: str, package: str, *inputs: object) -> Path | None:
     digest = hashlib.sha256(json.dumps([CHART_CRDS_FORMAT, name, *inputs, str(binary)]).encode())
     digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode() if stat else b"-")
     digest.update(Path(package).read_bytes())
-    return cache_root() / "chart-crds" / f"{digest.hexdigest()}.json"
+    return chart_crds_dir() / f"{digest.hexdigest()}.json"
+
+
+def chart_crds_dir() -> Path:
+    from tools.podsecurity import cache_root  # the tools cache every checker shares
+
+    return cache_root() / "chart-crds"
 
 
 def _remembered(entry: Path | None) -> set[str] | None:

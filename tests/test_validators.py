@@ -37,6 +37,7 @@ from tools.validators import (
     policy_pack,
     prometheus_rules,
     run_all,
+    schemas,
     secret_leaks,
     thanos_flags,
     validators,
@@ -105,6 +106,20 @@ def test_the_kubernetes_version_comes_from_the_stack_config() -> None:
 
 
 # --- CRDs ---------------------------------------------------------------------------------
+
+
+@requires_reference
+def test_custom_resources_are_checked_against_the_crds_of_the_deployed_chart_versions() -> None:
+    """The reference keeps the seed's Longhorn 1.5.3 and Prometheus Operator 0.70.0 CRDs beside the
+    pinned ones; a directory that merely sorts last must not stand for what the program installs."""
+    deployed = {
+        ("longhorn.io/v1beta2", "RecurringJob"): f"longhorn-v{versions.LONGHORN.version}/",
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): "prometheus-operator-v0.93.1/",
+        ("traefik.io/v1alpha1", "Middleware"): "traefik-v3.7.11/",
+    }
+    for (api_version, kind), directory in deployed.items():
+        crd = schemas.find_crd(api_version, kind)
+        assert crd is not None and crd.source.startswith(directory), (kind, crd and crd.source)
 
 
 def test_a_valid_custom_resource_passes_its_crd() -> None:

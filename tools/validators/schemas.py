@@ -18,6 +18,8 @@ import kubernetes_validate
 from jsonschema import Draft7Validator, Draft202012Validator
 from referencing import Registry, Resource
 
+from components import versions
+from tools import reference
 from tools.validators.common import join_path, load_yaml_documents, reference_dir, validation_view
 
 MESSAGE_LIMIT = 300
@@ -107,11 +109,25 @@ class Crd:
     """Served version name -> its openAPIV3Schema, translated to JSON Schema."""
 
 
+def deployed_crd_directories() -> set[str]:
+    """The reference's CRD directories of the charts at the versions the program deploys. The
+    reference also keeps older sets (the seed's Longhorn 1.5.3, Prometheus Operator 0.70.0) to compare
+    with; their CRDs must never stand for the deployed ones."""
+    pinned = {(chart.name, chart.version) for chart in versions.CHARTS.values()}
+    return {
+        source.crds
+        for reference_set in reference.SETS.values()
+        for source in reference_set.charts
+        if source.crds and (source.name, source.version) in pinned
+    }
+
+
 @functools.cache
 def _crd_index() -> dict[tuple[str, str], Crd]:
     root = reference_dir() / "crds"
     index: dict[tuple[str, str], Crd] = {}
-    for path in sorted(root.glob("**/*.yaml")):
+    deployed = deployed_crd_directories()
+    for path in sorted(p for p in root.glob("**/*.yaml") if p.relative_to(root).parts[0] in deployed):
         for doc in load_yaml_documents(path):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue

@@ -141,10 +141,20 @@ def test_a_crd_type_mismatch_is_a_finding() -> None:
 
 
 def test_preserve_unknown_fields_keeps_unknown_fields() -> None:
-    # Longhorn's v1beta1 schemas preserve unknown fields in spec; v1beta2 declares every field.
-    job = synthetic.recurring_job(anything="goes")
-    job["apiVersion"] = "longhorn.io/v1beta1"
-    assert crds.validate(synthetic.rendering(synthetic.kubernetes(job))) == []
+    """`x-kubernetes-preserve-unknown-fields` lets an object keep fields its schema does not declare
+    (Longhorn 1.5's v1beta1 schemas did so for `spec`; the pinned 1.12 serves v1beta2 only, which
+    declares every field); without it an undeclared field is an error."""
+    spec_schema: dict[str, Any] = {"type": "object", "properties": {"known": {"type": "string"}}}
+    declared = {"type": "object", "properties": {"spec": spec_schema}}
+    preserving = {
+        "type": "object",
+        "properties": {"spec": {**spec_schema, "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    spec = {"spec": {"known": "x", "anything": "goes"}}
+    assert schemas.schema_errors(spec, schemas.to_json_schema(preserving, root=True)) == []
+    assert schemas.schema_errors(spec, schemas.to_json_schema(declared, root=True)) == [
+        ("spec", "Additional properties are not allowed ('anything' was unexpected)")
+    ]
 
 
 @requires_reference

@@ -833,7 +833,9 @@ def test_every_rendered_rule_group_loads_into_prometheus_and_evaluates(
         done = all(rule.get("health") != "unknown" for group in groups for rule in group["rules"])
         return groups if done else None
 
-    groups = wait_for(evaluated, f"{stack}'s rules to be evaluated once", [pod.prometheus], timeout=90)
+    # Each group evaluates once per interval (30s) after the files load, at an offset of its own; the
+    # hub has about forty groups, and on a loaded two-core machine the first round lags well past 90s.
+    groups = wait_for(evaluated, f"{stack}'s rules to be evaluated once", [pod.prometheus], timeout=240)
     assert {(Path(g["file"]).name, g["name"]) for g in groups} == expected
     broken = [(g["name"], r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert broken == []

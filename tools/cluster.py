@@ -48,6 +48,10 @@ CLUSTER_SCOPED = frozenset(
 )
 CHART_CRDS_FORMAT = "1"
 """Part of every remembered CRD list's name: a change to what is stored starts anew."""
+BUILT_IN_KINDS = frozenset({"policy/v1/PodDisruptionBudget"})
+"""Built-in `group/version/Kind`s the pinned charts test for (`.Capabilities.APIVersions.Has`). On `pulumi up`
+helm asks the cluster, whose discovery lists them; `helm template` 4 knows group/versions only, and would
+render Traefik's PodDisruptionBudget as policy/v1beta1, which no supported Kubernetes serves."""
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 
 
@@ -198,7 +202,7 @@ def _render_release(
     }
     values = json.dumps(validation_view(release.inputs.get("values")) or {}, sort_keys=True)
     kube_version = f"v{kubernetes_minor(rendering)}.0"
-    known = own_crds | installed_before
+    known = own_crds | installed_before | BUILT_IN_KINDS
     try:
         objects = _template(name, str(package), namespace, values, kube_version, tuple(sorted(known)))
     except helm.HelmError as error:

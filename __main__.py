@@ -1,11 +1,12 @@
 """thanos-multi-cluster: one stack per cluster; the stack config's `role` decides what it gets.
 
 In the order a cluster is built: the Minikube node and a Kubernetes provider built from its
-kubeconfig; namespaces and their NetworkPolicies; object storage and certificates (issued by
-central, read by edges); Longhorn; kube-prometheus-stack with the Thanos sidecar; the ingress controller; central
-Thanos; alerts; OpenSearch and Fluent-bit. Every component is in `components/`, one per file.
-Components take configuration in their args and the provider, what to wait for and `protect` in
-their options.
+kubeconfig (an existing cluster's comes from the secret `kubeconfig`); namespaces and their
+NetworkPolicies; object storage and certificates (issued by central, read by edges); Longhorn
+(unless the cluster brings a StorageClass of its own); kube-prometheus-stack with the Thanos
+sidecar; the ingress controller; central Thanos; alerts; OpenSearch and Fluent-bit. Every
+component is in `components/`, one per file. Components take configuration in their args and the
+provider, what to wait for and `protect` in their options.
 """
 
 import pulumi
@@ -16,7 +17,7 @@ from components.alertmanager import egress as alert_egress
 from components.central_stack import CentralStack
 from components.cluster_tls import INGRESS_TLS_SECRET, ClusterTls
 from components.fluent_bit import FluentBit
-from components.kube_prometheus_stack import SELECTOR_LABELS, KubePrometheusStack
+from components.kube_prometheus_stack import SELECTOR_LABELS, KubePrometheusStack, SidecarExposure
 from components.longhorn import STORAGE_CLASS, Longhorn
 from components.minikube_node import MinikubeNode
 from components.namespaces import Namespaces
@@ -30,34 +31,42 @@ from components.platform_ca import CA_NOT_AFTER_OUTPUT, CA_OUTPUT, CERTIFICATES_
 from components.s3_credentials import S3Credentials
 from components.thanos import QUERY_FRONTEND_URL, ThanosCentral
 from components.thanos import ui_login as thanos_login
-from components.traefik import Traefik
+from components.traefik import Exposure, Traefik
 
 config, secrets = settings.load()
 cluster = config.cluster_name
 protected = pulumi.ResourceOptions(protect=config.protect)
 
-node = MinikubeNode(
-    cluster,
-    {
-        "host": config.host,
-        "address": config.ip,
-        "minikube": config.minikube,
-        "ssh_private_key": secrets.ssh_private_key,
-        "ssh_private_key_password": secrets.ssh_private_key_password,
-    },
-    opts=protected,
+# Minikube on the stack's host, or an existing cluster reached with the secret `kubeconfig`.
+node = (
+    MinikubeNode(
+        cluster,
+        {
+            "host": str(config.host),
+            "address": config.ip,
+            "minikube": config.minikube_node,
+            "ssh_private_key": secrets.ssh_private_key,
+            "ssh_private_key_password": secrets.ssh_private_key_password,
+        },
+        opts=protected,
+    )
+    if config.on_minikube
+    else None
 )
 provider = k8s.Provider(
     f"{cluster}-kubernetes",
-    kubeconfig=node.kubeconfig,
-    # Only a new cluster name replaces the provider (and with it every object); other changes update it.
-    cluster_identifier=cluster,
+    kubeconfig=node.kubeconfig if node else secrets.kubeconfig,
+    # Only a new cluster identifier (the cluster name unless `kubernetes.clusterIdentifier` says otherwise)
+    # replaces the provider, and with it every object; a new kubeconfig of the same cluster updates it.
+    cluster_identifier=config.cluster_identifier,
     # Without these, a change of a Secret's or ConfigMap's data replaces the object, delete first (its
     # name is fixed): a renewed certificate would vanish from Traefik for the moment in between.
     enable_secret_mutable=True,
     enable_config_map_mutable=True,
-    opts=pulumi.ResourceOptions(depends_on=[node]),
+    opts=pulumi.ResourceOptions(depends_on=[node] if node else []),
 )
+storage_class = config.storage.class_name or STORAGE_CLASS
+host_ports = config.ingress.service_type == "hostPort"
 
 
 def on_cluster(*depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
@@ -66,16 +75,21 @@ def on_cluster(*depends_on: pulumi.Resource, protect: bool = False) -> pulumi.Re
 
 
 owned = Namespaces(
-    f"{cluster}-namespaces", {"kubernetes_version": config.minikube.kubernetes_version}, opts=on_cluster()
+    f"{cluster}-namespaces",
+    {"kubernetes_version": config.kubernetes_version, "longhorn": config.storage.longhorn, "host_ports": host_ports},
+    opts=on_cluster(),
 )
 # Default deny plus the flows the platform needs, before any workload starts (Calico enforces them).
 NetworkPolicies(
     f"{cluster}-network-policies",
     {
         "central": config.is_central,
-        "node_address": config.ip,
+        "node_cidrs": config.node_cidrs,
+        "api_server": config.api_server,
+        "longhorn": config.storage.longhorn,
+        "plugin_installer": config.logging.image is None,
         "central_address": config.central_ip,
-        "edge_addresses": [edge.ip for edge in config.edges],
+        "edge_sidecars": [(edge.ip, edge.sidecar_port) for edge in config.edges],
         "s3_address": config.s3.address,
         "s3_port": config.s3.port,
         "alert_receivers": alert_egress(config.alerting),
@@ -107,7 +121,7 @@ platform_ca = (
         {
             "cluster_name": cluster,
             "domain": config.domain,
-            "host": config.host,
+            "host": config.host or config.ip,
             "address": config.ip,
             "edges": config.edges,
             "tls": config.tls,
@@ -154,19 +168,26 @@ tls = ClusterTls(
     },
     opts=on_cluster(owned),
 )
-storage = Longhorn(
-    f"{cluster}-longhorn",
-    {
-        "namespace": namespaces.LONGHORN,
-        "cluster_name": cluster,
-        "hostname": config.hostname("longhorn"),
-        "chart_version": config.versions.longhorn,
-        "s3": config.s3,
-        "longhorn": config.longhorn,
-        "credentials": s3_credentials.longhorn,
-    },
-    opts=on_cluster(owned, protect=config.protect),
+storage = (
+    Longhorn(
+        f"{cluster}-longhorn",
+        {
+            "namespace": namespaces.LONGHORN,
+            "cluster_name": cluster,
+            "hostname": config.hostname("longhorn"),
+            "chart_version": config.versions.longhorn,
+            "s3": config.s3,
+            "longhorn": config.longhorn,
+            "credentials": s3_credentials.longhorn,
+            "replicas": config.longhorn_replicas,
+        },
+        opts=on_cluster(owned, protect=config.protect),
+    )
+    if config.storage.longhorn
+    else None
 )
+# What a workload with a volume waits for: Longhorn's release, or nothing on the cluster's own StorageClass.
+volumes = [storage.release] if storage else []
 monitoring = KubePrometheusStack(
     f"{cluster}-monitoring",
     {
@@ -174,6 +195,14 @@ monitoring = KubePrometheusStack(
         "node_exporter_namespace": namespaces.NODE_EXPORTER,
         "cluster_name": cluster,
         "central": config.is_central,
+        "sidecar_exposure": None
+        if config.is_central
+        else SidecarExposure(
+            "LoadBalancer" if config.ingress.service_type == "LoadBalancer" else "NodePort",
+            config.central_ip,
+            config.ingress.sidecar_annotations,
+        ),
+        "storage_class": storage_class,
         "grafana_hostname": config.hostname("grafana"),
         "chart_version": config.versions.kube_prometheus_stack,
         "thanos_version": config.versions.thanos,
@@ -182,14 +211,14 @@ monitoring = KubePrometheusStack(
         "objstore_ca": config.s3.ca_certificate is not None,
         "grpc_tls_checksum": None if config.is_central else tls.grpc_checksum,
         "service_monitors": [
-            longhorn.service_monitor(namespaces.LONGHORN),
+            *([longhorn.service_monitor(namespaces.LONGHORN)] if storage else []),
             opensearch_exporter.service_monitor(namespaces.LOGGING),
         ],
         "alerting": config.alerting,
         "alert_webhook_url": secrets.alert_webhook_url,
         "alert_smtp_password": secrets.alert_smtp_password,
     },
-    opts=on_cluster(owned, storage.release, s3_credentials, tls, protect=config.protect),
+    opts=on_cluster(owned, *volumes, s3_credentials, tls, protect=config.protect),
 )
 # After kube-prometheus-stack: its ServiceMonitor needs the CRD. Ingress objects of other
 # components may exist before the controller does; the Middlewares and ServersTransports they
@@ -199,10 +228,10 @@ ingress = Traefik(
     {
         "namespace": namespaces.INGRESS,
         "chart_version": config.versions.traefik,
-        "node_address": config.ip,
+        "exposure": Exposure(config.ingress.service_type, config.ip, config.ingress.annotations, config.node_count),
         "service_monitor_labels": SELECTOR_LABELS,
         "logins": [
-            longhorn.ui_login(namespaces.LONGHORN),
+            *([longhorn.ui_login(namespaces.LONGHORN)] if storage else []),
             *([thanos_login(namespaces.MONITORING)] if config.is_central else []),
         ],
         "https_backends": [opensearch_backend(namespaces.LOGGING)],
@@ -218,10 +247,11 @@ thanos = (
             "thanos_version": config.versions.thanos,
             "hostname": config.hostname("thanos"),
             "edges": config.edges,
+            "storage_class": storage_class,
             "thanos": config.thanos,
             "grpc_tls_checksum": tls.grpc_checksum,
         },
-        opts=on_cluster(owned, storage.release, s3_credentials, tls, monitoring.release),
+        opts=on_cluster(owned, *volumes, s3_credentials, tls, monitoring.release),
     )
     if config.is_central
     else None
@@ -233,6 +263,7 @@ PlatformAlerts(
         "central": config.is_central,
         "expected_clusters": [cluster, *(edge.name for edge in config.edges)],
         "snapshot_repository": config.logging.repository_name,
+        "longhorn": config.storage.longhorn,
     },
     opts=on_cluster(owned, monitoring.release),
 )
@@ -243,9 +274,9 @@ logs = OpenSearch(
         "writer_namespace": namespaces.FLUENT_BIT,
         "cluster_name": cluster,
         "hostname": config.hostname("opensearch"),
-        "node_address": config.ip,
+        "ingress_address": config.ip,
         "chart_version": config.versions.opensearch,
-        "storage_class": STORAGE_CLASS,
+        "storage_class": storage_class,
         "logging": config.logging,
         "s3": config.s3,
         "admin_password": secrets.opensearch_admin_password,
@@ -253,7 +284,7 @@ logs = OpenSearch(
         "tls_checksum": tls.opensearch_checksum,
     },
     # Pulumi manages the policies through the ingress, so the controller comes first.
-    opts=on_cluster(owned, storage.release, s3_credentials, tls, ingress, protect=config.protect),
+    opts=on_cluster(owned, *volumes, s3_credentials, tls, ingress, protect=config.protect),
 )
 FluentBit(
     f"{cluster}-fluent-bit",
@@ -269,11 +300,13 @@ FluentBit(
 )
 
 pulumi.export("role", config.role.value)
-pulumi.export("kubeconfig", node.kubeconfig)
+pulumi.export("kubeconfig", node.kubeconfig if node else secrets.kubeconfig)
 pulumi.export("clusterName", cluster)
 pulumi.export("ingressAddress", config.ip)
-pulumi.export("longhornUrl", f"https://{config.hostname('longhorn')}/")
-pulumi.export("longhornUiPassword", storage.ui_password)
+pulumi.export("storageClass", storage_class)
+if storage:
+    pulumi.export("longhornUrl", f"https://{config.hostname('longhorn')}/")
+    pulumi.export("longhornUiPassword", storage.ui_password)
 pulumi.export("grafanaUrl", f"https://{config.hostname('grafana')}/")
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("opensearchUrl", logs.url)

@@ -16,6 +16,7 @@ Alertmanager mounts no API token; the admission certificate Jobs run as `nobody`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import pulumi
@@ -32,9 +33,8 @@ from components.cluster_tls import (
     TLS_CHECKSUM,
 )
 from components.kube import MANAGED_BY, Component, from_secret_config, helm_release, resources
-from components.longhorn import STORAGE_CLASS
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
-from components.settings import AlertingSettings, MonitoringSettings, quantity_bytes
+from components.settings import AlertingSettings, MonitoringSettings, host_cidr, quantity_bytes
 from components.traefik import INGRESS_CLASS, https_only, ingress_tls
 
 RELEASE = "kube-prometheus-stack"
@@ -103,6 +103,31 @@ CRD_UPGRADE_BUSYBOX_TAG = versions.BUSYBOX
 never pulls a moving tag."""
 
 
+@dataclass(frozen=True)
+class SidecarExposure:
+    """The edge sidecar's StoreAPI for central: NodePort 30901 of the node(s), or a LoadBalancer on 10901."""
+
+    service_type: str
+    central_address: str
+    """The one source admitted: also the load balancer's source range, where the cloud filters before us."""
+    annotations: dict[str, str]
+
+    def service_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "enabled": True,
+            "type": self.service_type,
+            # Keep the client address: the NetworkPolicy admits only the central cluster.
+            "externalTrafficPolicy": "Local",
+        }
+        if self.annotations:
+            values["annotations"] = self.annotations
+        if self.service_type == "NodePort":
+            values["nodePort"] = SIDECAR_NODE_PORT
+        else:
+            values["loadBalancerSourceRanges"] = [host_cidr(self.central_address)]
+        return values
+
+
 class KubePrometheusStackArgs(TypedDict):
     namespace: str
     """The monitoring namespace."""
@@ -111,7 +136,11 @@ class KubePrometheusStackArgs(TypedDict):
     cluster_name: str
     """The stack name: the unique `cluster` external label of this Prometheus."""
     central: bool
-    """Central gets the local discovery Service only; edges also the NodePort 30901 Service."""
+    """Central gets the local discovery Service only; edges also the Service central dials (`sidecar_exposure`)."""
+    sidecar_exposure: SidecarExposure | None
+    """Edges: how the sidecar's StoreAPI is exposed to central. Central: None."""
+    storage_class: str
+    """The StorageClass of Prometheus', Alertmanager's and Grafana's volumes."""
     grafana_hostname: str
     """Ingress host of Grafana, e.g. grafana.mkube-196.miribit.lab."""
     chart_version: str
@@ -212,7 +241,7 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "resources": resources(
             cpu="200m", memory=monitoring.prometheus_memory, memory_limit=monitoring.prometheus_memory_limit
         ),
-        "storageSpec": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, monitoring.prometheus_storage_size)},
+        "storageSpec": {"volumeClaimTemplate": volume_claim(args["storage_class"], monitoring.prometheus_storage_size)},
         "thanos": thanos_sidecar(args),
     }
     volumes = []
@@ -237,14 +266,9 @@ def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         },
         "additionalServiceMonitors": args["service_monitors"],
     }
-    if not args["central"]:
-        values["thanosServiceExternal"] = {
-            "enabled": True,
-            "type": "NodePort",
-            "nodePort": SIDECAR_NODE_PORT,
-            # Keep the client address: the NetworkPolicy admits only the central host.
-            "externalTrafficPolicy": "Local",
-        }
+    exposure = args["sidecar_exposure"]
+    if exposure is not None:
+        values["thanosServiceExternal"] = exposure.service_values()
     return values
 
 
@@ -298,7 +322,7 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         "persistence": {
             "enabled": True,
             "type": "pvc",
-            "storageClassName": STORAGE_CLASS,
+            "storageClassName": args["storage_class"],
             "accessModes": ["ReadWriteOnce"],
             "size": args["monitoring"].grafana_storage_size,
         },
@@ -364,7 +388,9 @@ def alertmanager_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     alerting = args["alerting"]
     spec: dict[str, Any] = {
         "replicas": 1,
-        "storage": {"volumeClaimTemplate": volume_claim(STORAGE_CLASS, args["monitoring"].alertmanager_storage_size)},
+        "storage": {
+            "volumeClaimTemplate": volume_claim(args["storage_class"], args["monitoring"].alertmanager_storage_size)
+        },
         "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
         # Neither Alertmanager nor its config-reloader calls the API server (the configuration and
         # the receivers' Secret are mounted files): no token in the pod.

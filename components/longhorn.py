@@ -1,7 +1,9 @@
 """Longhorn: the default StorageClass, backed up to S3.
 
-Single node, so one replica everywhere: `persistence.defaultClassReplicaCount` for the
-StorageClass and `defaultSettings.defaultReplicaCount` for volumes made in the UI. Since Longhorn
+One replica of each volume per node, up to three (one on Minikube's single node):
+`persistence.defaultClassReplicaCount` for the StorageClass and `defaultSettings.defaultReplicaCount`
+for volumes made in the UI. On a cluster with its own StorageClass (`storage.className`) Longhorn is
+not installed at all. Since Longhorn
 1.10 some settings hold one value per data engine (`{"v1": "1", "v2": "1"}`, which the chart
 renders as JSON into the Setting); the program writes those in that form. Backups go to the
 default backup target, `s3://<bucket>@<region>/<cluster>/` (the chart's `defaultBackupStore`,
@@ -70,6 +72,8 @@ class LonghornArgs(TypedDict):
     """Backup schedule and how many backups to keep."""
     credentials: BackupCredentials
     """This cluster's Longhorn object-store credentials."""
+    replicas: int
+    """Replicas of each volume, each on its own node."""
 
 
 def backup_target(s3: S3Settings, cluster_name: str) -> str:
@@ -105,10 +109,10 @@ def per_engine(v1: str, v2: str | None = None) -> dict[str, str]:
     return values
 
 
-def default_settings() -> dict[str, Any]:
+def default_settings(replicas: int) -> dict[str, Any]:
     return {
-        # Both engines: a single node holds one replica whatever the engine.
-        "defaultReplicaCount": per_engine("1", "1"),
+        # Both engines: one replica per node, whatever the engine.
+        "defaultReplicaCount": per_engine(str(replicas), str(replicas)),
         "storageMinimalAvailablePercentage": 15,
         # Share of node CPU reserved for each v1 instance manager; counted in the node's system
         # reserve. The v2 engine is off, so its value stays the default.
@@ -122,11 +126,11 @@ def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
     return {
         "persistence": {
             "defaultClass": True,
-            "defaultClassReplicaCount": 1,
+            "defaultClassReplicaCount": args["replicas"],
             # A deleted PVC keeps its volume until an operator removes it: no accidental data loss.
             "reclaimPolicy": "Retain",
         },
-        "defaultSettings": default_settings(),
+        "defaultSettings": default_settings(args["replicas"]),
         # Since Longhorn 1.8 backup targets are BackupTarget resources; these values configure the
         # `default` one, which the StorageClass (`persistence.backupTargetName`) and the job use.
         "defaultBackupStore": {

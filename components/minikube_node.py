@@ -33,11 +33,11 @@ from pulumi_command import local, remote
 
 from components import versions
 from components.kube import Component
-from components.settings import PROJECT, MinikubeSettings
+from components.settings import MINIKUBE_APISERVER_PORT, PROJECT, MinikubeSettings
 
 SCRIPTS = Path(__file__).parent / "scripts"
 PROFILE = "minikube"
-APISERVER_PORT = 8443
+APISERVER_PORT = MINIKUBE_APISERVER_PORT
 """Minikube's API server port, on the node's address (the `none` driver puts the control plane there)."""
 KUBELET_PORT = 10250
 

@@ -46,9 +46,23 @@ ENFORCED_LEVEL: dict[str, str] = {
 }
 
 
+def owned(longhorn: bool = True, host_ports: bool = True) -> dict[str, str]:
+    """The namespaces a stack creates and the level each enforces: Longhorn's only where Longhorn is
+    installed, and the ingress namespace `restricted` when Traefik takes no host ports (behind a
+    LoadBalancer or NodePort Service nothing of it needs more)."""
+    levels = {name: level for name, level in ENFORCED_LEVEL.items() if longhorn or name != LONGHORN}
+    if not host_ports:
+        levels[INGRESS] = "restricted"
+    return levels
+
+
 class NamespacesArgs(TypedDict):
     kubernetes_version: str
     """The cluster's version (`v1.28.0`): Pod Security is enforced as that version defines it."""
+    longhorn: bool
+    """Longhorn is installed: its namespace is created."""
+    host_ports: bool
+    """Traefik takes the node's 80/443 as host ports (which only `privileged` admits)."""
 
 
 def pod_security_version(kubernetes_version: str) -> str:
@@ -86,7 +100,7 @@ class Namespaces(Component):
                 ),
                 opts=self.child(),
             )
-            for namespace, level in ENFORCED_LEVEL.items()
+            for namespace, level in owned(args["longhorn"], args["host_ports"]).items()
         }
         self.register_outputs({})
 

@@ -18,7 +18,6 @@ webhook calls, and sets no default deny. So its policies are written here instea
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast
@@ -30,12 +29,12 @@ from components import fluent_bit, longhorn, opensearch, thanos, traefik
 from components import kube_prometheus_stack as kps
 from components import namespaces as ns
 from components.kube import MANAGED_BY, Component
-from components.minikube_node import APISERVER_PORT, KUBELET_PORT
+from components.minikube_node import KUBELET_PORT
+from components.settings import ApiServerSettings, host_cidr
 
 TCP, UDP = "TCP", "UDP"
-APISERVER_SERVICE_IP = "10.96.0.1/32"
-"""The `kubernetes` Service, in case the CNI matches before the Service address is translated."""
 APISERVER_SERVICE_PORT = 443
+"""The `kubernetes` Service's port, in case the CNI matches before the Service address is translated."""
 DNS_PORT = 53
 COREDNS_METRICS_PORT = 9153
 HTTPS_PORT = 443
@@ -129,21 +128,21 @@ def tcp(*ports: int) -> tuple[tuple[int, str], ...]:
     return tuple((port, TCP) for port in ports)
 
 
-def host_cidr(address: str) -> str:
-    """A /32 (or /128) for an IP address; a DNS name cannot be a policy peer."""
-    ip = ipaddress.ip_address(address)
-    return f"{ip}/{ip.max_prefixlen}"
-
-
 class NetworkPoliciesArgs(TypedDict):
     central: bool
     """Central runs the Thanos components; edges expose the sidecar to the central host."""
-    node_address: str
-    """This host's IP: the source of host-network traffic (ingress, node-exporter, API server)."""
+    node_cidrs: Sequence[str]
+    """The nodes' addresses: the source of host-network traffic (kubelet probes, node-exporter, webhook calls)."""
+    api_server: ApiServerSettings
+    """Where the pods reach the API server (and Prometheus scrapes it)."""
+    longhorn: bool
+    """Longhorn is installed (its namespace gets policies)."""
+    plugin_installer: bool
+    """The repository-s3 installer Job runs (no image of the operator's brings the plugin)."""
     central_address: str
-    """The central host's IP: the only source allowed to reach an edge's sidecar."""
-    edge_addresses: Sequence[str]
-    """Central only: the edge hosts whose NodePort 30901 Thanos Query calls."""
+    """The central cluster's address: the only source allowed to reach an edge's sidecar."""
+    edge_sidecars: Sequence[tuple[str, int]]
+    """Central only: (address, port) of every edge's sidecar StoreAPI, which Thanos Query calls."""
     s3_address: str | None
     """IP of the object store, or None when it is a DNS name (then any address on its port)."""
     s3_port: int
@@ -153,18 +152,22 @@ class NetworkPoliciesArgs(TypedDict):
 
 
 def _cluster_policies(args: NetworkPoliciesArgs) -> list[Policy]:
-    node = Peer(cidr=host_cidr(args["node_address"]))
-    apiserver = Flow((node, Peer(cidr=APISERVER_SERVICE_IP)), tcp(APISERVER_PORT, APISERVER_SERVICE_PORT))
+    nodes = tuple(Peer(cidr=cidr) for cidr in args["node_cidrs"])
+    api = args["api_server"]
+    api_peers = (*(Peer(cidr=cidr) for cidr in api.cidrs), Peer(cidr=host_cidr(api.service_address)))
+    apiserver = Flow(api_peers, tcp(*dict.fromkeys((api.port, APISERVER_SERVICE_PORT))))
     s3_peer = Peer(cidr=host_cidr(args["s3_address"]) if args["s3_address"] else "0.0.0.0/0")
     s3 = Flow((s3_peer,), tcp(args["s3_port"]))
     dns = Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), ((DNS_PORT, UDP), (DNS_PORT, TCP)))
 
-    policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in ns.ENFORCED_LEVEL]
-    policies += [Policy("allow-dns", namespace, {}, egress=(dns,)) for namespace in ns.ENFORCED_LEVEL]
+    owned = ns.owned(longhorn=args["longhorn"])
+    policies = [Policy("default-deny", namespace, {}, types=("Ingress", "Egress")) for namespace in owned]
+    policies += [Policy("allow-dns", namespace, {}, egress=(dns,)) for namespace in owned]
     policies += _ingress(args, apiserver)
-    policies += _monitoring(args, node, apiserver, s3)
-    policies += _logging(node, apiserver, s3)
-    policies += _longhorn(node, apiserver, s3)
+    policies += _monitoring(args, nodes, apiserver, s3)
+    policies += _logging(apiserver, s3, args["plugin_installer"])
+    if args["longhorn"]:
+        policies += _longhorn(nodes, apiserver, s3)
     return policies
 
 
@@ -173,8 +176,9 @@ def _ingress(args: NetworkPoliciesArgs, apiserver: Flow) -> list[Policy]:
     backends = [
         Flow((Peer(pods=GRAFANA, namespace=ns.MONITORING),), tcp(kps.GRAFANA_PORT)),
         Flow((Peer(pods=OPENSEARCH, namespace=ns.LOGGING),), tcp(opensearch.HTTP_PORT)),
-        Flow((Peer(pods=LONGHORN_UI, namespace=ns.LONGHORN),), tcp(longhorn.UI_PORT)),
     ]
+    if args["longhorn"]:
+        backends.append(Flow((Peer(pods=LONGHORN_UI, namespace=ns.LONGHORN),), tcp(longhorn.UI_PORT)))
     if args["central"]:
         backends.append(Flow((Peer(pods=THANOS_QUERY_FRONTEND, namespace=ns.MONITORING),), tcp(thanos.FRONTEND_PORT)))
     return [
@@ -194,7 +198,7 @@ def _ingress(args: NetworkPoliciesArgs, apiserver: Flow) -> list[Policy]:
     ]
 
 
-def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+def _monitoring(args: NetworkPoliciesArgs, nodes: tuple[Peer, ...], apiserver: Flow, s3: Flow) -> list[Policy]:
     m = ns.MONITORING
     prometheus, grafana, alertmanager = Peer(pods=PROMETHEUS), Peer(pods=GRAFANA), Peer(pods=ALERTMANAGER)
     # Exactly the configured receivers (README, "Alerts"); none configured: no egress but DNS.
@@ -217,10 +221,14 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
     )
     # kubelet, node-exporter (host network), the API server.
     # Minikube binds etcd, scheduler, controller-manager and kube-proxy metrics to 127.0.0.1: not scraped.
-    scrape_node = Flow((node,), tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT, APISERVER_PORT))
+    scrape_node = Flow(nodes, tcp(KUBELET_PORT, kps.NODE_EXPORTER_PORT))
     scrape_elsewhere = (
         Flow((INGRESS_CONTROLLER,), tcp(traefik.METRICS_PORT)),
-        Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),
+        *(
+            (Flow((Peer(pods=longhorn.MANAGER_POD_LABELS, namespace=ns.LONGHORN),), tcp(longhorn.MANAGER_PORT)),)
+            if args["longhorn"]
+            else ()
+        ),
         Flow((Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT),), tcp(fluent_bit.METRICS_PORT)),
         Flow((Peer(pods=OPENSEARCH, namespace=ns.LOGGING),), tcp(opensearch.EXPORTER_PORT)),  # snapshot exporter
         Flow((Peer(pods=KUBE_DNS, namespace="kube-system"),), tcp(COREDNS_METRICS_PORT)),
@@ -270,7 +278,7 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
         ),
         # The API server calls the operator's admission webhook from the host address.
         Policy(
-            "operator", m, OPERATOR, ingress=(Flow((prometheus, node), tcp(kps.OPERATOR_PORT)),), egress=(apiserver,)
+            "operator", m, OPERATOR, ingress=(Flow((prometheus, *nodes), tcp(kps.OPERATOR_PORT)),), egress=(apiserver,)
         ),
         # The operator's admission-webhook certificate jobs (Helm hooks) only talk to the API server.
         Policy("admission-create", m, {"app": "kube-prometheus-stack-admission-create"}, egress=(apiserver,)),
@@ -279,14 +287,21 @@ def _monitoring(args: NetworkPoliciesArgs, node: Peer, apiserver: Flow, s3: Flow
         Policy("crds-upgrade", m, kps.CRD_UPGRADE_POD_LABELS, egress=(apiserver,)),
     ]
     if args["central"]:
-        policies += _thanos_central(args, node, s3)
+        policies += _thanos_central(args, s3)
     return policies
 
 
-def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Policy]:
+def _edge_sidecars(sidecars: Sequence[tuple[str, int]]) -> tuple[Flow, ...]:
+    """One flow per port the edges' sidecars answer on (NodePort 30901, or 10901 behind a load balancer)."""
+    by_port: dict[int, list[Peer]] = {}
+    for address, port in sidecars:
+        by_port.setdefault(port, []).append(Peer(cidr=host_cidr(address)))
+    return tuple(Flow(tuple(peers), tcp(port)) for port, peers in sorted(by_port.items()))
+
+
+def _thanos_central(args: NetworkPoliciesArgs, s3: Flow) -> list[Policy]:
     m = ns.MONITORING
     prometheus = Peer(pods=PROMETHEUS)
-    edges = tuple(Peer(cidr=host_cidr(address)) for address in args["edge_addresses"])
     return [
         Policy(
             "thanos-query",
@@ -296,7 +311,7 @@ def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Pol
             egress=(
                 Flow((prometheus,), tcp(kps.SIDECAR_GRPC_PORT)),
                 Flow((Peer(pods=THANOS_STORE),), tcp(thanos.GRPC_PORT)),
-                *((Flow(edges, tcp(kps.SIDECAR_NODE_PORT)),) if edges else ()),  # edge sidecars' NodePort
+                *_edge_sidecars(args["edge_sidecars"]),
             ),
         ),
         Policy(
@@ -322,11 +337,11 @@ def _thanos_central(args: NetworkPoliciesArgs, node: Peer, s3: Flow) -> list[Pol
     ]
 
 
-def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+def _logging(apiserver: Flow, s3: Flow, plugin_installer: bool) -> list[Policy]:
     prometheus = Peer(pods=PROMETHEUS, namespace=ns.MONITORING)
     fluent_bit_pods = Peer(pods=FLUENT_BIT, namespace=ns.FLUENT_BIT)
     search = Peer(pods=OPENSEARCH, namespace=ns.LOGGING)
-    return [
+    policies = [
         Policy(
             "opensearch",
             ns.LOGGING,
@@ -341,15 +356,6 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             # Nothing on the internet: repository-s3 comes from the plugin volume the installer Job fills.
             egress=(Flow((search,), tcp(opensearch.TRANSPORT_PORT)), s3),
         ),
-        # The plugin installer Job (first deploy, each OpenSearch version): `opensearch-plugin` fetches the
-        # zip, its SHA-512 and its signature from artifacts.opensearch.org; no other flow, no ingress.
-        Policy(
-            opensearch.PLUGIN_INSTALLER,
-            ns.LOGGING,
-            PLUGIN_INSTALLER,
-            egress=(Flow((INTERNET,), tcp(HTTPS_PORT)),),
-            types=("Ingress", "Egress"),
-        ),
         Policy(
             "fluent-bit",
             ns.FLUENT_BIT,
@@ -359,9 +365,22 @@ def _logging(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             egress=(Flow((search,), tcp(opensearch.HTTP_PORT)), apiserver),
         ),
     ]
+    if plugin_installer:
+        policies.append(
+            # The plugin installer Job (first deploy, each OpenSearch version): `opensearch-plugin` fetches the
+            # zip, its SHA-512 and its signature from artifacts.opensearch.org; no other flow, no ingress.
+            Policy(
+                opensearch.PLUGIN_INSTALLER,
+                ns.LOGGING,
+                PLUGIN_INSTALLER,
+                egress=(Flow((INTERNET,), tcp(HTTPS_PORT)),),
+                types=("Ingress", "Egress"),
+            )
+        )
+    return policies
 
 
-def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
+def _longhorn(nodes: tuple[Peer, ...], apiserver: Flow, s3: Flow) -> list[Policy]:
     lh = ns.LONGHORN
     everyone_here = Peer(pods={})
     return [
@@ -379,7 +398,7 @@ def _longhorn(node: Peer, apiserver: Flow, s3: Flow) -> list[Policy]:
             {},
             ingress=(
                 # The webhooks for the API server.
-                Flow((node,), tcp(longhorn.MANAGER_PORT, *longhorn.WEBHOOK_PORTS)),
+                Flow(nodes, tcp(longhorn.MANAGER_PORT, *longhorn.WEBHOOK_PORTS)),
                 Flow((Peer(pods=PROMETHEUS, namespace=ns.MONITORING),), tcp(longhorn.MANAGER_PORT)),
             ),
         ),

@@ -123,8 +123,8 @@ class OpenSearchArgs(TypedDict):
     """This cluster's name: the snapshot prefix (`base_path`) inside the bucket."""
     hostname: str
     """Ingress host of the REST API, e.g. opensearch.mkube-196.miribit.lab; Pulumi asks Traefik for it."""
-    node_address: str
-    """The host's IP, where Traefik listens on 443: Pulumi connects there (unless `logging.apiUrl` is set)."""
+    ingress_address: str
+    """Where Traefik listens on 443: Pulumi connects there (unless `logging.apiUrl` is set)."""
     chart_version: str
     """Pinned opensearch chart version."""
     storage_class: str
@@ -291,7 +291,22 @@ def java_opts(logging: LoggingSettings, s3: S3Settings) -> str:
     return opts
 
 
-def truststore_values() -> dict[str, Any]:
+def image(logging: LoggingSettings) -> str:
+    """The operator's image with repository-s3 built in, or the pinned upstream one (the plugin then
+    comes from the installer Job)."""
+    return logging.image or versions.OPENSEARCH_IMAGE
+
+
+def image_values(logging: LoggingSettings) -> dict[str, Any]:
+    """The chart's image: the pinned one is the chart's default; the operator's replaces it."""
+    if logging.image is None:
+        return {}
+    name, _, digest = logging.image.partition("@")
+    repository, _, tag = name.rpartition(":")
+    return {"image": {"repository": repository, "tag": f"{tag}@{digest}" if digest else tag}}
+
+
+def truststore_values(logging: LoggingSettings) -> dict[str, Any]:
     """An init container that adds MinIO's CA to a copy of the JDK's truststore."""
     script = (
         "set -eu; cp /usr/share/opensearch/jdk/lib/security/cacerts /truststore/cacerts; "
@@ -308,7 +323,7 @@ def truststore_values() -> dict[str, Any]:
         "extraInitContainers": [
             {
                 "name": "s3-truststore",
-                "image": versions.OPENSEARCH_IMAGE,
+                "image": image(logging),
                 "command": ["sh", "-c", script],
                 "resources": resources(cpu="25m", memory="128Mi", memory_limit="512Mi"),
                 # The chart copies extra init containers as they are: without this the pod would
@@ -421,9 +436,13 @@ def ingress_backend(namespace: str) -> HttpsBackend:
 def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
     logging, s3 = args["logging"], args["s3"]
     values: dict[str, Any] = {
-        # One node per host: single-node discovery, no initial master election.
+        # One node: single-node discovery, no election. Three: the chart lists the three pods as
+        # `cluster.initial_master_nodes` for the first election (OpenSearch 3 has no
+        # `minimum_master_nodes`: the voting configuration keeps a majority of them as quorum),
+        # finds them through its headless Service, and `hard` anti-affinity puts each on a node of its own.
         "singleNode": logging.replicas == 1,
         "replicas": logging.replicas,
+        "antiAffinity": "hard" if logging.replicas > 1 else "soft",
         "opensearchJavaOpts": java_opts(logging, s3),
         "resources": resources(cpu=logging.cpu, memory=logging.memory),
         # The keystore and config-copy init containers (the keystore tool is a JVM).
@@ -491,7 +510,13 @@ def opensearch_values(args: OpenSearchArgs) -> dict[str, Any]:
             "tls": ingress_tls(args["hostname"]),
         },
     }
-    return merge_lists(values, plugin_values(), exporter.values(), truststore_values() if s3.ca_certificate else {})
+    return merge_lists(
+        values,
+        image_values(logging),
+        {} if logging.image else plugin_values(),
+        exporter.values(),
+        truststore_values(logging) if s3.ca_certificate else {},
+    )
 
 
 def merge_lists(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -581,7 +606,8 @@ class OpenSearch(Component):
                     opts=self.child(),
                 )
             )
-        before_release += self._plugins(args)
+        if args["logging"].image is None:  # the operator's image brings the plugin
+            before_release += self._plugins(args)
         self.release = helm_release(
             RELEASE,
             versions.OPENSEARCH,
@@ -656,7 +682,7 @@ class OpenSearch(Component):
         logging = args["logging"]
         direct = logging.api_url is None
         return {
-            "url": f"https://{address_in_url(args['node_address'])}" if direct else str(logging.api_url),
+            "url": f"https://{address_in_url(args['ingress_address'])}" if direct else str(logging.api_url),
             "server_name": args["hostname"] if direct else None,
             "username": ADMIN_USER,
             "password": self.admin_password,

@@ -24,6 +24,7 @@ from components.kube import MANAGED_BY, Component
 from components.kube_prometheus_stack import (
     CLUSTER_LABEL,
     SELECTOR_LABELS,
+    SIDECAR_GRPC_PORT,
     SIDECAR_JOB,
     SIDECAR_NODE_PORT,
 )
@@ -65,6 +66,8 @@ class PlatformAlertsArgs(TypedDict):
     """Central: every cluster whose sidecar Query must see (itself and each edge)."""
     snapshot_repository: str
     """OpenSearch's snapshot repository (`logging.repositoryName`), whose disappearance alerts."""
+    longhorn: bool
+    """Longhorn is installed: its backups are watched (a rule on metrics nobody exports would never fire)."""
 
 
 def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -198,8 +201,8 @@ def cluster_missing_rule(cluster: str) -> dict[str, Any]:
         "critical",
         f"Thanos Query does not see the sidecar of {cluster}",
         f"A running Query replica has no connection to a sidecar with `{CLUSTER_LABEL}={cluster}`: the queries "
-        f"it answers miss {cluster}'s recent data. Check that cluster, its NodePort {SIDECAR_NODE_PORT} and the "
-        f"NetworkPolicy admitting central.",
+        f"it answers miss {cluster}'s recent data. Check that cluster, its sidecar's Service (NodePort "
+        f"{SIDECAR_NODE_PORT}, or its load balancer on {SIDECAR_GRPC_PORT}) and the NetworkPolicy admitting central.",
     )
     # Not `cluster`: Prometheus would not add its own `cluster` external label to the alert then.
     rule["labels"]["missing_cluster"] = cluster
@@ -393,8 +396,12 @@ def ingress_rules() -> dict[str, Any]:
     }
 
 
-def rule_groups(central: bool, expected_clusters: Sequence[str], repository: str) -> list[dict[str, Any]]:
-    groups = [sidecar_rules(), bucket_rules(), logging_rules(repository), storage_rules(), ingress_rules()]
+def rule_groups(
+    central: bool, expected_clusters: Sequence[str], repository: str, longhorn: bool = True
+) -> list[dict[str, Any]]:
+    groups = [sidecar_rules(), bucket_rules(), logging_rules(repository)]
+    groups += [storage_rules()] if longhorn else []
+    groups.append(ingress_rules())
     if central:
         groups.append(central_rules(expected_clusters))
     return groups
@@ -422,7 +429,11 @@ class PlatformAlerts(Component):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=RULE_NAME, namespace=namespace, labels=MANAGED_BY | SELECTOR_LABELS
             ),
-            spec={"groups": rule_groups(args["central"], args["expected_clusters"], args["snapshot_repository"])},
+            spec={
+                "groups": rule_groups(
+                    args["central"], args["expected_clusters"], args["snapshot_repository"], args["longhorn"]
+                )
+            },
             opts=self.child(),
         )
         if args["central"]:

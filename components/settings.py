@@ -137,6 +137,12 @@ def _image_tag(value: str) -> str:
     return value
 
 
+def _storage_class_name(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} must be a StorageClass name (lower-case DNS subdomain)")
+    return value
+
+
 def _cron(value: str) -> str:
     if not _CRON.match(value):
         raise ValueError(f"{value!r} must be a five-field cron expression such as '0 2 * * *'")
@@ -270,6 +276,23 @@ def _ip(value: str) -> str:
 IpAddress = Annotated[str, AfterValidator(_ip)]
 
 
+def host_cidr(address: str) -> str:
+    """A /32 (or /128) for an IP address, or an address block as it is; a DNS name cannot be a
+    NetworkPolicy peer."""
+    if "/" in address:
+        return str(ipaddress.ip_network(address, strict=True))
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def _address_or_block(value: str) -> str:
+    try:
+        host_cidr(value)
+    except ValueError:
+        raise ValueError(f"{value!r} must be an IP address or an address block such as 10.30.0.0/24") from None
+    return value
+
+
 def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -283,10 +306,15 @@ class EdgeCluster(_Model):
 
     name: DnsLabel
     host: Host
+    """The edge's host; for an edge on an existing cluster, the address its sidecar StoreAPI answers at
+    (its LoadBalancer Service's, or a node's for NodePort)."""
     domain: Domain
     """The edge's own `domain`: central's CA issues the edge's `*.<domain>` ingress certificate."""
     address: IpAddress | None = None
     """The host's IP when `host` is a DNS name: Thanos Query's NetworkPolicy allows it by address."""
+    sidecar_port: int = Field(30901, ge=1, le=65535)
+    """Where the edge's sidecar StoreAPI answers on `host`: NodePort 30901 (Minikube, `ingress.serviceType`
+    hostPort or NodePort), or 10901 behind the edge's LoadBalancer Service (`host` is then its address)."""
 
     @model_validator(mode="after")
     def _has_ip(self) -> EdgeCluster:
@@ -509,6 +537,9 @@ class ThanosSettings(_Model):
 
     query_replicas: int = Field(2, ge=2, le=5)
     """Thanos Query replicas; at least 2 so the PodDisruptionBudget (minAvailable 1) never blocks a drain."""
+    store_replicas: int = Field(1, ge=1, le=3)
+    """Thanos Store Gateway replicas; each serves every block (Query merges their identical answers), so a
+    second one keeps the bucket's history readable while a node is drained."""
     retention_raw: Annotated[
         Duration, _retention("40h", "the Compactor makes 5m downsampled blocks from raw blocks 40h old")
     ] = "30d"
@@ -572,6 +603,20 @@ def _pattern(regex: str, accepted: str) -> Any:
     return AfterValidator(check)
 
 
+def _opensearch_image(value: str) -> str:
+    version = versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+    name, _, digest = value.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag or not repository or not tag.startswith(version):
+        raise ValueError(
+            f"{value!r} must be `<repository>:<tag>` with a tag that starts with OpenSearch {version} (the chart's "
+            f"version, which the plugin must match), e.g. registry.example.org/opensearch-s3:{version}"
+        )
+    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError(f"{value!r}: the digest after @ must be sha256:<64 hex digits>")
+    return value
+
+
 def _timezone(value: str) -> str:
     import zoneinfo
 
@@ -585,8 +630,14 @@ def _timezone(value: str) -> str:
 class LoggingSettings(_Model):
     """OpenSearch, its snapshot/retention policies, and Fluent-bit."""
 
-    replicas: int = Field(1, ge=1, le=3)
-    """OpenSearch nodes; 1 runs single-node discovery with index replicas 0 (one node per host)."""
+    replicas: Literal[1, 3] = 1
+    """OpenSearch nodes, each on a Kubernetes node of its own: 1 runs single-node discovery with index replicas
+    0; 3 form a cluster of three cluster-manager-eligible nodes (a quorum of two survives losing one) with one
+    replica of each index. Two would stop the cluster when either fails, so it is not offered."""
+    image: Annotated[str, AfterValidator(_opensearch_image)] | None = None
+    """An OpenSearch image with repository-s3 built in (`<repository>:<tag>`, the tag starting with the
+    pinned OpenSearch version; recipe in the README): then no installer Job and no plugin volume. Required
+    with 3 replicas, whose pods run on three nodes and cannot share the installer's one volume."""
     storage_size: Quantity = "30Gi"
     """Longhorn volume of each OpenSearch node: the last `retentionDays` of logs plus merge headroom."""
     cpu: Annotated[str, _pattern(r"\d+m|\d+(\.\d+)?", "a CPU quantity such as 400m or 1")] = "400m"
@@ -622,6 +673,16 @@ class LoggingSettings(_Model):
     """Disk buffer of Fluent-bit's OpenSearch output (`storage.total_limit_size`); when full, oldest chunks go."""
     fluent_bit_retry_limit: int | None = Field(None, ge=1)
     """Retries of a failed chunk before Fluent-bit drops it; unset = retry until the buffer limit (no loss)."""
+
+    @model_validator(mode="after")
+    def _three_nodes_bring_the_plugin(self) -> LoggingSettings:
+        if self.replicas > 1 and self.image is None:
+            raise ValueError(
+                "logging.image is required with logging.replicas 3: the repository-s3 installer fills one volume, "
+                "which pods on three nodes cannot share; build an image with the plugin (README, OpenSearch image "
+                "with repository-s3) and set logging.image to it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _snapshots_outlive_indices(self) -> LoggingSettings:
@@ -747,6 +808,132 @@ class AlertingSettings(_Model):
         return [name for name in ("webhook", "email") if getattr(self, name) is not None]
 
 
+class NodeSize(_Model):
+    """One node of an existing cluster, as its kubelet reports capacity."""
+
+    cpus: float = Field(gt=0)
+    memory_gib: float = Field(gt=0)
+
+
+class ClusterTotal(_Model):
+    """An existing cluster's nodes as a total, when listing each one is not worth it."""
+
+    nodes: int = Field(ge=1, le=1000)
+    cpus: float = Field(gt=0)
+    """All nodes' CPUs together."""
+    memory_gib: float = Field(gt=0)
+    """All nodes' memory together."""
+
+
+class ApiServerSettings(_Model):
+    """Where the pods reach the Kubernetes API server, as a NetworkPolicy must name it."""
+
+    cidrs: Annotated[list[Cidr], Field(min_length=1)]
+    """The API server's own addresses (the endpoints of the `kubernetes` Service: `kubectl get endpointslices
+    -l kubernetes.io/service-name=kubernetes`), or the block a managed control plane answers from."""
+    port: int = Field(6443, ge=1, le=65535)
+    """Its port on those addresses (kubeadm and k3s 6443, most managed services 443)."""
+    service_address: IpAddress = "10.96.0.1"
+    """The `kubernetes` Service's cluster IP (kubeadm 10.96.0.1, k3s 10.43.0.1), in case the CNI matches
+    egress before the Service address is translated."""
+
+
+MINIKUBE_APISERVER_PORT = 8443
+"""Where minikube's API server listens on the node."""
+
+
+class ExistingCluster(_Model):
+    """A Kubernetes cluster the operator already runs (kubeadm, k3s, a managed service): no host commands,
+    no Minikube; the provider is built from the secret `kubeconfig`."""
+
+    kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)]
+    """The cluster's version (`kubectl version`): the schema checks and the Pod Security version follow it."""
+    cluster_identifier: Annotated[str, Field(min_length=1)] | None = None
+    """What identifies the cluster to the Kubernetes provider (default: `clusterName`): a new kubeconfig for the
+    same cluster (a rotated token, another context name) updates the provider; only a new identifier replaces it,
+    and with it every object of the stack."""
+    nodes: list[NodeSize] | None = None
+    """Each node's size; or `total`."""
+    total: ClusterTotal | None = None
+    """All nodes together; or `nodes`."""
+    reserved_cpus_per_node: float = Field(0.5, ge=0)
+    """What each node's system pods (kubelet reserve, CNI, kube-proxy, CSI) take before the platform."""
+    reserved_memory_gib_per_node: float = Field(1.0, ge=0)
+    node_cidrs: Annotated[list[Cidr], Field(min_length=1)]
+    """The nodes' addresses: the source of host-network traffic (kubelet probes, the API server calling
+    webhooks) and where Prometheus scrapes the kubelets and node-exporter."""
+    api_server: ApiServerSettings
+
+    @model_validator(mode="after")
+    def _sized_once(self) -> ExistingCluster:
+        if (self.nodes is None) == (self.total is None):
+            raise ValueError(
+                "kubernetes: give the node sizes as `nodes: [{cpus, memoryGib}, ...]` or as "
+                "`total: {nodes, cpus, memoryGib}`, one of the two"
+            )
+        if self.nodes is not None and not self.nodes:
+            raise ValueError("kubernetes.nodes: list at least one node")
+        if self.reserved_cpus_per_node >= self.smallest_node.cpus:
+            raise ValueError("kubernetes.reservedCpusPerNode must be smaller than a node's CPUs")
+        if self.reserved_memory_gib_per_node >= self.smallest_node.memory_gib:
+            raise ValueError("kubernetes.reservedMemoryGibPerNode must be smaller than a node's memory")
+        return self
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes) if self.nodes is not None else int(self.total.nodes if self.total else 1)
+
+    @property
+    def smallest_node(self) -> NodeSize:
+        """The smallest node (with `total`: an even share of it), where the largest pod must still fit."""
+        if self.nodes:
+            return min(self.nodes, key=lambda node: (node.cpus, node.memory_gib))
+        assert self.total is not None
+        share = self.total.nodes
+        return NodeSize(cpus=self.total.cpus / share, memory_gib=self.total.memory_gib / share)
+
+    @property
+    def capacity(self) -> NodeCapacity:
+        """All nodes as one, with every node's reserve: what the capacity check sizes the platform against."""
+        sizes = self.nodes or [self.smallest_node] * self.node_count
+        count = len(sizes)
+        return NodeCapacity(
+            cpus=sum(node.cpus for node in sizes),
+            memory_gib=sum(node.memory_gib for node in sizes),
+            reserved_cpus=self.reserved_cpus_per_node * count,
+            reserved_memory_gib=self.reserved_memory_gib_per_node * count,
+        )
+
+
+class StorageSettings(_Model):
+    """Where the platform's volumes live."""
+
+    class_name: Annotated[str, AfterValidator(_storage_class_name)] | None = None
+    """The cluster's own StorageClass (`kubectl get storageclass`): Longhorn is then not installed and every
+    volume (Prometheus, Alertmanager, Grafana, Thanos, OpenSearch) is claimed from it. Unset: Longhorn, with
+    one replica per node up to three."""
+
+    @property
+    def longhorn(self) -> bool:
+        return self.class_name is None
+
+
+class IngressSettings(_Model):
+    """How Traefik (and on an edge, the Thanos sidecar's StoreAPI) is exposed."""
+
+    service_type: Literal["hostPort", "LoadBalancer", "NodePort"] = "hostPort"
+    """`hostPort`: the node's 80/443 (Minikube; on an existing cluster every node's, Traefik then runs on each);
+    `LoadBalancer`: a Service of that type, for a cluster with a load-balancer implementation (a cloud, MetalLB);
+    `NodePort`: ports 30080/30443 of every node (the edge sidecar on 30901)."""
+    address: IpAddress | None = None
+    """Where clients reach Traefik: the load balancer's address, or a node's for `hostPort`/`NodePort`.
+    Required on an existing cluster; on Minikube it is the host's."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of Traefik's Service (e.g. to ask the load balancer for `address`)."""
+    sidecar_annotations: dict[str, str] = Field(default_factory=dict)
+    """Edge only: annotations of the sidecar StoreAPI's Service, exposed the same way as Traefik."""
+
+
 class VersionSettings(_Model):
     """Overrides of `components/versions.py`; defaults are the pinned set there."""
 
@@ -765,15 +952,24 @@ class Settings(_Model):
     cluster_name: DnsLabel
     """Must equal the stack name; it becomes the Prometheus `cluster` external label, which
     must be unique or Thanos Query merges the clusters' series."""
-    host: Host
+    host: Host | None = None
+    """The Minikube host (SSH target). Absent on a stack for an existing cluster (`kubernetes`)."""
     address: IpAddress | None = None
     """The host's IP when `host` is a DNS name: NetworkPolicies match host-network traffic by address."""
-    central_address: IpAddress | None = None
-    """Edge only: the central host's IP, the one source allowed to reach this edge's sidecar (30901)."""
+    central_address: Annotated[str, AfterValidator(_address_or_block)] | None = None
+    """Edge only: the central cluster's address as this edge sees its traffic, the one source allowed to reach
+    this edge's sidecar: its host, or for an existing cluster its egress address, or its nodes' block when its
+    pods leave through whichever node they run on."""
     domain: Domain
-    """Wildcard DNS domain of this host: grafana.<domain>, longhorn.<domain>, ..."""
-    minikube: MinikubeSettings = Field(default_factory=MinikubeSettings)
-    node: NodeCapacity = Field(default_factory=NodeCapacity)
+    """Wildcard DNS domain of this cluster: grafana.<domain>, longhorn.<domain>, ..."""
+    minikube: MinikubeSettings | None = None
+    """Minikube on `host` (the default when `kubernetes` is absent)."""
+    node: NodeCapacity | None = None
+    """The Minikube host's size (the default when `kubernetes` is absent)."""
+    kubernetes: ExistingCluster | None = None
+    """An existing cluster instead of Minikube on `host`; its kubeconfig is the secret `kubeconfig`."""
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
     edges: list[EdgeCluster] = Field(default_factory=list)
     """Central only: the edge clusters it queries and creates object-store users for."""
     central_stack: str = f"organization/{PROJECT}/cluster-196"
@@ -791,6 +987,55 @@ class Settings(_Model):
     protect: bool = True
     """Protect stateful resources (node, buckets, PVC-backed releases) against `pulumi destroy`."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _minikube_by_default(cls, data: Any) -> Any:
+        """Without `kubernetes`, the stack is a Minikube host: its sections take their defaults."""
+        if isinstance(data, dict) and data.get("kubernetes") is None:
+            data = {"minikube": {}, "node": {}, **{key: value for key, value in data.items() if value is not None}}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_of_cluster(self) -> Settings:
+        if self.kubernetes is None:
+            if self.host is None:
+                raise ValueError(
+                    "host: a Minikube stack needs its host (`host: 192.168.101.196`); a stack for an existing "
+                    "cluster has a `kubernetes` section instead (README, Deploying onto an existing cluster)"
+                )
+            if self.ingress.service_type != "hostPort" or self.ingress.address is not None:
+                raise ValueError(
+                    "ingress: on Minikube Traefik takes the host's 80/443 (serviceType hostPort, address the host's); "
+                    "LoadBalancer, NodePort and ingress.address are for existing clusters"
+                )
+            if self.ingress.sidecar_annotations or self.ingress.annotations:
+                raise ValueError(
+                    "ingress.annotations and ingress.sidecarAnnotations are for Services of existing clusters"
+                )
+            return self
+        for key, value in (("host", self.host), ("address", self.address), ("minikube", self.minikube)):
+            if value is not None:
+                raise ValueError(f"{key}: a stack with `kubernetes` (an existing cluster) has no host; remove {key}")
+        if self.node is not None:
+            raise ValueError("node: an existing cluster is sized by kubernetes.nodes or kubernetes.total; remove node")
+        if self.ingress.address is None:
+            raise ValueError(
+                "ingress.address is required on an existing cluster: where clients (and central) reach Traefik, "
+                "the load balancer's address or a node's"
+            )
+        if self.role is Role.CENTRAL and self.ingress.sidecar_annotations:
+            raise ValueError("ingress.sidecarAnnotations: only an edge exposes its sidecar; remove it from central")
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_fit_the_nodes(self) -> Settings:
+        if self.logging.replicas > self.node_count:
+            raise ValueError(
+                f"logging.replicas is {self.logging.replicas} but the cluster has {self.node_count} node(s): "
+                "each OpenSearch node needs a Kubernetes node of its own"
+            )
+        return self
+
     @model_validator(mode="after")
     def _role_topology(self) -> Settings:
         if self.role is Role.EDGE and self.edges:
@@ -803,10 +1048,10 @@ class Settings(_Model):
             raise ValueError(f"edges: duplicate edge names {duplicates}; each edge is one stack")
         if self.cluster_name in names:
             raise ValueError(f"edges: the central cluster {self.cluster_name!r} cannot be its own edge")
-        hosts = [edge.host for edge in self.edges] + [self.host]
+        hosts = [edge.host for edge in self.edges] + [self.ingress_address]
         if len(set(hosts)) != len(hosts):
             raise ValueError("edges: every cluster needs its own host address")
-        if not is_ip(self.host) and self.address is None:
+        if self.host is not None and not is_ip(self.host) and self.address is None:
             raise ValueError(
                 f"address: host {self.host!r} is a DNS name; set `address` to its IP (NetworkPolicies need it)"
             )
@@ -824,9 +1069,66 @@ class Settings(_Model):
         return self
 
     @property
+    def on_minikube(self) -> bool:
+        return self.kubernetes is None
+
+    @property
+    def minikube_node(self) -> MinikubeSettings:
+        """The Minikube settings of a Minikube stack."""
+        assert self.minikube is not None, "not a Minikube stack"
+        return self.minikube
+
+    @property
+    def kubernetes_version(self) -> str:
+        return self.kubernetes.kubernetes_version if self.kubernetes else self.minikube_node.kubernetes_version
+
+    @property
+    def cluster_identifier(self) -> str:
+        """What the Kubernetes provider knows the cluster by: only a change of it replaces the provider."""
+        return (self.kubernetes.cluster_identifier if self.kubernetes else None) or self.cluster_name
+
+    @property
+    def node_count(self) -> int:
+        return self.kubernetes.node_count if self.kubernetes else 1
+
+    @property
+    def capacity(self) -> NodeCapacity:
+        """What the platform is sized against: the Minikube host, or all nodes of an existing cluster."""
+        if self.kubernetes:
+            return self.kubernetes.capacity
+        assert self.node is not None
+        return self.node
+
+    @property
     def ip(self) -> str:
-        """This host's IP address."""
+        """This cluster's ingress address: the Minikube host's IP, or `ingress.address` of an existing cluster."""
+        return self.ingress_address
+
+    @property
+    def ingress_address(self) -> str:
+        if self.ingress.address is not None:
+            return self.ingress.address
+        assert self.host is not None
         return self.host if is_ip(self.host) else str(self.address)
+
+    @property
+    def node_cidrs(self) -> list[str]:
+        """Where host-network traffic comes from: the Minikube host, or an existing cluster's nodes."""
+        if self.kubernetes:
+            return list(self.kubernetes.node_cidrs)
+        return [host_cidr(self.ingress_address)]
+
+    @property
+    def api_server(self) -> ApiServerSettings:
+        """Where pods reach the API server: an existing cluster's, or minikube's on the host."""
+        if self.kubernetes:
+            return self.kubernetes.api_server
+        return ApiServerSettings(cidrs=self.node_cidrs, port=MINIKUBE_APISERVER_PORT)
+
+    @property
+    def longhorn_replicas(self) -> int:
+        """One replica of each Longhorn volume per node, up to three."""
+        return min(3, self.node_count)
 
     @property
     def is_central(self) -> bool:
@@ -845,6 +1147,14 @@ class Settings(_Model):
 # --- secrets -----------------------------------------------------------------------------
 
 
+ClusterKind = Literal["minikube", "existing"]
+
+
+def cluster_kind(raw_config: Mapping[str, Any]) -> ClusterKind:
+    """`existing` for a stack with a `kubernetes` section, else `minikube` (keys without the project prefix)."""
+    return "existing" if raw_config.get("kubernetes") is not None else "minikube"
+
+
 @dataclass(frozen=True)
 class SecretKey:
     """A secret config key: never in a committed file, set with `pulumi config set --secret`."""
@@ -855,12 +1165,25 @@ class SecretKey:
     """The roles whose stacks take it (the others refuse it)."""
     required: bool = True
     """False: set only in a particular case (see `purpose`)."""
+    clusters: tuple[ClusterKind, ...] = ("minikube", "existing")
+    """The kinds of cluster whose stacks take it: Minikube on a host, or an existing cluster (`kubernetes`)."""
 
 
 SECRET_KEYS: tuple[SecretKey, ...] = (
     # Required in that the offline engine renders with a key; the program also takes an SSH agent instead.
-    SecretKey("sshPrivateKey", "private key for SSH to the host (minikube.mode: ssh), unless an SSH agent holds it"),
-    SecretKey("sshPrivateKeyPassword", "passphrase of an encrypted sshPrivateKey", required=False),
+    SecretKey(
+        "sshPrivateKey",
+        "private key for SSH to the host (minikube.mode: ssh), unless an SSH agent holds it",
+        clusters=("minikube",),
+    ),
+    SecretKey(
+        "sshPrivateKeyPassword", "passphrase of an encrypted sshPrivateKey", required=False, clusters=("minikube",)
+    ),
+    SecretKey(
+        "kubeconfig",
+        "kubeconfig of an existing cluster (`kubernetes`), `pulumi config set --secret kubeconfig < file`",
+        clusters=("existing",),
+    ),
     SecretKey("minioAdminUser", "MinIO admin access key", roles=(Role.CENTRAL,)),
     SecretKey("minioAdminPassword", "MinIO admin secret key", roles=(Role.CENTRAL,)),
     SecretKey(
@@ -897,6 +1220,8 @@ class Secrets:
     """The e-mail receiver's SMTP password (with `alerting.email`)."""
     ssh_private_key_password: pulumi.Output[str] | None = None
     """The passphrase of an encrypted `ssh_private_key` (pulumi-command cannot use one without it)."""
+    kubeconfig: pulumi.Output[str] | None = None
+    """An existing cluster's kubeconfig (stacks with `kubernetes`); a Minikube node makes its own."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -973,6 +1298,7 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
             )
         return config.require_secret(key)
 
+    kubeconfig = _existing_cluster_kubeconfig(config, settings)
     ssh_key, ssh_key_password = None, None
     has_ssh_key = config.get("sshPrivateKey") is not None
     if config.get("sshPrivateKeyPassword") is not None and not has_ssh_key:
@@ -981,7 +1307,7 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
             "passphrase of that key; set the key (`pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`) "
             "or remove it with `pulumi config rm sshPrivateKeyPassword`"
         )
-    if settings.minikube.mode == "ssh":
+    if settings.minikube is not None and settings.minikube.mode == "ssh":
         # pulumi-command offers the agent at $SSH_AUTH_SOCK itself: the socket path, which changes with
         # every login, never goes into the connection (a new one would run the node scripts again).
         if not has_ssh_key and not os.environ.get("SSH_AUTH_SOCK"):
@@ -1000,7 +1326,13 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
         admin_password = require("minioAdminPassword", "on the central stack")
         ca_key = _platform_ca_key(config, settings.tls)
         return Secrets(
-            ssh_key, admin_user, admin_password, opensearch_password, ca_key, ssh_private_key_password=ssh_key_password
+            ssh_key,
+            admin_user,
+            admin_password,
+            opensearch_password,
+            ca_key,
+            ssh_private_key_password=ssh_key_password,
+            kubeconfig=kubeconfig,
         )
     for key in ("minioAdminUser", "minioAdminPassword", "platformCaKey"):
         if config.get(key) is not None:
@@ -1009,7 +1341,34 @@ def _read_core_secrets(config: pulumi.Config, settings: Settings) -> Secrets:
                 "MinIO admin credentials or the CA key (they read their own credentials and certificates "
                 f"from the central stack). Remove it with `pulumi config rm {key}`"
             )
-    return Secrets(ssh_key, None, None, opensearch_password, ssh_private_key_password=ssh_key_password)
+    return Secrets(
+        ssh_key, None, None, opensearch_password, ssh_private_key_password=ssh_key_password, kubeconfig=kubeconfig
+    )
+
+
+def _existing_cluster_kubeconfig(config: pulumi.Config, settings: Settings) -> pulumi.Output[str] | None:
+    """An existing cluster's stack needs `kubeconfig` and takes no SSH key; a Minikube stack refuses it."""
+    present = config.get("kubeconfig") is not None
+    if settings.on_minikube:
+        if present:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:kubeconfig is set on a Minikube stack, whose node makes its own "
+                "kubeconfig; remove it with `pulumi config rm kubeconfig`, or describe the existing cluster it "
+                "belongs to in a `kubernetes` section instead of host/minikube/node"
+            )
+        return None
+    if not present:
+        raise SettingsError(
+            f"invalid stack config: {PROJECT}:kubeconfig is required on a stack for an existing cluster "
+            "(`kubernetes`): `pulumi config set --secret kubeconfig < kubeconfig.yaml`"
+        )
+    for key in ("sshPrivateKey", "sshPrivateKeyPassword"):
+        if config.get(key) is not None:
+            raise SettingsError(
+                f"invalid stack config: {PROJECT}:{key} is set on a stack for an existing cluster, which runs no "
+                f"host command; remove it with `pulumi config rm {key}`"
+            )
+    return config.require_secret("kubeconfig")
 
 
 def _platform_ca_key(config: pulumi.Config, tls: TlsSettings) -> pulumi.Output[str] | None:

@@ -45,10 +45,8 @@ from components.kube import (
 from components.kube_prometheus_stack import (
     REPLICA_LABEL,
     SELECTOR_LABELS,
-    SIDECAR_NODE_PORT,
     THANOS_DISCOVERY_SERVICE,
 )
-from components.longhorn import STORAGE_CLASS
 from components.namespaces import MONITORING
 from components.object_storage import OBJSTORE_KEY, OBJSTORE_MOUNT_DIR, thanos_objstore_secret
 from components.settings import EdgeCluster, ThanosSettings, quantity_bytes
@@ -83,7 +81,9 @@ class ThanosCentralArgs(TypedDict):
     hostname: str
     """Ingress host of the Query Frontend UI, e.g. thanos.mkube-196.miribit.lab."""
     edges: Sequence[EdgeCluster]
-    """Edge clusters whose sidecars Query reaches on `<host>:30901`."""
+    """Edge clusters whose sidecars Query reaches on `<host>:<sidecarPort>`."""
+    storage_class: str
+    """The StorageClass of the Store Gateway's and the Compactor's volumes."""
     thanos: ThanosSettings
     """Replicas, retention and sizes."""
     grpc_tls_checksum: pulumi.Input[str]
@@ -173,7 +173,7 @@ def query_endpoints(edges: Sequence[EdgeCluster]) -> list[dict[str, Any]]:
     return [
         endpoint(f"dnssrv+_grpc._tcp.{THANOS_DISCOVERY_SERVICE}.{local}"),
         endpoint(f"dnssrv+_grpc._tcp.{STORE}.{local}"),
-        *(endpoint(f"{edge.host}:{SIDECAR_NODE_PORT}", edge_client_config(edge.host)) for edge in edges),
+        *(endpoint(f"{edge.host}:{edge.sidecar_port}", edge_client_config(edge.host)) for edge in edges),
     ]
 
 
@@ -362,6 +362,15 @@ def pod_template(
             containers=[container(workload, version)],
             volumes=[*workload.volumes, *(volumes or [])] or None,
             termination_grace_period_seconds=120,
+            # Replicas on different nodes where there are several; on one node they still start.
+            topology_spread_constraints=[
+                k8s.core.v1.TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key="kubernetes.io/hostname",
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
+                )
+            ],
         ),
     )
 
@@ -373,11 +382,11 @@ def objstore_volume(component: str) -> k8s.core.v1.VolumeArgs:
     )
 
 
-def data_claim(size: str) -> k8s.core.v1.PersistentVolumeClaimArgs:
+def data_claim(storage_class: str, size: str) -> k8s.core.v1.PersistentVolumeClaimArgs:
     return k8s.core.v1.PersistentVolumeClaimArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(name="data"),
         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-            storage_class_name=STORAGE_CLASS,
+            storage_class_name=storage_class,
             access_modes=["ReadWriteOnce"],
             resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
         ),
@@ -401,7 +410,7 @@ class ThanosCentral(Component):
 
     def __init__(self, name: str, args: ThanosCentralArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("thanos:ThanosCentral", name, opts)
-        self._ns = args["namespace"]
+        self._ns, self._storage_class = args["namespace"], args["storage_class"]
         version, settings = args["thanos_version"], args["thanos"]
 
         endpoints = endpoints_file(args["edges"])
@@ -410,7 +419,12 @@ class ThanosCentral(Component):
         self._pod_disruption_budget(querier)
         frontend = query_frontend(settings)
         self._deployment(frontend, version, 1)
-        self._statefulset(store(settings), version, settings.store_storage_size, objstore_volume("store"))
+        gateway = store(settings)
+        self._statefulset(
+            gateway, version, settings.store_storage_size, objstore_volume("store"), settings.store_replicas
+        )
+        if settings.store_replicas > 1:
+            self._pod_disruption_budget(gateway)
         self._statefulset(compactor(settings), version, settings.compactor_storage_size, objstore_volume("compactor"))
         self.ui_password = self._ingress(frontend, args["hostname"], name)
         self.register_outputs({"uiPassword": self.ui_password})
@@ -488,18 +502,20 @@ class ThanosCentral(Component):
             opts=self.child(),
         )
 
-    def _statefulset(self, workload: Workload, version: str, size: str, objstore: k8s.core.v1.VolumeArgs) -> None:
-        """A single replica with its Longhorn volume; one replica is what makes the Compactor a singleton."""
+    def _statefulset(
+        self, workload: Workload, version: str, size: str, objstore: k8s.core.v1.VolumeArgs, replicas: int = 1
+    ) -> None:
+        """Replicas with a volume each; the Compactor keeps one, which is what makes it a singleton."""
         self._common(workload, headless=True)
         k8s.apps.v1.StatefulSet(
             workload.name,
             metadata=self._metadata(workload.name, workload.labels),
             spec=k8s.apps.v1.StatefulSetSpecArgs(
-                replicas=1,
+                replicas=replicas,
                 service_name=workload.name,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload.selector),
                 template=pod_template(workload, version, volumes=[objstore]),
-                volume_claim_templates=[data_claim(size)],
+                volume_claim_templates=[data_claim(self._storage_class, size)],
             ),
             opts=self.child(),
         )

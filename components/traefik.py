@@ -14,6 +14,12 @@ and it reaches only its backends, the API server and DNS (`components/network_po
 host ports still belong to the node (`tools/validators/host_ports.py` keeps them clear of the
 API server's and the CNI's).
 
+On an existing cluster (`ingress.serviceType`) the same can hold on every node (`hostPort`, the
+DaemonSet then runs on each), or Traefik runs as a Deployment of two pods behind a Service of type
+`LoadBalancer` (external traffic policy Local: the load balancer sends only to nodes that run a pod,
+and the client's address is kept) or `NodePort` 30080/30443 (policy Cluster: every node answers,
+and Traefik sees a node's address instead of the client's).
+
 Components that need something of Traefik in front of them say so with a value of this module:
 `LoginMiddleware` (basic auth for a UI without a login of its own) and `HttpsBackend` (a backend
 that serves HTTPS only). Traefik's CRDs come with its chart, so this component creates those
@@ -51,6 +57,8 @@ NetworkPolicy admits anyone to it (the kubelet's probes come from the node)."""
 METRICS_PORT = 9100
 """Prometheus metrics, on the pod address (Prometheus scrapes the pod through the metrics
 Service). Not a host port, so no clash with node-exporter's 9100 on the host."""
+NODE_PORTS = {"web": 30080, "websecure": 30443}
+"""The node ports of `ingress.serviceType: NodePort`, where clients then connect (and are redirected to)."""
 NON_ROOT = 65532
 """The image's (and the chart's default) user and group."""
 POD_LABELS = {"app.kubernetes.io/name": "traefik"}
@@ -178,13 +186,34 @@ class HttpsBackend:
         return {"serverName": self.server_name, "rootCAs": [{"configMap": self.ca_config_map}]}
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """How Traefik is reached: `hostPort` (the node's 80/443), `LoadBalancer` or `NodePort`."""
+
+    service_type: str
+    address: str
+    """What Ingress objects report as their address (where the wildcard DNS points)."""
+    annotations: dict[str, str]
+    """Of the Service (LoadBalancer or NodePort)."""
+    nodes: int
+    """The cluster's nodes: a Deployment runs two pods when there are two nodes to spread them on."""
+
+    @property
+    def host_ports(self) -> bool:
+        return self.service_type == "hostPort"
+
+    def client_port(self, entrypoint: str, standard: int) -> int:
+        """The port clients use for an entrypoint (the redirect to HTTPS names it)."""
+        return NODE_PORTS[entrypoint] if self.service_type == "NodePort" else standard
+
+
 class TraefikArgs(TypedDict):
     namespace: str
     """Namespace the controller runs in."""
     chart_version: str
     """Pinned traefik chart version."""
-    node_address: str
-    """The host's IP: what Ingress objects report as their address (where the wildcard DNS points)."""
+    exposure: Exposure
+    """How clients reach the entrypoints."""
     service_monitor_labels: dict[str, str]
     """Labels Prometheus selects ServiceMonitors by; the release must wait for the Prometheus Operator CRDs."""
     logins: Sequence[LoginMiddleware]
@@ -218,24 +247,65 @@ def security_context() -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, container
 
 
-def entrypoints() -> dict[str, Any]:
-    """Every port Traefik listens on: unprivileged ports in the pod, 80/443 of the host mapped to two.
+def entrypoints(exposure: Exposure) -> dict[str, Any]:
+    """Every port Traefik listens on: unprivileged ports in the pod, reached on 80/443 (hostPorts or the
+    Service's ports), or on the node ports.
 
     `exposedPort` is where the chart points the HTTP-to-HTTPS redirect (`to=:<exposedPort>`): the
-    host port clients use, not the container port. Port 80 only redirects to HTTPS (permanently),
+    port clients use, not the container port. Port 80 only redirects to HTTPS (permanently),
     so no password or token ever crosses it in clear."""
     redirect = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
+    web: dict[str, Any] = {"port": WEB_PORT, "exposedPort": exposure.client_port("web", HTTP_PORT)}
+    websecure: dict[str, Any] = {"port": WEBSECURE_PORT, "exposedPort": exposure.client_port("websecure", HTTPS_PORT)}
+    if exposure.host_ports:
+        web["hostPort"], websecure["hostPort"] = HTTP_PORT, HTTPS_PORT
+    if exposure.service_type == "NodePort":
+        web["nodePort"], websecure["nodePort"] = NODE_PORTS["web"], NODE_PORTS["websecure"]
     return {
-        "web": {
-            "port": WEB_PORT,
-            "hostPort": HTTP_PORT,
-            "exposedPort": HTTP_PORT,
-            "http": {"redirections": redirect},
-        },
-        "websecure": {"port": WEBSECURE_PORT, "hostPort": HTTPS_PORT, "exposedPort": HTTPS_PORT},
+        "web": {**web, "http": {"redirections": redirect}},
+        "websecure": websecure,
         # Only the kubelet needs it; no NetworkPolicy admits anyone else.
         "traefik": {"port": PING_PORT},
         "metrics": {"port": METRICS_PORT},
+    }
+
+
+def workload_values(exposure: Exposure) -> dict[str, Any]:
+    """A DaemonSet holding host ports, or a Deployment behind the Service."""
+    if exposure.host_ports:
+        return {
+            "deployment": {"kind": "DaemonSet"},
+            # A second pod cannot hold the same host ports on one node: replace the pod, never surge
+            # (the chart's default, maxSurge 1, would leave the new pod Pending; its template only
+            # guards this with hostNetwork).
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            # The host address is the entry point; the chart's default Service is a LoadBalancer.
+            "service": {"enabled": False},
+        }
+    local = exposure.service_type == "LoadBalancer"
+    return {
+        "deployment": {"kind": "Deployment", "replicas": min(2, exposure.nodes)},
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        # Two pods on two nodes, so that a node's drain or loss leaves one serving.
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": POD_LABELS},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        },
+        "podDisruptionBudget": {"enabled": exposure.nodes > 1, "minAvailable": 1},
+        "service": {
+            "enabled": True,
+            "annotations": exposure.annotations,
+            "spec": {"type": exposure.service_type, "externalTrafficPolicy": "Local" if local else "Cluster"},
+        },
     }
 
 
@@ -251,28 +321,23 @@ def tls_values(default_certificate_secret: str) -> dict[str, Any]:
 
 
 def traefik_values(
-    node_address: str, service_monitor_labels: dict[str, str], default_certificate_secret: str
+    exposure: Exposure, service_monitor_labels: dict[str, str], default_certificate_secret: str
 ) -> dict[str, Any]:
     pod_security, container_security = security_context()
     return {
-        "deployment": {"kind": "DaemonSet"},
-        # On the pod network, so that NetworkPolicies apply; 80/443 of the host are hostPorts.
+        **workload_values(exposure),
+        # On the pod network, so that NetworkPolicies apply.
         "hostNetwork": False,
-        # A second pod cannot hold the same host ports on the one node: replace the pod, never
-        # surge (the chart's default, maxSurge 1, would leave the new pod Pending; its template
-        # only guards this with hostNetwork).
-        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
-        "ports": entrypoints(),
-        # The host address is the entry point; the chart's default Service is a LoadBalancer.
-        "service": {"enabled": False},
+        "ports": entrypoints(exposure),
         "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
         "providers": {
             # Ingress objects and Traefik's CRDs of every namespace (the chart's ClusterRole).
             "kubernetesIngress": {
                 "enabled": True,
-                # No Service to publish: Ingress objects report the host address instead.
+                # Ingress objects report the configured address (a LoadBalancer's may not be known
+                # to the cluster the way the operator's DNS knows it).
                 "publishedService": {"enabled": False},
-                "ingressEndpoint": {"ip": node_address},
+                "ingressEndpoint": {"ip": exposure.address},
             },
             # A Middleware or ServersTransport is named only from its own namespace.
             "kubernetesCRD": {"enabled": True, "allowCrossNamespace": False},
@@ -324,9 +389,7 @@ class Traefik(Component):
             versions.TRAEFIK,
             args["chart_version"],
             namespace=args["namespace"],
-            values=traefik_values(
-                args["node_address"], args["service_monitor_labels"], args["default_certificate_secret"]
-            ),
+            values=traefik_values(args["exposure"], args["service_monitor_labels"], args["default_certificate_secret"]),
             opts=self.child(delete_before_replace=True, aliases=[ingress_nginx_release(name)]),
         )
         # The CRDs come with the release: Helm installs the chart's crds/ before its templates (the

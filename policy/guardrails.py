@@ -56,6 +56,7 @@ SECRET_CONFIG_KEYS = frozenset(
         "opensearchAdminPassword",
         "alertWebhookUrl",
         "alertSmtpPassword",
+        "kubeconfig",
     }
 )
 """`components/settings.py`'s SECRET_KEYS (a test keeps the two equal)."""
@@ -139,8 +140,12 @@ def unpinned_charts(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Nothing asks for a LoadBalancer: Minikube has none, and it would expose a port on every address."""
+MINIKUBE_NODE = "thanos-multi-cluster:minikube:MinikubeNode"
+"""The component of a Minikube stack (the pack has no project imports)."""
+
+
+def load_balancer_requests(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """What in one resource asks for a Service of type LoadBalancer."""
     if resource_type == SERVICE and _dig(props, "spec", "type") == "LoadBalancer":
         return ["Service of type LoadBalancer"]
     if resource_type == HELM_RELEASE:
@@ -150,6 +155,18 @@ def load_balancers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
             if path.endswith("type") and value == "LoadBalancer"
         ]
     return []
+
+
+def load_balancers_on_minikube(resources: list[Resource]) -> list[tuple[str, str]]:
+    """No LoadBalancer on a Minikube node: it has none, so the Service would stay pending (an existing
+    cluster's stack asks for one with `ingress.serviceType`)."""
+    if not any(resource.type == MINIKUBE_NODE for resource in resources):
+        return []
+    return [
+        (resource.urn, problem)
+        for resource in resources
+        for problem in load_balancer_requests(resource.type, resource.props)
+    ]
 
 
 def _maps(value: Any, path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -330,12 +347,12 @@ def secrets_from_plain_config(resources: list[Resource]) -> list[tuple[str, str]
 RESOURCE_RULES = {
     "containers-have-requests-and-memory-limits": unsized_containers,
     "helm-charts-are-pinned": unpinned_charts,
-    "no-load-balancers": load_balancers,
     "no-wildcard-rbac": wildcard_rbac,
     "restricted-security-context": unrestricted_containers,
     "no-plaintext-ingress": plaintext_ingress,
 }
 STACK_RULES = {
+    "no-load-balancers-on-minikube": load_balancers_on_minikube,
     "no-api-token-without-api-access": mounted_tokens,
     "owned-namespaces-default-deny": namespaces_without_default_deny,
     "secrets-not-from-plain-config": secrets_from_plain_config,

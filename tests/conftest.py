@@ -1,8 +1,9 @@
 """One offline engine for every test, and the stacks the tests run on.
 
 Unit tests run on the small fixture stacks in `tests/stacks/` (a central `hub` and two edges on
-10.20.0.0/24): their own topology, so no test depends on a committed host, address or name, and
-adding a cluster to the project changes no test. The project's own stacks (`Pulumi.*.yaml` beside
+Minikube hosts in 10.20.0.0/24, and a central and an edge on existing three-node clusters): their
+own topology, so no test depends on a committed host, address or name, and adding a cluster to the
+project changes no test. The project's own stacks (`Pulumi.*.yaml` beside
 `Pulumi.yaml`) are checked as a whole: each renders and passes every validator. Each stack is
 rendered once per session and shared.
 """
@@ -27,6 +28,7 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="thanos-multi-cluster-tes
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from components.longhorn import STORAGE_CLASS  # noqa: E402
 from components.settings import Settings, decode_config, settings_of  # noqa: E402
 from tests.certificates import throwaway_ca  # noqa: E402
 from tools import helm, podsecurity  # noqa: E402
@@ -40,12 +42,61 @@ def role_of(stack: str, stacks_dir: Path = FIXTURE_STACKS_DIR) -> str:
     return load_stack_config(stack, stacks_dir)[f"{PROJECT}:role"]
 
 
+def on_existing_cluster(stack: str, stacks_dir: Path = FIXTURE_STACKS_DIR) -> bool:
+    """A stack for an existing cluster (a `kubernetes` section) rather than Minikube on a host."""
+    return f"{PROJECT}:kubernetes" in load_stack_config(stack, stacks_dir)
+
+
 STACKS = tuple(stack_names(FIXTURE_STACKS_DIR))
 """The fixture stacks the unit tests run on."""
+MINIKUBE_STACKS = tuple(stack for stack in STACKS if not on_existing_cluster(stack))
+"""The fixture stacks of Minikube hosts."""
+EXISTING_STACKS = tuple(stack for stack in STACKS if on_existing_cluster(stack))
+"""The fixture stacks of existing (multi-node) clusters."""
 EDGE_STACKS = tuple(stack for stack in STACKS if role_of(stack) == "edge")
-CENTRAL_STACK = next(stack for stack in STACKS if role_of(stack) == "central")
-EDGE, OTHER_EDGE = EDGE_STACKS[:2]
-"""Two fixture edges, for tests that need an edge, or an edge and another one."""
+LONGHORN_STACKS = tuple(
+    stack
+    for stack in STACKS
+    if "className" not in json.loads(load_stack_config(stack, FIXTURE_STACKS_DIR).get(f"{PROJECT}:storage", "{}"))
+)
+"""The fixture stacks that install Longhorn (no StorageClass of the cluster's own)."""
+HOST_PORT_STACKS = tuple(
+    stack
+    for stack in STACKS
+    if json.loads(load_stack_config(stack, FIXTURE_STACKS_DIR).get(f"{PROJECT}:ingress", "{}")).get(
+        "serviceType", "hostPort"
+    )
+    == "hostPort"
+)
+"""The fixture stacks whose Traefik takes the node's 80/443 as host ports (every Minikube stack)."""
+CENTRAL_STACK = next(stack for stack in MINIKUBE_STACKS if role_of(stack) == "central")
+EDGE, OTHER_EDGE = (stack for stack in MINIKUBE_STACKS if role_of(stack) == "edge")
+"""Two fixture edges on Minikube, for tests that need an edge, or an edge and another one."""
+HUB_EDGES = tuple(
+    edge["name"] for edge in json.loads(load_stack_config(CENTRAL_STACK, FIXTURE_STACKS_DIR)[f"{PROJECT}:edges"])
+)
+"""The edges `CENTRAL_STACK` lists: its fleet, with it."""
+FLEET = (CENTRAL_STACK, *HUB_EDGES)
+"""The Minikube central and the edges it queries: one platform."""
+
+
+def central_of(stack: str) -> str:
+    """The central stack of a fixture stack: itself, or the one its `centralStack` names."""
+    config = load_stack_config(stack, FIXTURE_STACKS_DIR)
+    if config[f"{PROJECT}:role"] == "central":
+        return stack
+    return config[f"{PROJECT}:centralStack"].rsplit("/", 1)[-1]
+
+
+def fleet_of(stack: str) -> tuple[str, ...]:
+    """The platform a fixture stack belongs to: its central and the edges that central lists."""
+    central = central_of(stack)
+    edges = json.loads(load_stack_config(central, FIXTURE_STACKS_DIR)[f"{PROJECT}:edges"])
+    return (central, *(edge["name"] for edge in edges))
+
+
+EXISTING_CENTRAL = next(stack for stack in EXISTING_STACKS if role_of(stack) == "central")
+EXISTING_EDGE = next(stack for stack in EXISTING_STACKS if role_of(stack) == "edge")
 COMMITTED_STACKS = tuple(stack_names(ROOT))
 """The project's own stacks, one per cluster."""
 REFERENCE_MISSING = reference_material.reference_missing()
@@ -145,6 +196,11 @@ def settings(rendering: Rendering) -> Settings:
     return settings_of(rendering.config, rendering.stack)
 
 
+def storage_class(rendering: Rendering) -> str:
+    """The StorageClass the stack's volumes are claimed from: the cluster's own, or Longhorn's."""
+    return settings(rendering).storage.class_name or STORAGE_CLASS
+
+
 @pytest.fixture(autouse=True)
 def no_ssh_agent(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's SSH agent (`SSH_AUTH_SOCK`) unless it sets one: with an agent the
@@ -155,6 +211,36 @@ def no_ssh_agent(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=STACKS)
 def any_stack(request: pytest.FixtureRequest) -> Rendering:
     return rendered(request.param)
+
+
+@pytest.fixture(params=MINIKUBE_STACKS)
+def minikube_stack(request: pytest.FixtureRequest) -> Rendering:
+    return rendered(request.param)
+
+
+@pytest.fixture(params=[stack for stack in MINIKUBE_STACKS if role_of(stack) == "edge"])
+def minikube_edge(request: pytest.FixtureRequest) -> Rendering:
+    return rendered(request.param)
+
+
+@pytest.fixture(params=LONGHORN_STACKS)
+def longhorn_stack(request: pytest.FixtureRequest) -> Rendering:
+    return rendered(request.param)
+
+
+@pytest.fixture(params=EXISTING_STACKS)
+def existing_stack(request: pytest.FixtureRequest) -> Rendering:
+    return rendered(request.param)
+
+
+@pytest.fixture
+def existing_central() -> Rendering:
+    return rendered(EXISTING_CENTRAL)
+
+
+@pytest.fixture
+def existing_edge() -> Rendering:
+    return rendered(EXISTING_EDGE)
 
 
 @pytest.fixture(params=EDGE_STACKS)

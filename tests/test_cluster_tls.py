@@ -11,7 +11,16 @@ import pytest
 
 from components.cluster_tls import CertificatesDoNotFit
 from components.settings import PROJECT
-from tests.conftest import CENTRAL_STACK, EDGE, FIXTURE_STACKS_DIR, raw_config, rendered, run_fixture, settings
+from tests.conftest import (
+    CENTRAL_STACK,
+    EDGE,
+    FIXTURE_STACKS_DIR,
+    central_of,
+    raw_config,
+    rendered,
+    run_fixture,
+    settings,
+)
 from tools.engine import Rendering, Secret, offline_outputs, unwrap
 from tools.plan import plan
 
@@ -53,7 +62,7 @@ def sidecar_client_ca(edge: Rendering) -> str:
 def test_the_sidecars_client_ca_is_the_storeapi_client_ca_not_the_platform_ca(edge: Rendering) -> None:
     """Every OpenSearch node certificate comes from the platform CA with `client_auth`: trusting the
     platform CA for clients would let any cluster's OpenSearch key open the StoreAPI."""
-    issued = unwrap(rendered(CENTRAL_STACK).outputs["tlsCertificates"])
+    issued = unwrap(rendered(central_of(edge.stack)).outputs["tlsCertificates"])
     client_ca = sidecar_client_ca(edge)
     assert client_ca == issued[edge.stack]["storeApiClientCa"]["certificate"]
     assert client_ca != edge.outputs["platformCaCertificate"]

@@ -39,9 +39,10 @@ def test_the_program_passes_the_engines_default_provider_rule(any_stack: Renderi
     assert default_provider_denials(any_stack) == []
 
 
-def test_disabling_every_default_provider_is_refused_like_the_real_engine_does(any_stack: Rendering) -> None:
+def test_disabling_every_default_provider_is_refused_like_the_real_engine_does(minikube_stack: Rendering) -> None:
     """With `*` the engine refuses the default provider of command, random and the dynamic
     providers too; the first `pulumi preview` would stop at the Minikube node."""
+    any_stack = minikube_stack
     denials = default_provider_denials(with_disabled(any_stack, ["*"]))
     packages = {message.split("'")[1] for message in denials}
     assert {"command", "random", "pulumi-python"} <= packages

@@ -26,6 +26,7 @@ from tests.conftest import (
     requires_reference,
     run_fixture,
     settings,
+    storage_class,
 )
 from tools.cluster import KubeObject, cluster
 from tools.engine import MOCK_PASSWORD, Rendering, Secret, unwrap
@@ -99,7 +100,7 @@ def test_local_retention_defaults_to_a_day_and_leaves_room_on_the_volume(any_sta
     spec = values(any_stack)["prometheus"]["prometheusSpec"]
     assert spec["retention"] == "24h"
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
-    assert claim["storageClassName"] == "longhorn"
+    assert claim["storageClassName"] == storage_class(any_stack)
     assert claim["resources"]["requests"]["storage"] == "20Gi"
     assert spec["retentionSize"] == f"{20 * 1024 * 85 // 100}MiB"
 
@@ -174,14 +175,15 @@ def test_sidecar_metrics_are_scraped_everywhere(any_stack: Rendering) -> None:
     assert prometheus["thanosServiceMonitor"]["enabled"] is True
 
 
-def test_persistence_is_on_longhorn(any_stack: Rendering) -> None:
+def test_persistence_is_on_the_clusters_storage_class(any_stack: Rendering) -> None:
     v = values(any_stack)
     alertmanager = v["alertmanager"]["alertmanagerSpec"]["storage"]["volumeClaimTemplate"]["spec"]
-    assert alertmanager["storageClassName"] == "longhorn"
+    assert alertmanager["storageClassName"] == storage_class(any_stack)
     assert v["grafana"]["persistence"]["enabled"] is True
-    assert v["grafana"]["persistence"]["storageClassName"] == "longhorn"
+    assert v["grafana"]["persistence"]["storageClassName"] == storage_class(any_stack)
     release = any_stack.release(RELEASE)
-    assert any_stack.depends_on(release, any_stack.release("longhorn"))
+    if settings(any_stack).storage.longhorn:
+        assert any_stack.depends_on(release, any_stack.release("longhorn"))
     assert release.protect
 
 
@@ -335,7 +337,8 @@ def test_ingress_controller_is_scraped_and_installed_after_the_servicemonitor_cr
     assert monitor["additionalLabels"] == {"release": RELEASE}  # what kps' serviceMonitorSelector matches
     assert any_stack.depends_on(ingress, any_stack.release(RELEASE))
     # Longhorn no longer waits for the controller: its Ingress object can exist before it.
-    assert not any_stack.depends_on(any_stack.release("longhorn"), ingress)
+    if settings(any_stack).storage.longhorn:
+        assert not any_stack.depends_on(any_stack.release("longhorn"), ingress)
 
 
 def test_unreachable_control_plane_monitors_are_off(any_stack: Rendering) -> None:

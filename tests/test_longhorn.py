@@ -6,15 +6,41 @@ import copy
 import json
 from typing import Any
 
+import pytest
 import yaml
 
 from components import versions
 from components.longhorn import MANAGER_PORT, UI_PORT, WEBHOOK_PORTS
 from components.traefik import INGRESS_CLASS
-from tests.conftest import requires_charts, requires_reference, settings
+from tests.conftest import EXISTING_CENTRAL, rendered, requires_charts, requires_reference, settings
 from tools.cluster import KubeObject, cluster
 from tools.engine import Rendering, Secret
 from tools.validators import capacity, helm_values
+
+
+@pytest.fixture
+def any_stack(longhorn_stack: Rendering) -> Rendering:
+    """Every stack that installs Longhorn (not one on a StorageClass of its cluster's own, below)."""
+    return longhorn_stack
+
+
+@pytest.fixture
+def edge(longhorn_stack: Rendering) -> Rendering:
+    return longhorn_stack
+
+
+def test_a_cluster_with_its_own_storage_class_gets_no_longhorn_and_claims_from_that_class() -> None:
+    existing = rendered(EXISTING_CENTRAL)
+    class_name = settings(existing).storage.class_name
+    assert class_name
+    assert [r.name for r in existing.helm_releases() if r.name == "longhorn"] == []
+    assert "longhorn-system" not in {r.metadata["name"] for r in existing.kubernetes_objects() if r.kind == "Namespace"}
+    assert "longhornUrl" not in existing.outputs
+    claims = [r for r in existing.kubernetes_objects() if r.kind in ("StatefulSet", "PersistentVolumeClaim")]
+    for claim in claims:
+        templates = claim.inputs["spec"].get("volumeClaimTemplates") or [claim.inputs]
+        for template in templates:
+            assert template["spec"]["storageClassName"] == class_name, claim.name
 
 
 def values(stack: Rendering) -> dict[str, Any]:
@@ -42,12 +68,14 @@ def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> No
     assert helm_values.release_problems(any_stack.release("longhorn"), "1.36") == []
 
 
-def test_single_node_settings_apply_to_storage_class_and_ui_volumes(any_stack: Rendering) -> None:
+def test_one_replica_per_node_applies_to_storage_class_and_ui_volumes(any_stack: Rendering) -> None:
     v = values(any_stack)
     assert v["persistence"]["defaultClass"] is True
-    assert v["persistence"]["defaultClassReplicaCount"] == 1  # the StorageClass's volumes
-    # Volumes made in the UI, in the per-data-engine form of Longhorn 1.10+: one replica on either engine.
-    assert v["defaultSettings"]["defaultReplicaCount"] == {"v1": "1", "v2": "1"}
+    replicas = settings(any_stack).longhorn_replicas
+    assert replicas == min(3, settings(any_stack).node_count)  # one per node, up to three
+    assert v["persistence"]["defaultClassReplicaCount"] == replicas  # the StorageClass's volumes
+    # Volumes made in the UI, in the per-data-engine form of Longhorn 1.10+: as many on either engine.
+    assert v["defaultSettings"]["defaultReplicaCount"] == {"v1": str(replicas), "v2": str(replicas)}
     assert v["persistence"]["reclaimPolicy"] == "Retain"
 
 
@@ -59,7 +87,8 @@ def test_instance_manager_cpu_is_reserved_per_data_engine(any_stack: Rendering) 
 @requires_charts
 def test_the_chart_renders_per_engine_settings_as_the_settings_json(edge: Rendering) -> None:
     setting = rendered_config(edge, "longhorn-default-setting", "default-setting.yaml")
-    assert json.loads(setting["default-replica-count"]) == {"v1": "1", "v2": "1"}
+    replicas = str(settings(edge).longhorn_replicas)
+    assert json.loads(setting["default-replica-count"]) == {"v1": replicas, "v2": replicas}
     assert json.loads(setting["guaranteed-instance-manager-cpu"]) == {"v1": "12"}
     assert setting["deleting-confirmation-flag"] is False
     assert setting["storage-minimal-available-percentage"] == "15"

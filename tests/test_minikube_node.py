@@ -31,12 +31,32 @@ from components.minikube_node import (
     with_exports,
 )
 from components.settings import PROJECT, MinikubeSettings, SettingsError
-from tests.conftest import EDGE, rendered, run_fixture, settings
+from tests.conftest import EDGE, EXISTING_STACKS, rendered, run_fixture, settings
 from tools.engine import Rendering, Secret, secret_placeholder, unwrap
 from tools.plan import Step, plan
 
 COMMAND = "command:remote:Command"
 LOCAL_COMMAND = "command:local:Command"
+
+
+@pytest.fixture
+def any_stack(minikube_stack: Rendering) -> Rendering:
+    """Every Minikube stack: a stack for an existing cluster has no node (below)."""
+    return minikube_stack
+
+
+@pytest.fixture
+def edge(minikube_edge: Rendering) -> Rendering:
+    return minikube_edge
+
+
+@pytest.mark.parametrize("stack", EXISTING_STACKS)
+def test_an_existing_cluster_runs_no_host_command_and_takes_no_ssh_key(stack: str) -> None:
+    existing = rendered(stack)
+    assert [r.name for r in existing.resources if r.type.startswith("command:")] == []
+    assert [r for r in existing.resources if r.type == "thanos-multi-cluster:minikube:MinikubeNode"] == []
+    with pytest.raises(SettingsError, match=r"sshPrivateKey is set on a stack for an existing cluster"):
+        run_fixture(stack, {f"{PROJECT}:sshPrivateKey": "key"})
 
 
 # The address the script-level tests start a node on (cluster-197's, like the stack file's).
@@ -323,9 +343,9 @@ def test_prerequisites_run_before_start(any_stack: Rendering) -> None:
 
 def test_prerequisites_are_told_the_oldest_containerd_the_kubernetes_version_supports(any_stack: Rendering) -> None:
     prerequisites = str(any_stack.one(COMMAND, f"{any_stack.stack}-host-prerequisites").inputs["create"])
-    minimum = settings(any_stack).minikube.minimum_containerd_version
+    minimum = settings(any_stack).minikube_node.minimum_containerd_version
     assert f"export CONTAINERD_MINIMUM_VERSION={minimum}\n" in prerequisites
-    assert f"export KUBERNETES_VERSION={settings(any_stack).minikube.kubernetes_version}\n" in prerequisites
+    assert f"export KUBERNETES_VERSION={settings(any_stack).minikube_node.kubernetes_version}\n" in prerequisites
 
 
 @pytest.mark.parametrize(("kubernetes", "containerd"), [("v1.35.2", "1.7.0"), ("v1.36.3", "2.0.0")])

@@ -18,7 +18,7 @@ import pytest
 
 from components import namespaces as ns
 from components import opensearch, traefik
-from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture
+from tests.conftest import CENTRAL_STACK, STACKS, any_stack_name, rendered, requires_charts, run_fixture, settings
 from tools.cluster import cluster
 from tools.engine import Rendering, unwrap
 from tools.reachability import Connectivity, Rule
@@ -77,7 +77,10 @@ def test_dns_is_required_for_every_pod_that_is_not_on_the_host_network() -> None
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_owned_namespace_has_a_default_deny_for_both_directions(stack: str) -> None:
     policies = policies_of(rendered(stack))
-    for namespace in ns.ENFORCED_LEVEL:
+    config = settings(rendered(stack))
+    owned = ns.owned(longhorn=config.storage.longhorn, host_ports=config.ingress.service_type == "hostPort")
+    assert set(owned) == {p["metadata"]["namespace"] for p in policies}
+    for namespace in owned:
         deny = [
             p for p in policies if p["metadata"] == {**p["metadata"], "name": "default-deny", "namespace": namespace}
         ]
@@ -100,8 +103,9 @@ def ingress_backends(t: Topology) -> dict[str, set[int]]:
     backends = {
         t.pod(network_flows.GRAFANA): {3000},
         t.pod(network_flows.OPENSEARCH): {9200},
-        t.pod(network_flows.LONGHORN_UI): {8000},
     }
+    if t.longhorn:
+        backends[t.pod(network_flows.LONGHORN_UI)] = {8000}
     if t.settings.is_central:
         backends[t.pod(network_flows.FRONTEND)] = {9090}
     return backends
@@ -161,11 +165,12 @@ def test_traefik_takes_in_exactly_the_world_on_its_web_ports_and_prometheus_on_i
 def test_traefik_reaches_exactly_its_backends_the_api_server_and_dns(stack: str) -> None:
     t = topology(stack)
     outbound = {(rule.destination, rule.ports) for rule in through(reach(stack), source=t.pod(network_flows.TRAEFIK))}
-    api_server = frozenset({8443, 443})  # minikube's API server port, and the `kubernetes` Service's
+    api = settings(rendered(stack)).api_server
+    api_server = frozenset({api.port, 443})  # the API server's own port (minikube's 8443), and the Service's
     assert outbound == {
         *((backend, frozenset(ports)) for backend, ports in ingress_backends(t).items()),
-        (t.node, api_server),
-        ("10.96.0.1", api_server),
+        *((network_flows.first_address(cidr), api_server) for cidr in api.cidrs),
+        (api.service_address, api_server),
         (network_flows.COREDNS.endpoint, frozenset({53})),
     }
 
@@ -254,9 +259,13 @@ def test_opensearch_reaches_nothing_on_the_internet_and_only_the_plugin_installe
     fixed: public addresses on 443 are its only flow out (DNS aside), and nothing may reach it."""
     t = topology(stack)
     search = t.pod(network_flows.OPENSEARCH)
-    installer = t.pod((ns.LOGGING, opensearch.PLUGIN_INSTALLER))
     internet = [(network_flows.PUBLIC, 443), (network_flows.PUBLIC, 80), ("8.8.8.8", 443)]
     assert [flow for flow in internet if reach(stack).allows(search, *flow)] == []
+    if settings(rendered(stack)).logging.image is not None:  # the operator's image brings the plugin
+        assert not t.has((ns.LOGGING, opensearch.PLUGIN_INSTALLER))
+        assert opensearch.PLUGIN_INSTALLER not in {p["metadata"]["name"] for p in policies_of(rendered(stack))}
+        return
+    installer = t.pod((ns.LOGGING, opensearch.PLUGIN_INSTALLER))
     assert reach(stack).allows(installer, network_flows.PUBLIC, 443)
     assert reach(stack).allows(installer, network_flows.COREDNS.endpoint, 53, "UDP")
     closed = [

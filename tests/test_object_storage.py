@@ -12,7 +12,7 @@ import pytest
 from components.object_storage import minio_ca_file, policy_document
 from components.settings import PROJECT, S3Settings, SettingsError, parse_settings
 from tests.certificates import throwaway_ca
-from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, raw_config, run_fixture, settings, with_section
+from tests.conftest import CENTRAL_STACK, EDGE, FLEET, OTHER_EDGE, raw_config, run_fixture, settings, with_section
 from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, secret_placeholder, unwrap
 
 PEM, _ = throwaway_ca()
@@ -57,7 +57,7 @@ def expected_policies() -> dict[str, dict[str, Any]]:
         f"{CENTRAL_STACK}-thanos-store": whole_thanos_bucket("s3:GetObject"),
         f"{CENTRAL_STACK}-thanos-compactor": whole_thanos_bucket("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
     }
-    for cluster in STACKS:
+    for cluster in FLEET:
         policies[f"{cluster}-thanos-sidecar"] = whole_thanos_bucket("s3:GetObject", "s3:PutObject")
         policies[f"{cluster}-opensearch"] = cluster_prefix(BUCKETS.opensearch, cluster)
         policies[f"{cluster}-longhorn"] = cluster_prefix(BUCKETS.longhorn, cluster)

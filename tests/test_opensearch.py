@@ -33,7 +33,19 @@ from components.opensearch import (
 )
 from components.settings import PROJECT, SECRET_KEYS, SettingsError, quantity_bytes
 from tests.certificates import throwaway_ca
-from tests.conftest import requires_charts, requires_evaluator, requires_reference, run_fixture, settings, with_section
+from tests.conftest import (
+    EDGE,
+    EXISTING_CENTRAL,
+    STACKS,
+    rendered,
+    requires_charts,
+    requires_evaluator,
+    requires_reference,
+    run_fixture,
+    settings,
+    storage_class,
+    with_section,
+)
 from tools.cluster import KubeObject, Pod, cluster
 from tools.engine import (
     MOCK_PASSWORD,
@@ -45,6 +57,7 @@ from tools.engine import (
 )
 from tools.plan import plan
 from tools.validators import helm_values, pod_security
+from tools.validators.common import lookup
 
 OBJECT = "pulumi-python:dynamic/opensearch:Object"
 GUARD = "pulumi-python:dynamic/opensearch:AdminCredentials"
@@ -113,7 +126,8 @@ def test_release_is_pinned_protected_and_waits_for_volumes_and_keys(any_stack: R
     assert release.inputs["version"] == "3.6.0" == versions.OPENSEARCH.version
     assert release.inputs["namespace"] == "logging"
     assert release.protect
-    assert any_stack.depends_on(release, any_stack.release("longhorn"))
+    if settings(any_stack).storage.longhorn:
+        assert any_stack.depends_on(release, any_stack.release("longhorn"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", OPENSEARCH_KEYSTORE_SECRET, "logging"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", INTERNAL_USERS_SECRET, "logging"))
     assert any_stack.depends_on(release, any_stack.k8s("Secret", "opensearch-tls", "logging"))
@@ -125,9 +139,10 @@ def test_every_values_key_exists_in_the_pinned_chart(any_stack: Rendering) -> No
     assert helm_values.release_problems(any_stack.release("opensearch"), "1.28") == []
 
 
-def test_single_node_with_heap_at_most_half_the_memory_limit(any_stack: Rendering) -> None:
+def test_one_or_three_nodes_with_heap_at_most_half_the_memory_limit(any_stack: Rendering) -> None:
     v = values(any_stack)
-    assert v["singleNode"] is True and v["replicas"] == 1
+    replicas = settings(any_stack).logging.replicas
+    assert v["singleNode"] is (replicas == 1) and v["replicas"] == replicas
     limit = quantity_bytes(v["resources"]["limits"]["memory"])
     assert v["resources"]["requests"]["memory"] == v["resources"]["limits"]["memory"]
     xms, xmx = (int(m) * 2**20 for m in re.findall(r"-Xm[sx](\d+)m", v["opensearchJavaOpts"]))
@@ -135,17 +150,61 @@ def test_single_node_with_heap_at_most_half_the_memory_limit(any_stack: Renderin
     assert v["resources"]["requests"]["cpu"]
 
 
-def test_more_replicas_leave_single_node_mode_and_replicate_indices(edge: Rendering) -> None:
-    stack = with_section(edge.stack, "logging", replicas=2)
-    assert values(stack)["singleNode"] is False and values(stack)["replicas"] == 2
-    assert body(stack, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 1
-    assert body(edge, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 0
+def test_three_nodes_form_a_cluster_on_three_kubernetes_nodes_and_replicate_indices() -> None:
+    three = rendered(EXISTING_CENTRAL)
+    v = values(three)
+    assert settings(three).logging.replicas == 3
+    assert v["singleNode"] is False and v["replicas"] == 3
+    assert v["antiAffinity"] == "hard", "two OpenSearch nodes on one Kubernetes node would fail together"
+    assert body(three, "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 1
+    assert body(rendered(EDGE), "IndexTemplate")["template"]["settings"]["index"]["number_of_replicas"] == 0
 
 
-def test_data_lives_on_longhorn(any_stack: Rendering) -> None:
+@requires_charts
+def test_the_chart_bootstraps_the_three_nodes_as_cluster_managers() -> None:
+    (statefulset,) = [o for o in cluster(rendered(EXISTING_CENTRAL)).of_kind("StatefulSet") if o.namespace == "logging"]
+    container = next(c for c in lookup(statefulset.obj, "spec.template.spec.containers") if c["name"] == "opensearch")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    names = [f"opensearch-cluster-master-{ordinal}" for ordinal in range(3)]
+    # The chart's list ends in a comma, which OpenSearch's list setting ignores.
+    assert env["cluster.initial_master_nodes"].rstrip(",").split(",") == names
+    assert env["discovery.seed_hosts"] == "opensearch-cluster-master-headless"
+    assert "discovery.type" not in env
+    affinity = lookup(statefulset.obj, "spec.template.spec.affinity.podAntiAffinity")
+    assert affinity["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+@pytest.mark.parametrize(
+    ("logging", "refusal"),
+    [
+        ({"replicas": 2}, "logging.replicas: Input should be 1 or 3"),
+        ({"replicas": 3}, "logging.image is required with logging.replicas 3"),
+        ({"replicas": 3, "image": "registry.lab.test/opensearch-s3:3.6.0"}, "has 1 node"),
+        ({"image": "registry.lab.test/opensearch-s3:2.19.0"}, "a tag that starts with OpenSearch 3.6.0"),
+    ],
+)
+def test_a_cluster_that_could_not_keep_a_quorum_or_lacks_the_plugin_is_refused(
+    logging: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(refusal)):
+        with_section(EDGE, "logging", **logging)
+
+
+def test_an_image_with_the_plugin_replaces_the_installer_and_its_volume() -> None:
+    image = "registry.lab.test/opensearch-s3:3.6.0"
+    stack = with_section(EDGE, "logging", image=image)
+    v = values(stack)
+    assert v["image"] == {"repository": "registry.lab.test/opensearch-s3", "tag": "3.6.0"}
+    assert [r.name for r in stack.kubernetes_objects() if r.name in (PLUGIN_INSTALLER, PLUGINS_CLAIM)] == []
+    assert "plugins" not in {m["name"] for m in v.get("extraVolumeMounts") or []}
+    init = {c["name"]: c["image"] for c in v.get("extraInitContainers") or []}
+    assert set(init.values()) <= {image}, "the truststore is made with the same JDK"
+
+
+def test_data_lives_on_the_clusters_storage_class(any_stack: Rendering) -> None:
     persistence = values(any_stack)["persistence"]
     assert persistence["enabled"] is True
-    assert persistence["storageClass"] == "longhorn"
+    assert persistence["storageClass"] == storage_class(any_stack)
     assert persistence["size"] == "30Gi"
     assert persistence["enableInitChown"] is False
 
@@ -207,6 +266,12 @@ PLUGIN_MOUNT = {
 """The plugin, read-only from the claim, under the version the image runs."""
 
 
+@pytest.fixture(params=[stack for stack in STACKS if settings(rendered(stack)).logging.image is None])
+def installer_stack(request: pytest.FixtureRequest) -> Rendering:
+    """A stack on the upstream image, whose repository-s3 the installer Job puts on a volume."""
+    return rendered(request.param)
+
+
 def installer(stack: Rendering) -> Resource:
     return stack.k8s("Job", PLUGIN_INSTALLER, "logging")
 
@@ -216,28 +281,31 @@ def installer_pod(stack: Rendering) -> dict[str, Any]:
     return spec
 
 
-def test_repository_s3_comes_from_the_plugin_volume_not_a_download_at_every_start(any_stack: Rendering) -> None:
-    v = values(any_stack)
+def test_repository_s3_comes_from_the_plugin_volume_not_a_download_at_every_start(installer_stack: Rendering) -> None:
+    v = values(installer_stack)
     # The chart's `installList` makes every start download the plugin (a mirror outage: CrashLoopBackOff).
     assert v["plugins"] == {"enabled": False}
     assert "installList" not in json.dumps(v)
     assert OPENSEARCH_VERSION == "3.6.0" == versions.OPENSEARCH.version
     assert [m for m in v["extraVolumeMounts"] if m["name"] == "plugins"] == [PLUGIN_MOUNT]
     assert {"name": "plugins", "persistentVolumeClaim": {"claimName": PLUGINS_CLAIM}} in v["extraVolumes"]
-    claim = any_stack.k8s("PersistentVolumeClaim", PLUGINS_CLAIM, "logging")
-    assert claim.inputs["spec"]["storageClassName"] == "longhorn"
+    claim = installer_stack.k8s("PersistentVolumeClaim", PLUGINS_CLAIM, "logging")
+    assert claim.inputs["spec"]["storageClassName"] == storage_class(installer_stack)
     assert claim.inputs["spec"]["accessModes"] == ["ReadWriteOnce"]
     # Installed before the release: its pods find the plugin on the volume from their first start.
-    release, job = any_stack.release("opensearch"), installer(any_stack)
-    assert any_stack.depends_on(release, job) and any_stack.depends_on(job, claim)
-    assert any_stack.depends_on(job, any_stack.release("longhorn"))
+    release, job = installer_stack.release("opensearch"), installer(installer_stack)
+    assert installer_stack.depends_on(release, job) and installer_stack.depends_on(job, claim)
+    if settings(installer_stack).storage.longhorn:
+        assert installer_stack.depends_on(job, installer_stack.release("longhorn"))
     assert release.protect and not job.protect and not claim.protect, "a lost plugin volume is filled again"
 
 
-def test_the_installer_job_downloads_repository_s3_for_the_images_version_onto_the_claim(any_stack: Rendering) -> None:
-    job = installer(any_stack)
+def test_the_installer_job_downloads_repository_s3_for_the_images_version_onto_the_claim(
+    installer_stack: Rendering,
+) -> None:
+    job = installer(installer_stack)
     spec = unwrap(job.inputs["spec"])
-    pod = installer_pod(any_stack)
+    pod = installer_pod(installer_stack)
     (container,) = pod["containers"]
     assert container["image"] == versions.OPENSEARCH_IMAGE, "the installer is the OpenSearch it installs for"
     script = container["command"][-1]

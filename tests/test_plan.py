@@ -49,7 +49,7 @@ def test_a_changed_kubernetes_version_updates_the_node_in_place() -> None:
 
 def test_a_new_host_replaces_the_node_which_protect_refuses() -> None:
     stack = edge().stack
-    address = settings(edge()).host.rsplit(".", 1)[0] + ".250"
+    address = str(settings(edge()).host).rsplit(".", 1)[0] + ".250"
     moved = run_fixture(stack, {f"{PROJECT}:host": address})
     result = plan(edge(), moved)
     step = result.step(NODE, f"{stack}-minikube")

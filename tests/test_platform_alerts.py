@@ -15,7 +15,7 @@ import yaml
 from components import fleet_dashboard as fleet_dashboard_module
 from components import thanos
 from components.kube_prometheus_stack import SIDECAR_JOB
-from tests.conftest import CENTRAL_STACK, EDGE_STACKS, STACKS, rendered, requires_charts
+from tests.conftest import CENTRAL_STACK, EDGE_STACKS, FLEET, rendered, requires_charts
 from tests.test_kube_prometheus_stack import values as kps_values
 from tests.test_service_monitors import service_monitor_jobs
 from tools.engine import Rendering, Resource
@@ -114,7 +114,7 @@ def test_the_sidecar_job_is_relabelled_from_the_service_name_to_the_mixins(any_s
 
 def test_query_must_see_exactly_the_clusters_of_the_config(central: Rendering) -> None:
     missing = [r for r in groups(central)["thanos-central"] if r["alert"] == "ThanosClusterMissingFromQuery"]
-    assert sorted(r["labels"]["missing_cluster"] for r in missing) == sorted(STACKS)
+    assert sorted(r["labels"]["missing_cluster"] for r in missing) == sorted(FLEET)
     for item in missing:
         assert "cluster" not in item["labels"]  # Prometheus adds its own `cluster` external label to alerts
         assert f'cluster="{item["labels"]["missing_cluster"]}"' in item["expr"]

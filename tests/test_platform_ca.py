@@ -22,7 +22,7 @@ from components.opensearch import admin_dn
 from components.platform_ca import PlatformCa
 from components.settings import PROJECT, SettingsError
 from tests.certificates import materialize
-from tests.conftest import CENTRAL_STACK, EDGE_STACKS, FIXTURE_STACKS_DIR, STACKS, rendered, run_fixture, settings
+from tests.conftest import CENTRAL_STACK, FIXTURE_STACKS_DIR, FLEET, HUB_EDGES, rendered, run_fixture, settings
 from tools.engine import OFFLINE_CLOCK, Rendering, Secret, offline_outputs, unwrap
 from tools.plan import plan
 
@@ -72,7 +72,7 @@ def test_two_protected_cas_are_made_by_central_only(central: Rendering) -> None:
         assert ca_key.protect
     subjects = {ca.inputs["subject"]["commonName"] for ca in cas.values()}
     assert len(subjects) == 2, "two CAs, told apart by name"
-    for edge in EDGE_STACKS:
+    for edge in HUB_EDGES:
         assert not [r for r in rendered(edge).resources if r.type.startswith("tls:")], "edges make no keys"
 
 
@@ -129,7 +129,7 @@ def test_the_ca_keys_never_leave_central(central: Rendering, ca: str) -> None:
     assert ca_key not in json.dumps(unwrap(central.outputs))
     held = [unwrap(r.inputs) for r in central.kubernetes_objects()]
     assert ca_key not in json.dumps(held) and key.state["privateKeyPemPkcs8"] not in json.dumps(held)
-    for edge in EDGE_STACKS:
+    for edge in HUB_EDGES:
         everything = json.dumps([unwrap(r.inputs) for r in rendered(edge).resources]) + json.dumps(
             unwrap(rendered(edge).outputs)
         )
@@ -139,7 +139,7 @@ def test_the_ca_keys_never_leave_central(central: Rendering, ca: str) -> None:
 def test_edges_hold_only_their_own_keys(central: Rendering) -> None:
     """... and of their own, not the OpenSearch admin certificate's: that one is the operator's."""
     keys = {r.name: r.state["privateKeyPemPkcs8"] for r in central.of_type(PRIVATE_KEY)}
-    for edge in EDGE_STACKS:
+    for edge in HUB_EDGES:
         held = json.dumps([unwrap(r.inputs) for r in rendered(edge).kubernetes_objects()])
         for name, key in keys.items():
             own = f"-platform-ca-{edge}-" in name and not name.endswith("-opensearch-admin-key")
@@ -178,7 +178,7 @@ def test_each_cluster_gets_an_opensearch_admin_certificate_its_opensearch_alone_
 
 
 def test_every_stack_reports_its_certificates_ends_and_the_ca(central: Rendering) -> None:
-    for stack in STACKS:
+    for stack in FLEET:
         reported = rendered(stack).outputs["certificates"]
         assert not isinstance(reported, Secret), "ends and names are public"
         assert "platform-ca" in reported and "storeApiClientCa" in reported
@@ -202,7 +202,7 @@ def test_an_expiring_certificate_is_replaced_by_the_next_up(central: Rendering) 
 
 
 def test_a_renewed_certificate_reaches_the_edge_and_rolls_what_reads_it() -> None:
-    edge = EDGE_STACKS[0]
+    edge = HUB_EDGES[0]
     before = rendered(edge)
     after = run_fixture(edge, stack_outputs=lambda name: reissued(name, edge, "sidecar"))
     steps = plan(before, after)
@@ -214,7 +214,7 @@ def test_a_renewed_certificate_reaches_the_edge_and_rolls_what_reads_it() -> Non
 
 
 def test_a_renewed_certificate_changes_its_secret_in_place_never_deleting_it_first() -> None:
-    edge = EDGE_STACKS[0]
+    edge = HUB_EDGES[0]
     before = rendered(edge)
     after = run_fixture(edge, stack_outputs=lambda name: reissued(name, edge, "ingress"))
     ingress = "ingress-platform-ingress-tls"
@@ -266,7 +266,7 @@ def test_a_new_ca_reaches_every_edge_on_its_next_up(central: Rendering) -> None:
     ):
         assert central_steps.step(type_, name).op == "same", name
     published = {key: unwrap(value) for key, value in moved.outputs.items()}
-    for edge in EDGE_STACKS:
+    for edge in HUB_EDGES:
         after = run_fixture(edge, stack_outputs=lambda name: published)
         steps = plan(rendered(edge), after)
         for kind, name, namespace in (
@@ -291,7 +291,7 @@ def test_the_first_up_after_the_storeapi_client_ca_reissues_querys_certificate_a
         before_this_change.setattr(PlatformCa, "_storeapi_client_ca", lambda self, name, args: self._platform)
         old_central = run_fixture(CENTRAL_STACK)
         published = {key: unwrap(value) for key, value in old_central.outputs.items()}
-        old_edges = {edge: run_fixture(edge, stack_outputs=lambda name: published) for edge in EDGE_STACKS}
+        old_edges = {edge: run_fixture(edge, stack_outputs=lambda name: published) for edge in HUB_EDGES}
     steps = plan(old_central, central)
     assert steps.refusals() == []
     changed = {(s.op, s.name) for s in steps.of("create", "update", "replace", "delete", "retain")}
@@ -378,9 +378,9 @@ def test_a_ca_key_without_its_certificate_and_edge_tls_settings_are_refused() ->
     with pytest.raises(SettingsError, match=r"platformCaKey is set without tls.caCertificate"):
         run_fixture(CENTRAL_STACK, {f"{PROJECT}:platformCaKey": key})
     with pytest.raises(SettingsError, match=r"only the central stack, which holds the platform CA"):
-        run_fixture(EDGE_STACKS[0], {f"{PROJECT}:tls": json.dumps({"validityDays": 90})})
+        run_fixture(HUB_EDGES[0], {f"{PROJECT}:tls": json.dumps({"validityDays": 90})})
     with pytest.raises(SettingsError, match=r"platformCaKey is set on an edge stack"):
-        run_fixture(EDGE_STACKS[0], {f"{PROJECT}:platformCaKey": key})
+        run_fixture(HUB_EDGES[0], {f"{PROJECT}:platformCaKey": key})
 
 
 def test_a_renewal_window_longer_than_half_the_lifetime_is_refused() -> None:

@@ -26,7 +26,16 @@ import pytest
 
 from components import namespaces, versions
 from tests import synthetic
-from tests.conftest import CENTRAL_STACK, EDGE, ROOT, STACKS, rendered, requires_charts, requires_evaluator
+from tests.conftest import (
+    CENTRAL_STACK,
+    EDGE,
+    HOST_PORT_STACKS,
+    ROOT,
+    STACKS,
+    rendered,
+    requires_charts,
+    requires_evaluator,
+)
 from tools import podsecurity
 from tools.cluster import cluster
 from tools.engine import Rendering, Resource
@@ -267,7 +276,7 @@ def test_every_pod_of_a_stack_passes_its_namespaces_level_and_no_level_is_looser
 
 @requires_evaluator
 @requires_charts
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", HOST_PORT_STACKS)
 def test_traefik_needs_a_privileged_namespace_for_its_host_ports_and_nothing_else(stack: str) -> None:
     """Baseline refuses any hostPort; without its two, Traefik's pod would pass restricted: it is on the
     pod network, non-root, without capabilities (so `ingress` stays privileged, for that reason only)."""
@@ -283,6 +292,17 @@ def test_traefik_needs_a_privileged_namespace_for_its_host_ports_and_nothing_els
             port.pop("hostPort", None)
     assert pod_security.violations(without, "restricted", version) == []
     assert namespaces.ENFORCED_LEVEL[namespaces.INGRESS] == "privileged"
+
+
+@requires_evaluator
+@requires_charts
+@pytest.mark.parametrize("stack", [stack for stack in STACKS if stack not in HOST_PORT_STACKS])
+def test_behind_a_service_traefik_passes_restricted_and_its_namespace_enforces_it(stack: str) -> None:
+    model = cluster(rendered(stack))
+    (traefik,) = [pod for pod in model.pods() if pod.namespace == namespaces.INGRESS]
+    labels = model.namespace_labels(namespaces.INGRESS) or {}
+    assert labels[ENFORCE] == "restricted"
+    assert pod_security.violations(traefik.template(), "restricted", labels[f"{ENFORCE}-version"]) == []
 
 
 @requires_evaluator

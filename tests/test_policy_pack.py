@@ -44,12 +44,19 @@ def test_an_unpinned_chart_is_reported(central: Rendering) -> None:
     assert any("not pinned" in v for v in violations(resources, "helm-charts-are-pinned"))
 
 
-def test_a_load_balancer_is_reported(central: Rendering) -> None:
-    def make_lb(inputs: dict[str, Any]) -> None:
-        inputs["values"]["service"] = {"enabled": True, "spec": {"type": "LoadBalancer"}}
+def make_lb(inputs: dict[str, Any]) -> None:
+    inputs["values"]["service"] = {"enabled": True, "spec": {"type": "LoadBalancer"}}
 
+
+def test_a_load_balancer_on_minikube_is_reported(central: Rendering) -> None:
     resources = broken(central, "kubernetes:helm.sh/v3:Release", make_lb, "traefik")
-    assert violations(resources, "no-load-balancers") == ["Helm value service.spec.type = LoadBalancer"]
+    assert violations(resources, "no-load-balancers-on-minikube") == ["Helm value service.spec.type = LoadBalancer"]
+
+
+def test_an_existing_cluster_may_ask_for_a_load_balancer(existing_central: Rendering) -> None:
+    resources = broken(existing_central, "kubernetes:helm.sh/v3:Release", make_lb, "traefik")
+    assert violations(resources, "no-load-balancers-on-minikube") == []
+    assert [r for r in resources if r.type == "thanos-multi-cluster:minikube:MinikubeNode"] == []
 
 
 def test_an_ingress_without_tls_is_reported(central: Rendering) -> None:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 import yaml
 
 from components.settings import PROJECT, SECRET_KEYS, SettingsError, settings_of
 from tests.certificates import materialize
-from tests.conftest import CENTRAL_STACK, STACKS, committed, committed_stack_files, rendered, requires_charts
+from tests.conftest import (
+    STACKS,
+    central_of,
+    committed,
+    committed_stack_files,
+    rendered,
+    requires_charts,
+    run_fixture,
+)
 from tools.cluster import cluster
-from tools.engine import ROOT, Rendering, run_stack, unwrap
+from tools.engine import ROOT, Rendering, run_stack, secret_placeholder, unwrap
+from tools.plan import plan
 from tools.verify.outputs import parse
 
 
@@ -27,7 +39,8 @@ def test_every_kubernetes_resource_uses_the_clusters_explicit_provider(any_stack
         assert resource.provider and resource.provider.startswith(provider.urn), resource.name
 
 
-def test_provider_is_built_from_the_nodes_secret_kubeconfig_after_the_node(any_stack: Rendering) -> None:
+def test_provider_is_built_from_the_nodes_secret_kubeconfig_after_the_node(minikube_stack: Rendering) -> None:
+    any_stack = minikube_stack
     provider = any_stack.one("pulumi:providers:kubernetes")
     node = any_stack.one("command:remote:Command", f"{any_stack.stack}-minikube")
     assert any_stack.depends_on(provider, node)
@@ -36,6 +49,39 @@ def test_provider_is_built_from_the_nodes_secret_kubeconfig_after_the_node(any_s
     # settings reach the provider as JSON text).
     assert (provider.inputs["enableSecretMutable"], provider.inputs["enableConfigMapMutable"]) == ("true", "true")
     assert provider.inputs["kubeconfig"] == "[secret]" or type(provider.inputs["kubeconfig"]).__name__ == "Secret"
+
+
+def test_an_existing_clusters_provider_is_built_from_the_secret_kubeconfig(existing_stack: Rendering) -> None:
+    provider = existing_stack.one("pulumi:providers:kubernetes")
+    assert provider.depends_on == []
+    assert type(provider.inputs["kubeconfig"]).__name__ == "Secret"
+    assert provider.inputs["kubeconfig"].value == secret_placeholder("kubeconfig")
+    assert (
+        provider.inputs["clusterIdentifier"]
+        == settings_of(existing_stack.config, existing_stack.stack).cluster_identifier
+    )
+    assert (provider.inputs["enableSecretMutable"], provider.inputs["enableConfigMapMutable"]) == ("true", "true")
+
+
+def test_a_new_kubeconfig_of_the_same_cluster_updates_the_provider_and_replaces_nothing(
+    existing_stack: Rendering,
+) -> None:
+    rotated = run_fixture(existing_stack.stack, {f"{PROJECT}:kubeconfig": "apiVersion: v1\nkind: Config  # rotated"})
+    steps = plan(existing_stack, rotated)
+    assert steps.step("pulumi:providers:kubernetes", f"{existing_stack.stack}-kubernetes").op == "update"
+    assert [step for step in steps.steps if step.op == "replace"] == []
+    renamed = run_fixture(
+        existing_stack.stack,
+        {f"{PROJECT}:kubernetes": json.dumps({**raw_kubernetes(existing_stack), "clusterIdentifier": "moved"})},
+    )
+    assert (
+        plan(existing_stack, renamed).step("pulumi:providers:kubernetes", f"{existing_stack.stack}-kubernetes").op
+        == "replace"
+    )
+
+
+def raw_kubernetes(stack: Rendering) -> dict[str, Any]:
+    return dict(json.loads(stack.config[f"{PROJECT}:kubernetes"]))
 
 
 def test_namespaces_come_before_everything_in_them(any_stack: Rendering) -> None:
@@ -56,19 +102,20 @@ def test_an_atomic_release_has_no_pre_delete_hook_that_its_rollback_would_run(an
     """Rolling back a failed install uninstalls the release, which runs its pre-delete hooks."""
     hooked = {o.resource.urn for o in cluster(any_stack).applied() if o.resource and "pre-delete" in o.hooks}
     atomic = {release.urn for release in any_stack.helm_releases() if release.inputs.get("atomic")}
-    assert hooked, "Longhorn's chart has a pre-delete hook: the model must see it"
+    if settings_of(any_stack.config, any_stack.stack).storage.longhorn:
+        assert hooked, "Longhorn's chart has a pre-delete hook: the model must see it"
     assert atomic and not atomic & hooked
 
 
-def test_components_follow_the_design_table(central: Rendering, edge: Rendering) -> None:
-    for stack in (central, edge):
-        components = {r.type for r in stack.resources if not r.custom}
-        assert {
-            "thanos-multi-cluster:minikube:MinikubeNode",
-            "thanos-multi-cluster:namespaces:Namespaces",
-            "thanos-multi-cluster:ingress:Traefik",
-            "thanos-multi-cluster:storage:Longhorn",
-        } <= components
+def test_components_follow_the_design_table(any_stack: Rendering) -> None:
+    config = settings_of(any_stack.config, any_stack.stack)
+    components = {r.type for r in any_stack.resources if not r.custom}
+    expected = {"thanos-multi-cluster:namespaces:Namespaces", "thanos-multi-cluster:ingress:Traefik"}
+    expected |= {"thanos-multi-cluster:minikube:MinikubeNode"} if config.on_minikube else set()
+    expected |= {"thanos-multi-cluster:storage:Longhorn"} if config.storage.longhorn else set()
+    assert expected <= components
+    assert ("thanos-multi-cluster:minikube:MinikubeNode" in components) is config.on_minikube
+    assert ("thanos-multi-cluster:storage:Longhorn" in components) is config.storage.longhorn
 
 
 def test_children_of_components_are_parented_to_them(any_stack: Rendering) -> None:
@@ -80,8 +127,10 @@ def test_children_of_components_are_parented_to_them(any_stack: Rendering) -> No
 def test_stack_outputs_keep_secrets_secret(any_stack: Rendering) -> None:
     from tools.engine import Secret
 
-    for key in ("kubeconfig", "longhornUiPassword"):
-        assert isinstance(any_stack.outputs[key], Secret), key
+    for key in ("kubeconfig", "longhornUiPassword", "grafanaAdminPassword", "opensearchAdminPassword"):
+        if key in any_stack.outputs:
+            assert isinstance(any_stack.outputs[key], Secret), key
+    assert "kubeconfig" in any_stack.outputs
 
 
 def test_committed_stack_files_hold_no_secrets() -> None:
@@ -119,7 +168,9 @@ def test_every_child_waits_for_what_its_component_waits_for(any_stack: Rendering
 def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
     settings = settings_of(any_stack.config, any_stack.stack)
     protected = {r.name for r in any_stack.resources if r.custom and r.protect}
-    stateful = {f"{any_stack.stack}-minikube", "longhorn", "kube-prometheus-stack", "opensearch"}
+    stateful = {"kube-prometheus-stack", "opensearch"}
+    stateful |= {f"{any_stack.stack}-minikube"} if settings.on_minikube else set()
+    stateful |= {"longhorn"} if settings.storage.longhorn else set()
     if settings.is_central:
         buckets = settings.s3.buckets
         stateful |= {buckets.thanos, buckets.opensearch, buckets.longhorn}
@@ -135,7 +186,8 @@ def test_only_stateful_children_are_protected(any_stack: Rendering) -> None:
 def test_the_outputs_are_what_verify_reads(stack: str) -> None:
     """`python -m tools.verify` takes URLs, credentials and expectations from the stack outputs."""
     rendering = rendered(stack)
-    real = materialize(rendered(CENTRAL_STACK)).real({key: unwrap(value) for key, value in rendering.outputs.items()})
+    central = rendered(central_of(stack))
+    real = materialize(central).real({key: unwrap(value) for key, value in rendering.outputs.items()})
     outputs = parse(real)
     assert outputs.problems == []
     assert outputs.cluster_name == stack
@@ -145,5 +197,8 @@ def test_the_outputs_are_what_verify_reads(stack: str) -> None:
         assert outputs.verifier is not None
     assert outputs.object_store is not None and outputs.object_store.endpoint == config.s3.endpoint
     assert outputs.ingress_address == config.ip, "where Traefik serves every UI name: verify needs no DNS"
-    urls = (outputs.grafana_url, outputs.longhorn_url, outputs.opensearch_url)
+    assert outputs.longhorn is config.storage.longhorn
+    assert outputs.storage_class == (config.storage.class_name or "longhorn")
+    urls = (outputs.grafana_url, outputs.opensearch_url, *([outputs.longhorn_url] if outputs.longhorn else []))
     assert all(url is not None and url.startswith("https://") for url in urls)
+    assert (outputs.longhorn_url is None) is not config.storage.longhorn

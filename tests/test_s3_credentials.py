@@ -13,7 +13,7 @@ import yaml
 from components.object_storage import CA_FILE, OBJSTORE_MOUNT_DIR
 from components.settings import PROJECT, S3Settings, SettingsError
 from tests.certificates import throwaway_ca
-from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, STACKS, run_fixture, settings
+from tests.conftest import CENTRAL_STACK, EDGE, OTHER_EDGE, central_of, fleet_of, run_fixture, settings
 from tools.engine import MOCK_PASSWORD, Rendering, Resource, Secret, unwrap
 
 PEM, _ = throwaway_ca()
@@ -104,7 +104,8 @@ def test_opensearch_keystore_holds_exactly_the_client_keys(any_stack: Rendering)
     }
 
 
-def test_longhorn_backs_up_with_the_clusters_own_user(any_stack: Rendering) -> None:
+def test_longhorn_backs_up_with_the_clusters_own_user(longhorn_stack: Rendering) -> None:
+    any_stack = longhorn_stack
     data = secret_data(any_stack, "longhorn-backup-credentials", "longhorn-system")
     assert data["AWS_ACCESS_KEY_ID"] == f"{any_stack.stack}-longhorn"
     assert data["AWS_SECRET_ACCESS_KEY"] == MOCK_PASSWORD
@@ -125,7 +126,7 @@ def object_store_secrets(stack: Rendering) -> list[Resource]:
 
 def test_secrets_wait_for_their_namespace(any_stack: Rendering) -> None:
     secrets = object_store_secrets(any_stack)
-    assert len(secrets) == (4 if any_stack.stack == CENTRAL_STACK else 2)
+    assert len(secrets) == (4 if settings(any_stack).is_central else 2)
     for secret in secrets:
         namespace = any_stack.k8s("Namespace", secret.metadata["namespace"])
         assert any_stack.depends_on(secret, namespace), secret.name
@@ -153,15 +154,16 @@ def test_a_cluster_holds_only_its_own_credentials_and_never_admin_ones(any_stack
     published = ("objectStoreCredentials", "tlsCertificates")
     seen += [s for key, value in any_stack.outputs.items() if key not in published for s in strings(value)]
     # The StoreAPI client CA's certificate is public (in every cluster's entry); its key is not.
-    client_ca = f"offline-engine-certificate-{CENTRAL_STACK}-platform-ca-storeapi-client-ca-"
-    own_or_public = (f"-platform-ca-{any_stack.stack}-", f"{CENTRAL_STACK}-platform-ca-ca", client_ca)
+    central = central_of(any_stack.stack)
+    client_ca = f"offline-engine-certificate-{central}-platform-ca-storeapi-client-ca-"
+    own_or_public = (f"-platform-ca-{any_stack.stack}-", f"{central}-platform-ca-ca", client_ca)
     seen = [s for s in seen if not any(mark in s for mark in own_or_public)]
-    for other in (stack for stack in STACKS if stack != any_stack.stack):
+    for other in (stack for stack in fleet_of(any_stack.stack) if stack != any_stack.stack):
         leaked = [s for s in seen if f"{other}-" in s]
         assert leaked == [], f"{any_stack.stack} holds credentials of {other}"
     assert not [s for s in seen if "minioAdmin" in s]
     holders = {r.type for r in any_stack.resources if any("minioAdmin" in s for s in strings(r.inputs))}
-    assert holders == ({"pulumi:providers:minio"} if any_stack.stack == CENTRAL_STACK else set())
+    assert holders == ({"pulumi:providers:minio"} if settings(any_stack).is_central else set())
 
 
 def test_edges_publish_no_credentials(edge: Rendering) -> None:

@@ -222,11 +222,11 @@ def test_central_lists_every_edge_with_its_host() -> None:
 
 def test_defaults_are_the_design_choices() -> None:
     settings = parse_settings(changed(EDGE, minikube=None, node=None), EDGE)
-    assert settings.minikube.driver == "none"
-    assert settings.minikube.container_runtime == "containerd"
-    assert settings.minikube.cni == "calico"
-    assert settings.minikube.kubernetes_version == versions.KUBERNETES
-    assert (settings.node.cpus, settings.node.memory_gib) == (4, 16)
+    assert settings.minikube_node.driver == "none"
+    assert settings.minikube_node.container_runtime == "containerd"
+    assert settings.minikube_node.cni == "calico"
+    assert settings.minikube_node.kubernetes_version == versions.KUBERNETES
+    assert (settings.capacity.cpus, settings.capacity.memory_gib) == (4, 16)
 
 
 def test_the_program_stops_with_the_settings_message_not_a_traceback() -> None:

@@ -1,5 +1,6 @@
 """Traefik: the ingress controller, a DaemonSet on the pod network holding ports 80/443 of the host
-as hostPorts, non-root and without capabilities.
+as hostPorts (on an existing cluster, a Deployment behind a LoadBalancer or NodePort Service),
+non-root and without capabilities.
 
 Values and wiring are checked on what the program registers; ports, the IngressClass, the
 Middlewares, the OpenSearch backend and the ServiceMonitor also on what the pinned chart really
@@ -34,7 +35,7 @@ from components.traefik import (
     WEBSECURE_PORT,
 )
 from tests import synthetic
-from tests.conftest import requires_charts, settings
+from tests.conftest import HOST_PORT_STACKS, rendered, requires_charts, settings
 from tools.cluster import Cluster, KubeObject, Pod, cluster
 from tools.engine import PROJECT, Rendering, Resource, Secret
 from tools.plan import plan
@@ -42,6 +43,22 @@ from tools.validators import host_ports
 from tools.validators.common import lookup
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+
+@pytest.fixture(params=HOST_PORT_STACKS)
+def host_port_stack(request: pytest.FixtureRequest) -> Rendering:
+    return rendered(request.param)
+
+
+def expected_hosts(stack: Rendering) -> set[str]:
+    """The UIs and APIs behind Traefik on the stack's cluster."""
+    config = settings(stack)
+    return {
+        "grafana",
+        "opensearch",
+        *(["longhorn"] if config.storage.longhorn else []),
+        *(["thanos"] * config.is_central),
+    }
 
 
 def release(stack: Rendering) -> Resource:
@@ -81,24 +98,55 @@ def referenced(reference: str, ingress_namespace: str) -> str:
 # --- values ---------------------------------------------------------------------------------
 
 
-def test_traefik_runs_on_the_pod_network_as_a_daemonset(any_stack: Rendering) -> None:
-    inputs = release(any_stack).inputs
+def test_traefik_runs_on_the_pod_network_as_a_daemonset(host_port_stack: Rendering) -> None:
+    inputs = release(host_port_stack).inputs
     assert (inputs["chart"], inputs["version"]) == (versions.TRAEFIK.name, versions.TRAEFIK.version)
     assert inputs["repositoryOpts"]["repo"] == versions.TRAEFIK.repo
     assert inputs["namespace"] == INGRESS == "ingress"
-    v = values(any_stack)
+    v = values(host_port_stack)
     assert v["deployment"] == {"kind": "DaemonSet"}  # no dnsPolicy: ClusterFirst, CoreDNS, like any pod
     assert v["hostNetwork"] is False
     # Two pods cannot hold the same host ports on one node: replace, never surge.
     assert v["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
     # The host address is the entry point: no Service (the chart's default is a LoadBalancer).
     assert v["service"] == {"enabled": False}
-    assert v["providers"]["kubernetesIngress"]["ingressEndpoint"] == {"ip": settings(any_stack).ip}
+    assert v["providers"]["kubernetesIngress"]["ingressEndpoint"] == {"ip": settings(host_port_stack).ip}
     assert v["resources"]["requests"]["cpu"] and v["resources"]["limits"]["memory"]
 
 
-def test_every_entrypoint_listens_above_1024_and_only_the_web_ones_take_a_host_port(any_stack: Rendering) -> None:
-    ports = values(any_stack)["ports"]
+def test_behind_a_service_traefik_is_two_spread_pods_that_keep_the_clients_address(existing_stack: Rendering) -> None:
+    v, exposure = values(existing_stack), settings(existing_stack).ingress
+    assert v["deployment"] == {"kind": "Deployment", "replicas": 2}
+    assert v["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    spread = v["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert v["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    service = v["service"]
+    assert service["enabled"] is True and service["spec"]["type"] == exposure.service_type
+    # A load balancer sends to nodes with a pod and keeps the client's address; every node answers a NodePort.
+    local = exposure.service_type == "LoadBalancer"
+    assert service["spec"]["externalTrafficPolicy"] == ("Local" if local else "Cluster")
+    ports = v["ports"]
+    assert "hostPort" not in ports["web"] and "hostPort" not in ports["websecure"]
+    if exposure.service_type == "NodePort":
+        assert (ports["web"]["nodePort"], ports["websecure"]["nodePort"]) == (30080, 30443)
+        assert ports["websecure"]["exposedPort"] == 30443  # the redirect names the port clients use
+    else:
+        assert ports["websecure"]["exposedPort"] == HTTPS_PORT
+    assert v["providers"]["kubernetesIngress"]["ingressEndpoint"] == {"ip": exposure.address}
+
+
+@requires_charts
+def test_the_chart_makes_the_service_and_a_policy_v1_disruption_budget(existing_stack: Rendering) -> None:
+    model = cluster(existing_stack)
+    (service,) = [o for o in objects(model, "Service", INGRESS) if lookup(o.obj, "spec.type") != "ClusterIP"]
+    assert lookup(service.obj, "spec.type") == settings(existing_stack).ingress.service_type
+    (budget,) = objects(model, "PodDisruptionBudget", INGRESS)
+    assert budget.obj["apiVersion"] == "policy/v1"
+
+
+def test_every_entrypoint_listens_above_1024_and_only_the_web_ones_take_a_host_port(host_port_stack: Rendering) -> None:
+    ports = values(host_port_stack)["ports"]
     assert ports == {
         "web": {"port": WEB_PORT, "hostPort": HTTP_PORT, "exposedPort": HTTP_PORT, "http": ports["web"]["http"]},
         "websecure": {"port": WEBSECURE_PORT, "hostPort": HTTPS_PORT, "exposedPort": HTTPS_PORT},
@@ -130,8 +178,8 @@ def test_every_host_gets_the_platform_certificate_and_modern_tls(any_stack: Rend
 @requires_charts
 def test_the_chart_turns_them_into_redirect_flags_and_tls_custom_resources(any_stack: Rendering) -> None:
     model = cluster(any_stack)
-    (daemonset,) = objects(model, "DaemonSet", INGRESS)
-    flags = lookup(daemonset.obj, "spec.template.spec.containers")[0]["args"]
+    (workload,) = objects(model, "DaemonSet", INGRESS) + objects(model, "Deployment", INGRESS)
+    flags = lookup(workload.obj, "spec.template.spec.containers")[0]["args"]
     assert "--entryPoints.web.http.redirections.entryPoint.scheme=https" in flags
     assert "--entryPoints.websecure.http.tls=true" in flags
     (store,) = objects(model, "TLSStore", INGRESS)
@@ -198,8 +246,8 @@ def test_the_rendered_pod_is_on_the_pod_network_non_root_and_read_only(any_stack
 
 
 @requires_charts
-def test_the_hosts_80_and_443_are_host_ports_of_the_web_entrypoints(any_stack: Rendering) -> None:
-    pod = traefik_pod(cluster(any_stack))
+def test_the_hosts_80_and_443_are_host_ports_of_the_web_entrypoints(host_port_stack: Rendering) -> None:
+    pod = traefik_pod(cluster(host_port_stack))
     (container,) = pod.spec["containers"]
     ports = {p["name"]: p for p in container["ports"]}
     assert ports == {
@@ -231,18 +279,18 @@ def test_no_port_of_traefik_clashes_with_the_node(any_stack: Rendering) -> None:
 
 
 @requires_charts
-def test_a_host_port_on_the_api_servers_port_is_caught(any_stack: Rendering) -> None:
+def test_a_host_port_on_the_api_servers_port_is_caught(host_port_stack: Rendering) -> None:
     """The container's 8443 is harmless; as a host port it would answer in the API server's place."""
-    clash = copy.deepcopy(any_stack)
+    clash = copy.deepcopy(host_port_stack)
     clash.release(RELEASE).inputs["values"]["ports"]["websecure"]["hostPort"] = WEBSECURE_PORT
     text = "\n".join(str(f) for f in host_ports.validate(clash))
     assert "(websecure): host port 8443 is the node's kube-apiserver" in text
 
 
 @requires_charts
-def test_the_chart_ports_on_the_host_network_would_clash_with_the_node(any_stack: Rendering) -> None:
+def test_the_chart_ports_on_the_host_network_would_clash_with_the_node(host_port_stack: Rendering) -> None:
     """What the pod network spares us: on the host network, every entrypoint would be the node's port."""
-    host = copy.deepcopy(any_stack)
+    host = copy.deepcopy(host_port_stack)
     host_values = host.release(RELEASE).inputs["values"]
     host_values["hostNetwork"] = True
     for entrypoint in host_values["ports"].values():  # the chart requires hostPort == port on the host network
@@ -250,7 +298,7 @@ def test_the_chart_ports_on_the_host_network_would_clash_with_the_node(any_stack
     text = "\n".join(str(f) for f in host_ports.validate(host))
     assert "host port 8443 is the node's kube-apiserver" in text
     assert "host port 9100/TCP is already taken" in text  # node-exporter's
-    assert str(host_ports.validate(any_stack)) == "[]"
+    assert str(host_ports.validate(host_port_stack)) == "[]"
 
 
 @requires_charts
@@ -266,8 +314,7 @@ def test_the_ingress_class_is_the_default_and_every_ingress_names_it(any_stack: 
     }
     hosts = {rule["host"] for o in ingresses for rule in lookup(o.obj, "spec.rules")}
     domain = settings(any_stack).domain
-    expected = {"grafana", "longhorn", "opensearch", *(["thanos"] if settings(any_stack).is_central else [])}
-    assert hosts == {f"{name}.{domain}" for name in expected}
+    assert hosts == {f"{name}.{domain}" for name in expected_hosts(any_stack)}
 
 
 @requires_charts
@@ -287,15 +334,15 @@ def test_uis_without_a_login_are_behind_a_basic_auth_middleware(any_stack: Rende
         assert set(secret.inputs["stringData"].value) == {"users"}
         protected.add(lookup(ingress.obj, "spec.rules")[0]["host"].split(".")[0])
     # Grafana and OpenSearch have logins of their own.
-    assert protected == {"longhorn", *(["thanos"] if settings(any_stack).is_central else [])}
+    assert protected == expected_hosts(any_stack) - {"grafana", "opensearch"}
 
 
 def test_middlewares_and_transports_wait_for_traefiks_crds(any_stack: Rendering) -> None:
     created = [r for r in any_stack.kubernetes_objects() if r.kind in ("Middleware", "ServersTransport")]
-    central = settings(any_stack).is_central
+    central, longhorn = settings(any_stack).is_central, settings(any_stack).storage.longhorn
     assert sorted((r.kind, r.metadata["namespace"], r.metadata["name"]) for r in created) == sorted(
         [
-            ("Middleware", "longhorn-system", "longhorn-ui-basic-auth"),
+            *([("Middleware", "longhorn-system", "longhorn-ui-basic-auth")] if longhorn else []),
             ("ServersTransport", "logging", "opensearch"),
             *([("Middleware", "monitoring", "thanos-ui-basic-auth")] if central else []),
         ]
@@ -354,7 +401,8 @@ def test_the_release_waits_for_the_prometheus_operator_crds(any_stack: Rendering
     assert values(any_stack)["metrics"]["prometheus"]["serviceMonitor"]["additionalLabels"] == SELECTOR_LABELS
     # Longhorn comes before kube-prometheus-stack (its volumes), so before Traefik: its Ingress and
     # the Middleware it names wait for nothing of Longhorn's.
-    assert not any_stack.depends_on(any_stack.release("longhorn"), release(any_stack))
+    if settings(any_stack).storage.longhorn:
+        assert not any_stack.depends_on(any_stack.release("longhorn"), release(any_stack))
     assert any_stack.depends_on(any_stack.release("opensearch"), release(any_stack))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from components import versions
-from components.traefik import traefik_values
+from components.traefik import Exposure, traefik_values
 from tests import synthetic
 from tests.conftest import (
     EDGE,
@@ -208,7 +208,9 @@ def traefik(values: dict[str, Any]) -> Rendering:
 
 
 def real_traefik_values() -> dict[str, Any]:
-    return traefik_values("10.20.0.10", {"release": "kube-prometheus-stack"}, "platform-ingress-tls")
+    return traefik_values(
+        Exposure("hostPort", "10.20.0.10", {}, 1), {"release": "kube-prometheus-stack"}, "platform-ingress-tls"
+    )
 
 
 def kps(values: dict[str, Any]) -> Rendering:

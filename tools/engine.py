@@ -41,7 +41,7 @@ from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.settings import PROJECT, SECRET_KEYS
+from components.settings import PROJECT, SECRET_KEYS, cluster_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_MARKER = "4dabf18193072939515e22adb298388d"
@@ -328,12 +328,13 @@ def secret_placeholder(key: str) -> str:
 def _with_secret_placeholders(config: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     config = dict(config)
     role = config.get(f"{PROJECT}:role")
+    kind = cluster_kind({"kubernetes": config.get(f"{PROJECT}:kubernetes")})
     secret_keys = []
     for secret in SECRET_KEYS:
         full_key = f"{PROJECT}:{secret.key}"
         if full_key in config:
             secret_keys.append(full_key)
-        elif secret.required and role in secret.roles:  # the others are refused or optional
+        elif secret.required and role in secret.roles and kind in secret.clusters:  # others: refused or optional
             config[full_key] = secret_placeholder(secret.key)
             secret_keys.append(full_key)
     return config, secret_keys

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import CENTRAL_STACK, EDGE_STACKS, raw_config
+from tests.conftest import CENTRAL_STACK, HUB_EDGES, raw_config
 from tests.fakes import opensearch, pki, s3, thanos, web
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.fakes.opensearch import FakeOpenSearch
@@ -35,7 +35,7 @@ from tools.verify.outputs import parse
 from tools.verify.report import Result
 
 CENTRAL = CENTRAL_STACK
-EDGES = list(EDGE_STACKS)
+EDGES = list(HUB_EDGES)
 INGRESS_ADDRESS = "127.0.0.1"
 """Where every fake UI listens: the ingress address as the stack outputs give it."""
 UIS = ("grafana", "opensearch", "longhorn", "thanos")

@@ -1,8 +1,10 @@
-"""Capacity: what every container we define or size asks of the single node, against what it offers.
+"""Capacity: what every container we define or size asks of the cluster, against what it offers.
 
-Counted: containers of typed workloads (times `spec.replicas`; a DaemonSet runs once on our one
-node) and the containers charts run with our values, found through the explicit per-chart table
-`HELM_CONTAINERS` below (values are our values merged over the chart defaults, as Helm does).
+The cluster is the Minikube host, or on an existing cluster all its nodes together
+(`kubernetes.nodes` or `kubernetes.total`, each node's reserve taken off). Counted: containers of
+typed workloads (times `spec.replicas`; a DaemonSet runs one pod on every node) and the containers
+charts run with our values, found through the explicit per-chart table `HELM_CONTAINERS` below
+(values are our values merged over the chart defaults, as Helm does).
 Init containers and hook Jobs must be sized too, but run before or beside the steady state and
 are not summed. Longhorn runs containers no value sizes (its UI, driver deployer, the CSI and
 engine-image pods its manager creates): they are counted with the requests the LimitRange of its
@@ -19,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.settings import NodeCapacity
+from components.settings import ExistingCluster, NodeCapacity
 from tools.engine import Rendering, Resource
 from tools.validators import helm_values
 from tools.validators.common import (
@@ -206,6 +208,8 @@ class Unsized:
     """The count when the values leave it unset (what the manager falls back to)."""
     containers: int = 1
     """Containers per pod."""
+    per_node: bool = False
+    """A DaemonSet: one pod on every node."""
 
 
 LONGHORN_UNSIZED = (
@@ -217,8 +221,8 @@ LONGHORN_UNSIZED = (
     Unsized("csi-resizer", "csi.resizerReplicaCount", 3),
     Unsized("csi-snapshotter", "csi.snapshotterReplicaCount", 3),
     # A DaemonSet: node-driver-registrar, longhorn-liveness-probe and longhorn-csi-plugin.
-    Unsized("longhorn-csi-plugin", containers=3),
-    Unsized("engine-image"),
+    Unsized("longhorn-csi-plugin", containers=3, per_node=True),
+    Unsized("engine-image", per_node=True),
 )
 """What Longhorn 1.12 runs on the node besides the manager: the chart's UI and driver deployer, and the
 pods the manager creates (CSI, engine image). The instance manager is counted apart (its CPU is the
@@ -247,6 +251,9 @@ class Capacity:
 
     stack: str
     node: NodeCapacity
+    """The whole cluster: the Minikube host, or the sum of an existing cluster's nodes (and their reserves)."""
+    nodes: int = 1
+    """How many nodes: each runs one pod of every DaemonSet."""
     entries: list[Sized] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -307,9 +314,17 @@ def _share(value: float, whole: float) -> str:
 # --- building the report ------------------------------------------------------------------
 
 
+def cluster_capacity(rendering: Rendering) -> tuple[NodeCapacity, int]:
+    """(all nodes as one, how many nodes) of the stack's cluster."""
+    existing = stack_config(rendering, "kubernetes")
+    if isinstance(existing, dict):
+        described = ExistingCluster.model_validate(existing)
+        return described.capacity, described.node_count
+    return NodeCapacity.model_validate(stack_config(rendering, "node") or {}), 1
+
+
 def capacity(rendering: Rendering) -> Capacity:
-    node = NodeCapacity.model_validate(stack_config(rendering, "node") or {})
-    result = Capacity(rendering.stack, node)
+    result = Capacity(rendering.stack, *cluster_capacity(rendering))
     for resource in rendering.kubernetes_objects():
         if resource.kind in WORKLOAD_KINDS:
             _typed_workload(result, resource)
@@ -329,7 +344,13 @@ def _typed_workload(result: Capacity, resource: Resource) -> None:
     if spec is None:
         return
     kind = resource.kind
-    replicas = 1 if kind in ("DaemonSet", "Pod", "Job", "CronJob") else _count(lookup(obj, "spec.replicas"), 1)
+    replicas = (
+        result.nodes
+        if kind == "DaemonSet"
+        else 1
+        if kind in ("Pod", "Job", "CronJob")
+        else _count(lookup(obj, "spec.replicas"), 1)
+    )
     for field_name, container, is_init in containers(spec):
         source = f"{describe(resource)} {field_name[:-1]} {container.get('name')}"
         _add(result, source, container.get("resources"), replicas, is_init or kind in ("Job", "CronJob"))
@@ -366,7 +387,7 @@ def _helm_release(result: Capacity, rendering: Rendering, release: Resource) -> 
         per = sum(1 for path in container.per if _truthy(lookup(values, path))) if container.per else 1
         if per == 0:
             continue
-        pods = 1 if _is_daemonset(values, container) else _count(lookup(values, container.replicas or ""), 1)
+        pods = result.nodes if _is_daemonset(values, container) else _count(lookup(values, container.replicas or ""), 1)
         _add(
             result,
             f"{where} {container.resources}",
@@ -405,12 +426,18 @@ def _longhorn_unsized(result: Capacity, where: str, values: Any, defaults: dict[
     LimitRange sets none, deliberately), and the instance manager with its guaranteed CPU."""
     cpu, memory = parse_quantity(defaults["cpu"]), parse_quantity(defaults["memory"])
     for unsized in LONGHORN_UNSIZED:
-        pods = _count(lookup(values, unsized.replicas or ""), unsized.default_replicas)
+        pods = (
+            result.nodes
+            if unsized.per_node
+            else _count(lookup(values, unsized.replicas or ""), unsized.default_replicas)
+        )
         source = f"{where} {unsized.name} (LimitRange default)"
         result.entries.append(Sized(source, pods * unsized.containers, cpu, memory, None, transient=False))
     share = _guaranteed_share(lookup(values, INSTANCE_MANAGER_CPU))
     source = f"{where} instance-manager ({share:g}% of the node's CPUs guaranteed; memory: LimitRange default)"
-    result.entries.append(Sized(source, 1, result.node.cpus * share / 100, memory, None, transient=False))
+    # One per node, each guaranteed its share of that node: the share of all nodes' CPUs together.
+    per_node = result.node.cpus * share / 100 / result.nodes
+    result.entries.append(Sized(source, result.nodes, per_node, memory, None, transient=False))
 
 
 def _guaranteed_share(setting: Any) -> float:

@@ -171,9 +171,12 @@ def stack_config(rendering: Rendering, key: str) -> Any:
 
 
 def kubernetes_minor(rendering: Rendering) -> str:
-    """`1.28` from the stack's minikube.kubernetesVersion (default: the pinned version)."""
-    minikube = stack_config(rendering, "minikube")
-    version = minikube.get("kubernetesVersion") if isinstance(minikube, dict) else None
+    """`1.35` from the stack's kubernetes.kubernetesVersion (an existing cluster) or
+    minikube.kubernetesVersion (default: the pinned version)."""
+    version = None
+    for section in ("kubernetes", "minikube"):
+        value = stack_config(rendering, section)
+        version = version or (value.get("kubernetesVersion") if isinstance(value, dict) else None)
     match = re.match(r"v?(\d+\.\d+)", version or versions.KUBERNETES)
     return match.group(1) if match else versions.KUBERNETES.lstrip("v").rsplit(".", 1)[0]
 

@@ -80,6 +80,8 @@ FREE_FORM_PATHS: dict[str, dict[str, str]] = {
         "tlsStore": "name -> TLSStore spec (rendered as custom resources, checked against Traefik's CRD)",
         "tlsOptions": "name -> TLSOption spec (rendered as custom resources, checked against Traefik's CRD)",
         "ports.web.http.redirections.entryPoint": "Traefik's entrypoint redirection options (to, scheme, permanent)",
+        "service.spec": "fields added to the Service's spec (type, externalTrafficPolicy): the rendered Service "
+        "is checked against the Kubernetes schema",
     },
     "kube-prometheus-stack": {
         "prometheus.prometheusSpec.externalLabels": "Prometheus external labels (the per-cluster `cluster` label)",

@@ -71,8 +71,25 @@ class Listener:
     """`Kind namespace/name (origin) container c` for pods, or the node component's name."""
 
 
+EVERY_NODE: dict[int, str] = {
+    22: "sshd",
+    10248: "kubelet (healthz)",
+    10249: "kube-proxy (metrics)",
+    KUBELET_PORT: "kubelet",
+    10256: "kube-proxy (healthz)",
+}
+"""What every node of an existing cluster listens on, whatever its distribution."""
+
+
 def node_ports(rendering: Rendering) -> dict[int, str]:
-    """What the node itself listens on, for the stack's CNI."""
+    """What the node itself listens on: Minikube's control plane and the stack's CNI; on an existing
+    cluster the kubelet, kube-proxy, the API server's port (a control-plane node may run workloads)
+    and the ports of every CNI we know (which one it runs is not ours to say)."""
+    existing = rendering.config.get(f"{PROJECT}:kubernetes")
+    if existing:
+        api_port = int((json.loads(existing).get("apiServer") or {}).get("port", 6443))
+        every_cni = {port: purpose for ports in CNI_PORTS.values() for port, purpose in ports.items()}
+        return EVERY_NODE | {api_port: "kube-apiserver"} | every_cni
     raw = rendering.config.get(f"{PROJECT}:minikube")
     cni = (json.loads(raw) if raw else {}).get("cni", "calico")
     return CONTROL_PLANE | CNI_PORTS.get(cni, {})

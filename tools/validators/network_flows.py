@@ -31,8 +31,8 @@ from components import (
     traefik,
 )
 from components import namespaces as ns
-from components.minikube_node import APISERVER_PORT, KUBELET_PORT
-from components.settings import Settings, settings_of
+from components.minikube_node import KUBELET_PORT
+from components.settings import Settings, host_cidr, settings_of
 from tools.cluster import Cluster, cluster
 from tools.engine import PROJECT, Rendering, unwrap
 from tools.reachability import Connectivity, PodModel, evaluate
@@ -83,13 +83,22 @@ INSTANCE_MANAGER = (ns.LONGHORN, "instance-manager")
 TRAEFIK = (ns.INGRESS, traefik.RELEASE)
 
 
+def first_address(cidr: str) -> str:
+    """An address inside a block: the block's own for a single address, else its first host."""
+    network = ipaddress.ip_network(cidr)
+    return str(network.network_address if network.num_addresses == 1 else network.network_address + 1)
+
+
 class Topology:
     """Endpoints of one stack's cluster: pods by workload, and the addresses around it."""
 
     def __init__(self, model: Cluster, settings: Settings) -> None:
         self.settings = settings
         self.pods = [pod for pod in model.pods() if not pod.host_network]
-        self.node = settings.ip
+        self.node = first_address(settings.node_cidrs[0])
+        self.api = first_address(settings.api_server.cidrs[0])
+        self.api_port = settings.api_server.port
+        self.longhorn = settings.storage.longhorn
         s3 = settings.s3
         self.s3 = s3.address or PUBLIC
         self.s3_port = s3.port
@@ -126,55 +135,56 @@ def required_flows(t: Topology) -> list[Flow]:
         # Traefik to the UIs and APIs behind it
         Flow(ingress, t.pod(GRAFANA), kps.GRAFANA_PORT, "TCP", "ingress to Grafana"),
         Flow(ingress, t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "ingress to OpenSearch"),
-        Flow(ingress, t.pod(LONGHORN_UI), longhorn.UI_PORT, "TCP", "ingress to the Longhorn UI"),
         # Prometheus scrapes
         Flow(prometheus, node, KUBELET_PORT, "TCP", "scrape kubelet"),
         Flow(prometheus, node, kps.NODE_EXPORTER_PORT, "TCP", "scrape node-exporter (host network)"),
         Flow(prometheus, ingress, traefik.METRICS_PORT, "TCP", "scrape Traefik"),
-        Flow(prometheus, node, APISERVER_PORT, "TCP", "scrape the API server"),
+        Flow(prometheus, t.api, t.api_port, "TCP", "scrape the API server"),
         Flow(prometheus, t.pod(KUBE_STATE_METRICS), kps.KUBE_STATE_METRICS_PORT, "TCP", "scrape kube-state-metrics"),
         Flow(prometheus, t.pod(OPERATOR), kps.OPERATOR_PORT, "TCP", "scrape the operator"),
         Flow(prometheus, t.pod(ALERTMANAGER), kps.ALERTMANAGER_PORT, "TCP", "send alerts"),
         Flow(prometheus, t.pod(ALERTMANAGER), kps.CONFIG_RELOADER_PORT, "TCP", "scrape Alertmanager's reloader"),
         Flow(prometheus, t.pod(GRAFANA), kps.GRAFANA_PORT, "TCP", "scrape Grafana"),
-        Flow(prometheus, t.pod(LONGHORN_MANAGER), longhorn.MANAGER_PORT, "TCP", "scrape Longhorn"),
         Flow(prometheus, t.pod(FLUENT_BIT), fluent_bit.METRICS_PORT, "TCP", "scrape Fluent-bit"),
         Flow(prometheus, COREDNS.endpoint, COREDNS_METRICS_PORT, "TCP", "scrape CoreDNS"),
         # object storage
         Flow(prometheus, s3, s3_port, "TCP", "the sidecar uploads blocks"),
         Flow(t.pod(OPENSEARCH), s3, s3_port, "TCP", "OpenSearch snapshots"),
-        Flow(t.pod(LONGHORN_MANAGER), s3, s3_port, "TCP", "Longhorn backups"),
         # Grafana's datasources
         Flow(t.pod(GRAFANA), prometheus, kps.PROMETHEUS_PORT, "TCP", "Grafana queries Prometheus"),
         Flow(t.pod(GRAFANA), t.pod(ALERTMANAGER), kps.ALERTMANAGER_PORT, "TCP", "Grafana's Alertmanager datasource"),
         # logs
         Flow(t.pod(FLUENT_BIT), t.pod(OPENSEARCH), opensearch.HTTP_PORT, "TCP", "Fluent-bit ships logs"),
         Flow(prometheus, t.pod(OPENSEARCH), opensearch.EXPORTER_PORT, "TCP", "scrape the snapshot exporter"),
-        # Longhorn among itself
-        Flow(t.pod(LONGHORN_MANAGER), t.pod(INSTANCE_MANAGER), 10000, "TCP", "manager to instance manager"),
-        Flow(
-            t.pod(INSTANCE_MANAGER),
-            t.pod(LONGHORN_MANAGER),
-            longhorn.MANAGER_PORT,
-            "TCP",
-            "instance manager to manager",
-        ),
         # the API server calls webhooks; controllers call the API server
         Flow(node, t.pod(OPERATOR), kps.OPERATOR_PORT, "TCP", "the operator's admission webhook"),
-        Flow(node, t.pod(LONGHORN_MANAGER), longhorn.WEBHOOK_PORTS[0], "TCP", "Longhorn's webhooks"),
     ]
+    flows += _longhorn_flows(t) if t.longhorn else []
     flows += [
         Flow(t.pod(ALERTMANAGER), receiver_address(cidr), port, "TCP", "Alertmanager notifies a receiver")
         for cidr, port in alertmanager.egress(t.settings.alerting)
     ]
-    for controller in (OPERATOR, KUBE_STATE_METRICS, GRAFANA, FLUENT_BIT, LONGHORN_MANAGER, TRAEFIK):
-        flows.append(Flow(t.pod(controller), node, APISERVER_PORT, "TCP", "controller to the API server"))
+    for controller in (OPERATOR, KUBE_STATE_METRICS, GRAFANA, FLUENT_BIT, TRAEFIK):
+        flows.append(Flow(t.pod(controller), t.api, t.api_port, "TCP", "controller to the API server"))
     flows += [
-        Flow(pod.endpoint, node, APISERVER_PORT, "TCP", "Helm hook Job to the API server")
+        Flow(pod.endpoint, t.api, t.api_port, "TCP", "Helm hook Job to the API server")
         for pod in t.pods
         if pod.source.hook
     ]
     return flows + (_central_flows(t) if t.settings.is_central else _edge_flows(t))
+
+
+def _longhorn_flows(t: Topology) -> list[Flow]:
+    manager, instance_manager = t.pod(LONGHORN_MANAGER), t.pod(INSTANCE_MANAGER)
+    return [
+        Flow(t.pod(TRAEFIK), t.pod(LONGHORN_UI), longhorn.UI_PORT, "TCP", "ingress to the Longhorn UI"),
+        Flow(t.pod(PROMETHEUS), manager, longhorn.MANAGER_PORT, "TCP", "scrape Longhorn"),
+        Flow(manager, t.s3, t.s3_port, "TCP", "Longhorn backups"),
+        Flow(manager, instance_manager, 10000, "TCP", "manager to instance manager"),
+        Flow(instance_manager, manager, longhorn.MANAGER_PORT, "TCP", "instance manager to manager"),
+        Flow(t.node, manager, longhorn.WEBHOOK_PORTS[0], "TCP", "Longhorn's webhooks"),
+        Flow(manager, t.api, t.api_port, "TCP", "controller to the API server"),
+    ]
 
 
 def receiver_address(cidr: str) -> str:
@@ -206,15 +216,15 @@ def _central_flows(t: Topology) -> list[Flow]:
         Flow(t.pod(GRAFANA), t.pod(FRONTEND), thanos.FRONTEND_PORT, "TCP", "central Grafana's Thanos datasource"),
     ]
     flows += [
-        Flow(query, edge.ip, kube_prometheus_stack.SIDECAR_NODE_PORT, "TCP", f"Query to {edge.name}'s sidecar")
-        for edge in t.settings.edges
+        Flow(query, edge.ip, edge.sidecar_port, "TCP", f"Query to {edge.name}'s sidecar") for edge in t.settings.edges
     ]
     return flows
 
 
 def _edge_flows(t: Topology) -> list[Flow]:
     sidecar = kube_prometheus_stack.SIDECAR_GRPC_PORT
-    return [Flow(t.settings.central_ip, t.pod(PROMETHEUS), sidecar, "TCP", "central Query to this sidecar")]
+    central = first_address(host_cidr(t.settings.central_ip))
+    return [Flow(central, t.pod(PROMETHEUS), sidecar, "TCP", "central Query to this sidecar")]
 
 
 def forbidden_flows(t: Topology) -> list[Flow]:
@@ -228,7 +238,6 @@ def forbidden_flows(t: Topology) -> list[Flow]:
         Flow(grafana, t.s3, t.s3_port, "TCP", "Grafana does not touch object storage"),
         Flow(OUTSIDER, prometheus, kps.PROMETHEUS_PORT, "TCP", "nothing outside reaches Prometheus"),
         Flow(OUTSIDER, prometheus, kps.SIDECAR_GRPC_PORT, "TCP", "nothing outside reaches the sidecar"),
-        Flow(t.pod(OPENSEARCH), t.pod(LONGHORN_MANAGER), longhorn.MANAGER_PORT, "TCP", "OpenSearch to Longhorn"),
         Flow(t.pod(FLUENT_BIT), COREDNS.endpoint, COREDNS_METRICS_PORT, "TCP", "only Prometheus scrapes CoreDNS"),
     ]
     flows += [
@@ -238,8 +247,20 @@ def forbidden_flows(t: Topology) -> list[Flow]:
     ]
     flows += [
         Flow(t.pod(other), prometheus, kps.PROMETHEUS_PORT, "TCP", "only Grafana queries Prometheus")
-        for other in (OPENSEARCH, ALERTMANAGER, KUBE_STATE_METRICS, LONGHORN_MANAGER, TRAEFIK)
+        for other in (
+            OPENSEARCH,
+            ALERTMANAGER,
+            KUBE_STATE_METRICS,
+            TRAEFIK,
+            *((LONGHORN_MANAGER,) if t.longhorn else ()),
+        )
     ]
+    if t.longhorn:
+        manager = t.pod(LONGHORN_MANAGER)
+        flows.append(Flow(t.pod(OPENSEARCH), manager, longhorn.MANAGER_PORT, "TCP", "OpenSearch to Longhorn"))
+        flows.append(
+            Flow(t.pod(TRAEFIK), manager, longhorn.MANAGER_PORT, "TCP", "Traefik does not call Longhorn's API")
+        )
     flows += _ingress_forbidden(t)
     return flows + (_central_forbidden(t) if t.settings.is_central else _edge_forbidden(t))
 
@@ -249,8 +270,9 @@ def ingress_backends(t: Topology) -> list[tuple[str, int, str]]:
     backends = [
         (t.pod(GRAFANA), kube_prometheus_stack.GRAFANA_PORT, "Grafana"),
         (t.pod(OPENSEARCH), opensearch.HTTP_PORT, "OpenSearch"),
-        (t.pod(LONGHORN_UI), longhorn.UI_PORT, "the Longhorn UI"),
     ]
+    if t.longhorn:
+        backends.append((t.pod(LONGHORN_UI), longhorn.UI_PORT, "the Longhorn UI"))
     if t.settings.is_central:
         backends.append((t.pod(FRONTEND), thanos.FRONTEND_PORT, "the Query Frontend"))
     return backends
@@ -266,7 +288,6 @@ def _ingress_forbidden(t: Topology) -> list[Flow]:
     flows += [
         Flow(ingress, t.pod(ALERTMANAGER), kps.ALERTMANAGER_PORT, "TCP", "Traefik routes to no Alertmanager"),
         Flow(ingress, t.pod(OPENSEARCH), opensearch.TRANSPORT_PORT, "TCP", "Traefik does not join OpenSearch"),
-        Flow(ingress, t.pod(LONGHORN_MANAGER), longhorn.MANAGER_PORT, "TCP", "Traefik does not call Longhorn's API"),
         Flow(ingress, t.s3, t.s3_port, "TCP", "Traefik does not touch object storage"),
         Flow(ingress, PUBLIC, 443, "TCP", "Traefik calls nowhere on the internet"),
         Flow(ingress, t.node, KUBELET_PORT, "TCP", "Traefik does not talk to the kubelet"),
@@ -287,7 +308,7 @@ def _central_forbidden(t: Topology) -> list[Flow]:
     ]
     flows += [
         Flow(t.pod(other), query, port, "TCP", "no pod of another namespace reaches Query")
-        for other in (OPENSEARCH, FLUENT_BIT, LONGHORN_MANAGER)
+        for other in (OPENSEARCH, FLUENT_BIT, *((LONGHORN_MANAGER,) if t.longhorn else ()))
         for port in (thanos.HTTP_PORT, thanos.GRPC_PORT)
     ]
     flows.append(Flow(query, t.s3, t.s3_port, "TCP", "Query reads object storage only through the Store Gateway"))
@@ -295,11 +316,12 @@ def _central_forbidden(t: Topology) -> list[Flow]:
 
 
 def _edge_forbidden(t: Topology) -> list[Flow]:
-    other_host = str(ipaddress.ip_address(t.settings.central_ip) + 1)
+    central = ipaddress.ip_network(host_cidr(t.settings.central_ip))
+    other_host = str(central.broadcast_address + 1)
     if other_host == t.node:
-        other_host = str(ipaddress.ip_address(t.settings.central_ip) + 2)
+        other_host = str(central.broadcast_address + 2)
     sidecar = kube_prometheus_stack.SIDECAR_GRPC_PORT
-    return [Flow(other_host, t.pod(PROMETHEUS), sidecar, "TCP", "only the central host reaches the sidecar")]
+    return [Flow(other_host, t.pod(PROMETHEUS), sidecar, "TCP", "only the central cluster reaches the sidecar")]
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def _sidecar_findings(rendering: Rendering, model: Cluster, certificates: dict[s
         yield from _query_endpoint_findings(model, config.edges, issued)
         return
     sidecar_names = (certificates.get(SIDECAR) or {}).get("hosts") or []
-    if config.host not in sidecar_names:
+    if config.host is not None and config.host not in sidecar_names:  # an existing cluster's is central's to say
         yield Finding(NAME, "certificates.sidecar", f"central dials {config.host}, not in {sidecar_names}")
     for prometheus in model.of_kind("Prometheus"):
         tls = lookup(prometheus.obj, "spec.thanos.grpcServerTlsConfig") or {}

@@ -18,7 +18,7 @@ import yaml
 
 from tools.verify.context import Context, Endpoint
 from tools.verify.outputs import need
-from tools.verify.report import Result, Status, fail, not_run, ok
+from tools.verify.report import Result, Status, fail, not_installed, not_run, ok
 
 # The namespaces the program creates (README "What you get"; the ingress controller's moves to `ingress`
 # with Traefik). `--namespaces` overrides this while the program and this list disagree.
@@ -169,7 +169,8 @@ def workload_problem(kind: str, obj: dict[str, Any]) -> str | None:
 
 
 def _namespaces(ctx: Context) -> tuple[str, ...]:
-    return ctx.options.namespaces or PLATFORM_NAMESPACES
+    platform = tuple(ns for ns in PLATFORM_NAMESPACES if ctx.outputs.longhorn or ns != LONGHORN_NAMESPACE)
+    return ctx.options.namespaces or platform
 
 
 def _existing_namespaces(ctx: Context) -> set[str]:
@@ -246,8 +247,8 @@ def check_volumes(ctx: Context) -> Result:
         return fail(
             "kubernetes.volumes",
             "not Bound: " + "; ".join(unbound),
-            "kubectl -n longhorn-system get pods and `kubectl describe pvc`: Longhorn must be running and its "
-            "StorageClass the default",
+            "kubectl describe pvc: its StorageClass must provision it (with Longhorn: `kubectl -n longhorn-system "
+            "get pods`, Longhorn running and its StorageClass the default)",
         )
     if not claims:
         return fail(
@@ -305,5 +306,8 @@ def run(ctx: Context) -> list[Result]:
         ]
     results += ctx.run("kubernetes.workloads", lambda: check_workloads(ctx))
     results += ctx.run("kubernetes.volumes", lambda: check_volumes(ctx))
+    if not ctx.outputs.longhorn:
+        why = f"volumes are on StorageClass {ctx.outputs.storage_class}"
+        return [*results, not_installed("longhorn.backup-target", why)]
     results += ctx.run("longhorn.backup-target", lambda: check_backup_target(ctx))
     return results

@@ -3,11 +3,14 @@
 The contract (every key a stack output of this program):
 
 - `role` ("central" | "edge"), `clusterName`;
-- `kubeconfig`: kubeconfig YAML with inline certificates, API server `https://<host>:8443`;
-- `ingressAddress`: the host's IP, where Traefik serves every UI name on 443 (optional: without it,
-  an older stack's UI names are looked up in DNS, and the `outputs` check says so);
+- `kubeconfig`: kubeconfig YAML with inline certificates (the Minikube node's, API server `https://<host>:8443`,
+  or an existing cluster's, as the operator set it);
+- `ingressAddress`: the host's IP (an existing cluster's `ingress.address`), where Traefik serves every
+  UI name on 443 (optional: without it, an older stack's UI names are looked up in DNS, and the
+  `outputs` check says so);
 - `grafanaUrl`, `grafanaAdminPassword`; `opensearchUrl` (https), `opensearchAdminPassword` (user `admin`);
-  `longhornUrl`, `longhornUiPassword` (user `admin`);
+  `storageClass` (where the volumes are claimed; `longhorn` unless the cluster brings its own, optional:
+  older stacks did not export it), and with Longhorn `longhornUrl`, `longhornUiPassword` (user `admin`);
 - central only: `thanosUrl` (Query Frontend, basic auth user `admin`), `thanosUiPassword`, `clusters`
   (every cluster central expects: itself and each edge);
 - `platformCaCertificate` (PEM), `certificates` ({name: {"notAfter": ISO-8601, "hosts": [...]}}; without
@@ -83,6 +86,8 @@ class Outputs:
     opensearch_password: str | None = None
     longhorn_url: str | None = None
     longhorn_password: str | None = None
+    storage_class: str | None = None
+    """Where the volumes are claimed; None for a stack from before it was exported (Longhorn then)."""
     thanos_url: str | None = None
     thanos_password: str | None = None
     clusters: list[str] | None = None
@@ -94,6 +99,11 @@ class Outputs:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What the `outputs` check reports without failing (an optional key an older stack lacks)."""
+
+    @property
+    def longhorn(self) -> bool:
+        """The stack installs Longhorn (no StorageClass of the cluster's own)."""
+        return self.storage_class in (None, LONGHORN_CLASS)
 
     @property
     def central(self) -> bool:
@@ -261,6 +271,7 @@ class _Reader:
 
 
 BUCKET_ROLES = ("thanos", "opensearch", "longhorn")
+LONGHORN_CLASS = "longhorn"
 NO_INGRESS_ADDRESS = (
     "no ingressAddress (a stack from before it was exported): the UI names are looked up in DNS; `pulumi up` exports it"
 )
@@ -274,6 +285,8 @@ def parse(raw: dict[str, Any]) -> Outputs:
         read.problems.append(f"role is {role!r}, not central or edge")
         role = None
     central = role == CENTRAL
+    storage_class = read.text("storageClass", required=False)
+    longhorn = storage_class in (None, LONGHORN_CLASS)
     out = Outputs(
         role=role,
         cluster_name=read.text("clusterName"),
@@ -282,8 +295,9 @@ def parse(raw: dict[str, Any]) -> Outputs:
         grafana_password=read.text("grafanaAdminPassword"),
         opensearch_url=read.url("opensearchUrl"),
         opensearch_password=read.text("opensearchAdminPassword"),
-        longhorn_url=read.url("longhornUrl"),
-        longhorn_password=read.text("longhornUiPassword"),
+        longhorn_url=read.url("longhornUrl", required=longhorn),
+        longhorn_password=read.text("longhornUiPassword", required=longhorn),
+        storage_class=storage_class,
         thanos_url=read.url("thanosUrl", required=central),
         thanos_password=read.text("thanosUiPassword", required=central),
         clusters=read.clusters() if central else None,

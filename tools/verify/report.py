@@ -48,6 +48,11 @@ def not_applicable(check: str, role: str) -> Result:
     return Result(check, Status.SKIP, f"does not apply to the {role} role", not_applicable=True)
 
 
+def not_installed(check: str, why: str) -> Result:
+    """A check of something this stack does not install (Longhorn on a cluster's own StorageClass): it holds."""
+    return Result(check, Status.SKIP, f"does not apply: {why}", not_applicable=True)
+
+
 def role_skip(ctx: Any, check: str) -> Result:
     """A central-only check on a non-central stack: not applicable on an edge, not run without a role."""
     role = ctx.outputs.role

@@ -8,7 +8,7 @@ import functools
 
 from tools.verify.context import Context
 from tools.verify.outputs import BASIC_AUTH_USER, need
-from tools.verify.report import Result, ok
+from tools.verify.report import Result, not_installed, ok
 
 
 def check_grafana(ctx: Context) -> Result:
@@ -38,6 +38,7 @@ def check_longhorn_ui(ctx: Context) -> Result:
 
 
 def run(ctx: Context) -> list[Result]:
-    return ctx.run("grafana.login", functools.partial(check_grafana, ctx)) + ctx.run(
-        "longhorn.ui", functools.partial(check_longhorn_ui, ctx)
-    )
+    results = ctx.run("grafana.login", functools.partial(check_grafana, ctx))
+    if not ctx.outputs.longhorn:
+        return [*results, not_installed("longhorn.ui", f"volumes are on StorageClass {ctx.outputs.storage_class}")]
+    return results + ctx.run("longhorn.ui", functools.partial(check_longhorn_ui, ctx))

@@ -1,8 +1,10 @@
 """Adding a cluster is a config change: one new stack file and one `edges` entry on central.
 
-The project is copied as users have it (program, tools, stack files), a fourth cluster is added to
-the copy the way the README says, and then every stack of the copy must render and pass
-`render --check`, and central must have taken the new cluster in everywhere it lists clusters.
+The project is copied as users have it (program, tools, stack files); a fourth cluster is added to
+the copy the way the README says ("Add a cluster"), and a fifth on an existing cluster behind a load
+balancer with its own StorageClass ("Deploying onto an existing cluster"). Then every stack of the
+copy must render and pass `render --check`, and central must have taken the new clusters in
+everywhere it lists clusters.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +31,10 @@ from tools.validators.common import reference_dir
 pytestmark = requires_charts
 
 NEW = "added-edge"
+EXISTING = "added-cluster"
+"""An edge on an existing three-node cluster: the README's example stack file."""
+EXISTING_SIDECAR = "10.30.0.101"
+"""Where central dials that edge's sidecar: its load balancer's address."""
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "tools", "policy")
 
 
@@ -58,6 +66,30 @@ def add_edge(project: Path) -> str:
     return host
 
 
+def readme_example() -> dict[str, Any]:
+    """The stack file of "Deploying onto an existing cluster", as the README shows it."""
+    text = (ROOT / "README.md").read_text().split("## Deploying onto an existing cluster\n", 1)[1]
+    example: dict[str, Any] = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)[0])
+    return example
+
+
+def add_existing_edge(project: Path) -> None:
+    """The README's example (an edge's s3, with its CA, and centralStack added, as its comment says), and its entry on
+    central: the sidecar behind its load balancer on 10901."""
+    example = readme_example()
+    config = example["config"]
+    template = yaml.safe_load((project / f"Pulumi.{an_edge()}.yaml").read_text())["config"]
+    for key in ("s3", "centralStack"):
+        config[f"{PROJECT}:{key}"] = template[f"{PROJECT}:{key}"]
+    config[f"{PROJECT}:clusterName"] = EXISTING
+    (project / f"Pulumi.{EXISTING}.yaml").write_text(yaml.safe_dump(example, sort_keys=False))
+    central_file = project / f"Pulumi.{central_stack()}.yaml"
+    central = yaml.safe_load(central_file.read_text())
+    entry = {"name": EXISTING, "host": EXISTING_SIDECAR, "domain": config[f"{PROJECT}:domain"], "sidecarPort": 10901}
+    central["config"][f"{PROJECT}:edges"].append(entry)
+    central_file.write_text(yaml.safe_dump(central, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     copy = tmp_path_factory.mktemp("project")
@@ -70,7 +102,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     for stack in COMMITTED_STACKS:
         shutil.copy(ROOT / f"Pulumi.{stack}.yaml", copy / f"Pulumi.{stack}.yaml")
         set_operator_config(copy, stack)
-    return copy, add_edge(copy)
+    host = add_edge(copy)
+    add_existing_edge(copy)
+    return copy, host
 
 
 def set_operator_config(project: Path, stack: str) -> None:
@@ -87,7 +121,7 @@ def in_copy(project: tuple[Path, str], stack: str) -> Rendering:
 
 
 def test_the_new_cluster_is_one_more_stack_file(project: tuple[Path, str]) -> None:
-    assert stack_names(project[0]) == sorted([*COMMITTED_STACKS, NEW])
+    assert stack_names(project[0]) == sorted([*COMMITTED_STACKS, NEW, EXISTING])
 
 
 def test_every_stack_of_the_copy_renders_and_passes_check(project: tuple[Path, str]) -> None:
@@ -130,3 +164,15 @@ def test_the_new_edge_gets_its_credentials_from_central(project: tuple[Path, str
     assert settings.cluster_name == NEW and not settings.is_central
     keystore = unwrap(edge.k8s("Secret", "opensearch-s3-keystore", "logging").inputs["stringData"])
     assert keystore["s3.client.default.access_key"] == f"{NEW}-opensearch"
+
+
+def test_the_edge_on_an_existing_cluster_runs_no_host_command_nor_longhorn(project: tuple[Path, str]) -> None:
+    edge = in_copy(project, EXISTING)
+    assert [r.name for r in edge.resources if r.type.startswith("command:")] == []
+    assert [r.name for r in edge.helm_releases()] == ["kube-prometheus-stack", "traefik", "opensearch", "fluent-bit"]
+    traefik = edge.release("traefik").inputs["values"]
+    assert traefik["service"]["spec"]["type"] == "LoadBalancer"
+    assert edge.outputs["storageClass"] == "fast-ssd"
+    central = in_copy(project, central_stack())
+    endpoints = central.k8s("ConfigMap", "thanos-query-endpoints", "monitoring").inputs["data"]["endpoints.yaml"]
+    assert f"{EXISTING_SIDECAR}:10901" in [entry["address"] for entry in yaml.safe_load(endpoints)["endpoints"]]

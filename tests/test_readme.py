@@ -77,3 +77,14 @@ def test_central_comes_up_before_every_edge() -> None:
     roles = [committed(stack).outputs["role"] for stack in ups]
     assert sorted(ups) == sorted(COMMITTED_STACKS)
     assert roles[0] == Role.CENTRAL.value and set(roles[1:]) == {Role.EDGE.value}
+
+
+def test_an_existing_clusters_nodes_are_told_every_kernel_setting_a_minikube_host_gets() -> None:
+    """Nothing runs on an existing cluster's nodes: each setting the host script makes must be asked for."""
+    script = (ROOT / "components" / "scripts" / "host-prerequisites.sh").read_text()
+    block = script.split("SYSCTLS=(", 1)[1].split("\n)", 1)[0]
+    settings = re.findall(r"^\s*([a-z0-9_.]+=\d+)", block, re.MULTILINE)
+    assert settings, "the script's SYSCTLS"
+    existing = section("Deploying onto an existing cluster")
+    missing = [setting for setting in settings if f"`{setting}`" not in existing and "ip_forward" not in setting]
+    assert missing == []

@@ -166,3 +166,13 @@ def test_host_ports_are_checked_against_any_node_of_an_existing_cluster() -> Non
     reserved = host_ports.node_ports(rendered(EXISTING_CENTRAL))
     assert reserved[10250] == "kubelet" and reserved[6443] == "kube-apiserver"
     assert 179 in reserved and 4240 in reserved, "whichever CNI the cluster runs"
+
+
+def test_a_pod_no_single_node_can_take_is_a_finding_though_the_sum_fits() -> None:
+    small_nodes = {**json.loads(rendered(EXISTING_CENTRAL).config[f"{PROJECT}:kubernetes"])}
+    small_nodes["nodes"] = [{"cpus": 2, "memoryGib": 2.5}] * 12  # 24 CPU, 30 GiB together
+    stack = run_fixture(EXISTING_CENTRAL, {f"{PROJECT}:kubernetes": json.dumps(small_nodes)})
+    unfit = [f for f in capacity.validate(stack) if "no node could run it" in f.message]
+    assert any("opensearch" in f.resource for f in unfit), unfit  # 2Gi of memory in a 1.5 GiB node
+    assert capacity.capacity(stack).total("memory_request") < capacity.capacity(stack).allocatable_memory * 0.8
+    assert [f for f in capacity.validate(rendered(EXISTING_CENTRAL)) if "no node" in f.message] == []

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.settings import ExistingCluster, NodeCapacity
+from tools.cluster import cluster
 from tools.engine import Rendering, Resource
 from tools.validators import helm_values
 from tools.validators.common import (
@@ -331,7 +332,47 @@ def capacity(rendering: Rendering) -> Capacity:
     for release in rendering.helm_releases():
         _helm_release(result, rendering, release)
     _budget(result)
+    result.findings += _pods_that_fit_no_node(rendering)
     return result
+
+
+def _pods_that_fit_no_node(rendering: Rendering) -> list[Finding]:
+    """On an existing cluster, each pod's containers together must fit on its smallest node (after that
+    node's reserve): the sum over all nodes can hide a pod no single node can take."""
+    existing = stack_config(rendering, "kubernetes")
+    if not isinstance(existing, dict):
+        return []  # one node: the sum is the check
+    described = ExistingCluster.model_validate(existing)
+    node = described.smallest_node
+    room = (
+        node.cpus - described.reserved_cpus_per_node,
+        (node.memory_gib - described.reserved_memory_gib_per_node) * GIB,
+    )
+    findings = []
+    for pod in cluster(rendering).pods():
+        cpu, memory = _pod_requests(pod.spec)
+        if cpu > room[0] or memory > room[1]:
+            findings.append(
+                Finding(
+                    NAME,
+                    f"{pod.source.describe()}",
+                    f"requests {_cpu(cpu)} / {_mem(memory)}, more than the smallest node offers "
+                    f"({_cpu(room[0])} / {_mem(room[1])} after its reserve): no node could run it",
+                )
+            )
+    return findings
+
+
+def _pod_requests(spec: dict[str, Any]) -> tuple[float, float]:
+    """What the scheduler reserves for a pod: its containers' requests, or its largest init container's."""
+
+    def requested(containers: list[dict[str, Any]], resource: str) -> list[float]:
+        return [parse_quantity(((c.get("resources") or {}).get("requests") or {}).get(resource, 0)) for c in containers]
+
+    containers, init = spec.get("containers") or [], spec.get("initContainers") or []
+    cpu = max(sum(requested(containers, "cpu")), *requested(init, "cpu"), 0.0)
+    memory = max(sum(requested(containers, "memory")), *requested(init, "memory"), 0.0)
+    return cpu, memory
 
 
 def validate(rendering: Rendering) -> list[Finding]:

@@ -275,18 +275,23 @@ class Capacity:
         whole = self.node.cpus if attribute == "cpu_request" else self.node.memory_gib * GIB
         return self.total(attribute) / whole
 
+    def _nodes(self) -> str:
+        return "node" if self.nodes == 1 else f"{self.nodes} nodes together,"
+
     def report(self) -> str:
         cpu, memory = self.total("cpu_request"), self.total("memory_request")
         limit = self.total("memory_limit")
+        whole = "node" if self.nodes == 1 else "cluster"
         lines = [
-            f"capacity of {self.stack}: node {self.node.cpus:g} CPU / {self.node.memory_gib:g} GiB, system reserve "
+            f"capacity of {self.stack}: {self._nodes()} {self.node.cpus:g} CPU / {self.node.memory_gib:g} GiB, "
+            "system reserve "
             f"{self.node.reserved_cpus:g} CPU / {self.node.reserved_memory_gib:g} GiB -> allocatable "
             f"{self.allocatable_cpu:g} CPU / {self.allocatable_memory / GIB:g} GiB; budget {BUDGET:.0%} = "
             f"{self.allocatable_cpu * BUDGET:.2f} CPU / {self.allocatable_memory * BUDGET / GIB:.2f} GiB",
             f"  requests: cpu {_cpu(cpu)} ({_share(cpu, self.allocatable_cpu)} of allocatable), "
             f"memory {_mem(memory)} ({_share(memory, self.allocatable_memory)}); "
             f"memory limits {_mem(limit)} ({_share(limit, self.allocatable_memory)})",
-            f"  of the whole node: cpu {self.node_share('cpu_request'):.0%} of {self.node.cpus:g} CPU, memory "
+            f"  of the whole {whole}: cpu {self.node_share('cpu_request'):.0%} of {self.node.cpus:g} CPU, memory "
             f"{self.node_share('memory_request'):.0%} of {self.node.memory_gib:g} GiB",
             f"  {'count':>5}  {'cpu req':>8}  {'mem req':>8}  {'mem lim':>8}  container",
         ]

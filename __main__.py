@@ -180,6 +180,7 @@ storage = (
             "longhorn": config.longhorn,
             "credentials": s3_credentials.longhorn,
             "replicas": config.longhorn_replicas,
+            "default_class": config.on_minikube,
         },
         opts=on_cluster(owned, protect=config.protect),
     )

@@ -1,4 +1,4 @@
-"""Longhorn: the default StorageClass, backed up to S3.
+"""Longhorn: the platform's StorageClass (the cluster's default on Minikube), backed up to S3.
 
 One replica of each volume per node, up to three (one on Minikube's single node):
 `persistence.defaultClassReplicaCount` for the StorageClass and `defaultSettings.defaultReplicaCount`
@@ -74,6 +74,10 @@ class LonghornArgs(TypedDict):
     """This cluster's Longhorn object-store credentials."""
     replicas: int
     """Replicas of each volume, each on its own node."""
+    default_class: bool
+    """Longhorn's StorageClass becomes the cluster's default: on Minikube (its own `standard` class is a
+    hostPath), not on an existing cluster, whose default is its operator's choice (every claim of the
+    platform names its class anyway)."""
 
 
 def backup_target(s3: S3Settings, cluster_name: str) -> str:
@@ -125,7 +129,7 @@ def default_settings(replicas: int) -> dict[str, Any]:
 def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
     return {
         "persistence": {
-            "defaultClass": True,
+            "defaultClass": args["default_class"],
             "defaultClassReplicaCount": args["replicas"],
             # A deleted PVC keeps its volume until an operator removes it: no accidental data loss.
             "reclaimPolicy": "Retain",

@@ -17,8 +17,9 @@ What runs, as a minikube 1.36 node's control plane runs it (kubeadm's static pod
 - kube-controller-manager v1.36.3 with kubeadm's flags (`--use-service-account-credentials`, all
   controllers, the cluster signing CA) and minikube's `--leader-elect=false`;
 - kube-scheduler v1.36.3 (the default profile), built by the same builder module;
-- kwok v0.8.0 managing one fake node, `minikube`, which it keeps Ready (heartbeat and lease) and on
-  which it marks every pod bound to it Running and Ready (Job pods Succeeded): no container runs.
+- kwok v0.8.0 managing fake nodes (`NodeSpec`: by default minikube's one, `minikube`; or the nodes of
+  an existing cluster, each at its size and address), which it keeps Ready (heartbeat and lease), and
+  on which it marks every pod bound to them Running and Ready (Job pods Succeeded): no container runs.
 
 Every identity has a client certificate of a throwaway CA made here (the admin is in
 `system:masters`, the controller-manager and scheduler are the users the bootstrap RBAC policy
@@ -49,7 +50,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -383,8 +384,8 @@ class KubeApi:
     kubectl_path: Path | None
     prefix: Sequence[str] = ()
     components: dict[str, Component] = field(default_factory=dict)
-    node: str | None = None
-    """The kwok node's name, once kwok manages one."""
+    nodes: list[str] = field(default_factory=list)
+    """The kwok nodes' names, once kwok manages them."""
     exit_codes: dict[str, int] = field(default_factory=dict)
     """How each component exited, once stopped."""
     killed: list[str] = field(default_factory=list)
@@ -567,30 +568,49 @@ def kwok_config() -> str:
     return "\n---\n".join((stages / stage).read_text() for stage in KWOK_STAGES)
 
 
-def fake_node(name: str, address: str) -> dict[str, Any]:
-    """The node kwok plays: minikube's labels, no taints (a single minikube node has none), room for every pod."""
-    capacity = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "1Ti"}
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node kwok plays: its name (also its hostname label), InternalIP, resources and own labels."""
+
+    name: str
+    address: str
+    capacity: Mapping[str, str]
+    allocatable: Mapping[str, str]
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+MINIKUBE_CAPACITY = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "1Ti"}
+"""Room for every pod: a Minikube stack's size is its host's, checked by the capacity validator."""
+MINIKUBE_LABELS = {"node-role.kubernetes.io/control-plane": "", "minikube.k8s.io/primary": "true"}
+
+
+def minikube_node(address: str) -> NodeSpec:
+    """minikube's single node: its labels, no taints (a single minikube node has none)."""
+    return NodeSpec(NODE_NAME, address, MINIKUBE_CAPACITY, MINIKUBE_CAPACITY, MINIKUBE_LABELS)
+
+
+def fake_node(spec: NodeSpec) -> dict[str, Any]:
+    """The Node object of `spec`, marked for kwok to manage."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
-            "name": name,
+            "name": spec.name,
             "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
-                "kubernetes.io/hostname": name,
+                "kubernetes.io/hostname": spec.name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": "amd64",
-                "node-role.kubernetes.io/control-plane": "",
-                "minikube.k8s.io/primary": "true",
+                **spec.labels,
                 "type": "kwok",
             },
         },
         "status": {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+            "capacity": dict(spec.capacity),
+            "allocatable": dict(spec.allocatable),
+            "addresses": [{"type": "InternalIP", "address": spec.address}, {"type": "Hostname", "address": spec.name}],
             "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": KUBERNETES},
         },
     }
@@ -626,23 +646,30 @@ def _start_apiserver(api: KubeApi, binary: Path, etcd: str) -> None:
         raise apiserver.failed(str(error)) from error
 
 
-def _start_node(api: KubeApi, binary: Path) -> None:
+def _start_nodes(api: KubeApi, binary: Path, nodes: Sequence[NodeSpec]) -> None:
     config = _write(api.directory / "kwok.yaml", kwok_config().encode())
     api.components["kwok"] = start("kwok", kwok_argv(binary, api, config), api.directory / "logs", api.prefix)
-    api.kubectl("create", "-f", "-", input=json.dumps(fake_node(NODE_NAME, api.address)), check=True)
+    # A stream of documents, not a `List`: kubectl validates a List's items against the full schema,
+    # whose NodeSystemInfo requires the fields kwok fills in itself.
+    documents = "\n---\n".join(json.dumps(fake_node(spec)) for spec in nodes)
+    api.kubectl("create", "-f", "-", input=documents, check=True)
+    names = [spec.name for spec in nodes]
 
-    def node_ready() -> bool:
+    def nodes_ready() -> bool:
         api.components["kwok"].check_running()
-        node = api.get("node", NODE_NAME)
-        conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions") or []}
-        taints = [t["key"] for t in node.get("spec", {}).get("taints") or []]
-        return conditions.get("Ready") == "True" and not taints
+        ready = {node["metadata"]["name"] for node in api.items("nodes") if ready_and_untainted(node)}
+        return ready >= set(names)
 
     try:
-        wait_until(f"node {NODE_NAME} Ready and untainted (kwok)", node_ready, START_TIMEOUT, interval=0.25)
+        wait_until(f"nodes {', '.join(names)} Ready and untainted (kwok)", nodes_ready, START_TIMEOUT, interval=0.25)
     except TimeoutError as error:
         raise api.components["kwok"].failed(str(error)) from error
-    api.node = NODE_NAME
+    api.nodes = names
+
+
+def ready_and_untainted(node: dict[str, Any]) -> bool:
+    conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions") or []}
+    return conditions.get("Ready") == "True" and not node.get("spec", {}).get("taints")
 
 
 def _wait_default_service_account(api: KubeApi) -> None:
@@ -665,12 +692,14 @@ def running_kube_api(
     address: str = "127.0.0.1",
     prefix: Sequence[str] = (),
     extra_names: Sequence[str] = (),
+    nodes: Sequence[NodeSpec] | None = None,
 ) -> Iterator[KubeApi]:
     """The control plane in `directory`, listening on `address`; stopped cleanly on exit.
 
     Whatever of controller-manager, scheduler and kwok `binaries` has is started too; the apiserver
     and etcd always are. `prefix` runs every program elsewhere (`Host.command([])`: a namespace whose
-    address is `address`); `extra_names` go into the serving certificate."""
+    address is `address`); `extra_names` go into the serving certificate. kwok plays `nodes`
+    (default: minikube's one node, at `address`)."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_control_plane_pki(directory / "pki", address, extra_names)
     port = free_port(address, "kube-apiserver")
@@ -692,7 +721,7 @@ def running_kube_api(
         if binaries.kube_controller_manager:
             _wait_default_service_account(api)
         if binaries.kwok:
-            _start_node(api, binaries.kwok)
+            _start_nodes(api, binaries.kwok, nodes or [minikube_node(address)])
         yield api
     finally:
         api.exit_codes = stop(api)
@@ -890,13 +919,18 @@ def wait_service_accounts(api: KubeApi, namespaces: Sequence[str], timeout: floa
     wait_until(f"the default ServiceAccounts of {', '.join(namespaces)}", made, timeout, interval=0.25)
 
 
-def provision_volumes(api: KubeApi, client: ApiClient, driver: str = "driver.longhorn.io") -> list[str]:
+def provision_volumes(api: KubeApi, client: ApiClient) -> list[str]:
     """The storage provisioner's part, played here: a PersistentVolume pre-bound to each Pending claim
-    (its class, size and access modes, a CSI source of `driver`), so that kube-controller-manager's PV
-    controller binds it and kube-scheduler can place the pod. The claims so served."""
+    (its class, size and access modes, a CSI source of the class's provisioner), so that
+    kube-controller-manager's PV controller binds it and kube-scheduler can place the pod. A claim
+    whose StorageClass the cluster does not have stays Pending, as it would. The claims so served."""
+    provisioners = {sc["metadata"]["name"]: sc["provisioner"] for sc in api.items("storageclasses")}
     served = []
     for claim in api.items("persistentvolumeclaims", "-A"):
         if claim.get("status", {}).get("phase") != "Pending" or claim["spec"].get("volumeName"):
+            continue
+        storage_class = claim["spec"].get("storageClassName") or ""
+        if storage_class not in provisioners:
             continue
         namespace, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
         volume = {
@@ -906,10 +940,10 @@ def provision_volumes(api: KubeApi, client: ApiClient, driver: str = "driver.lon
             "spec": {
                 "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
                 "accessModes": claim["spec"]["accessModes"],
-                "storageClassName": claim["spec"].get("storageClassName") or "",
+                "storageClassName": storage_class,
                 "persistentVolumeReclaimPolicy": "Retain",
                 "claimRef": {"namespace": namespace, "name": name, "uid": claim["metadata"]["uid"]},
-                "csi": {"driver": driver, "volumeHandle": f"{namespace}-{name}"},
+                "csi": {"driver": provisioners[storage_class], "volumeHandle": f"{namespace}-{name}"},
             },
         }
         outcome = client.apply(volume, "provisioner-stand-in")

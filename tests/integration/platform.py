@@ -160,11 +160,11 @@ def running_object_store(host: Host, pki: Pki, log: Path, central: Rendering) ->
 
 @dataclass
 class Platform:
-    """Every fixture stack rendered with the object store's CA, and the certificates central issues."""
+    """Every fixture stack rendered with the object store's CA, and the certificates each central issues."""
 
     object_store_ca: str
     renderings: dict[str, Rendering] = field(default_factory=dict)
-    _certificates: Materialized | None = None
+    _certificates: dict[str, Materialized] = field(default_factory=dict)
 
     def rendering(self, stack: str) -> Rendering:
         if stack not in self.renderings:
@@ -175,16 +175,25 @@ class Platform:
     def central(self) -> Rendering:
         return self.rendering(CENTRAL_STACK)
 
+    def central_of(self, stack: str) -> str:
+        """The central stack whose certificates `stack` holds: itself, or the one an edge references."""
+        config = settings(self.rendering(stack))
+        return stack if config.is_central else config.central_stack.rsplit("/", 1)[-1]
+
+    def certificates_of(self, central: str) -> Materialized:
+        """`central`'s pulumi-tls resources issued for real (the same subjects, names and usages)."""
+        if central not in self._certificates:
+            self._certificates[central] = materialize(self.rendering(central))
+        return self._certificates[central]
+
     @property
     def certificates(self) -> Materialized:
-        """Central's pulumi-tls resources issued for real (the same subjects, names and usages)."""
-        if self._certificates is None:
-            self._certificates = materialize(self.central)
-        return self._certificates
+        return self.certificates_of(CENTRAL_STACK)
 
-    def real(self, value: Any) -> Any:
-        """`value` (a Secret's data, a ConfigMap's) with every offline placeholder swapped for its real PEM."""
-        return self.certificates.real(value)
+    def real(self, value: Any, stack: str = CENTRAL_STACK) -> Any:
+        """`value` (a Secret's data, a ConfigMap's, of `stack`) with every offline placeholder swapped
+        for its real PEM: those `stack`'s central issues (two centrals' key placeholders are alike)."""
+        return self.certificates_of(self.central_of(stack)).real(value)
 
 
 def host_addresses() -> dict[str, str]:

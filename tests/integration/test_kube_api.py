@@ -1,9 +1,15 @@
 """Every object of each fixture stack, applied to a real Kubernetes v1.36.3 control plane
 (`tests/integration/kube_api.py`: etcd, kube-apiserver with minikube's admission plugins,
-kube-controller-manager, kube-scheduler, kwok playing the node), instead of the file-based models.
+kube-controller-manager, kube-scheduler, kwok playing the nodes), instead of the file-based models.
 
 For each fixture stack (rendered with the object store's CA, so the Secrets carry the real
-certificates central issues), on a control plane of its own:
+certificates its central issues), on a control plane of its own:
+
+- kwok plays the nodes the stack runs on: a Minikube stack's one node, `minikube`; or each node an
+  existing cluster's `kubernetes` section declares (`nodes`, or `total` shared evenly), named
+  `<cluster>-<n>`, with its CPUs and memory as capacity, those less the stack's per-node reserve as
+  allocatable, and an InternalIP in the first `nodeCidrs` block (numbered from `ingress.address`
+  when that is a node's): kube-scheduler then proves every pod fits and every hard anti-affinity holds.
 
 - Every object Pulumi and Helm apply (`tools.cluster`: ours and the charts', hooks included, Helm
   test pods left out) is applied server-side with strict field validation, as Helm 4 and Pulumi's
@@ -12,8 +18,13 @@ certificates central issues), on a control plane of its own:
   operator, never runs here). The apiserver's schema, defaulting, validation and admission decide;
   a refusal is reported with its exact message. Every CRD of the charts becomes Established.
 - The StorageClass Longhorn's manager creates from the chart's `longhorn-storageclass` ConfigMap is
-  applied too, and the storage provisioner's part is played by a PersistentVolume bound to each
-  claim (`kube_api.provision_volumes`): nothing else is changed or added.
+  applied too, or, for a stack with `storage.className`, that class as the existing cluster has it
+  (not the default class: every claim must name it); the storage provisioner's part is played by a
+  PersistentVolume bound to each claim of a class the cluster has (`kube_api.provision_volumes`):
+  nothing else is changed or added.
+- Services of type NodePort get exactly the node ports rendered (Traefik's 30080/30443, the edge
+  sidecar's 30901); LoadBalancer Services are accepted with their type, traffic policy and source
+  ranges, and get no address (no load-balancer controller runs here).
 - Pod Security is the apiserver's own, at the rendered Namespaces' labels: the controller-manager
   creates the pods of every Deployment, StatefulSet, DaemonSet and Job, and none is refused
   (no `FailedCreate`); the pods operators would make (prometheus-operator's Prometheus and
@@ -29,6 +40,8 @@ certificates central issues), on a control plane of its own:
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import re
 import time
@@ -40,7 +53,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import STACKS
+from components import traefik
+from components.kube_prometheus_stack import PROMETHEUS_POD_LABELS, SIDECAR_NODE_PORT
+from components.settings import ExistingCluster, NodeSize, Settings, host_cidr
+from tests.conftest import STACKS, settings, storage_class
 from tests.integration import kube_api
 from tests.integration.conftest import Proves, blocked, need
 from tests.integration.kube_api import (
@@ -48,6 +64,7 @@ from tests.integration.kube_api import (
     Applied,
     ControlPlaneBinaries,
     KubeApi,
+    NodeSpec,
     running_kube_api,
 )
 from tests.integration.platform import Platform
@@ -62,6 +79,15 @@ WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 SETTLE_TIMEOUT = 90.0
 ENFORCE = "pod-security.kubernetes.io/enforce"
 ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
+CLUSTER_PROVISIONER = "csi.storage.existing-cluster.test"
+"""The CSI driver behind an existing cluster's own StorageClass (`storage.className`): any name, the
+volumes bound to its claims name it too."""
+EXISTING_NODE_PODS = "110"
+"""The kubelet's default `maxPods`."""
+EXISTING_NODE_DISK = "100Gi"
+"""Not a stack setting; no pod requests ephemeral storage near it."""
+EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
+HOSTNAME = "kubernetes.io/hostname"
 
 EXPECTED_WARNINGS: tuple[tuple[str, str], ...] = (
     (
@@ -71,6 +97,63 @@ EXPECTED_WARNINGS: tuple[tuple[str, str], ...] = (
     (r'^unrecognized format "int64"$', "Longhorn's CRDs declare `format: int64` on strings (upstream's chart)"),
 )
 """Warnings the apiserver gives that are known and accepted, with why; any other is a finding."""
+
+
+# --- the nodes ------------------------------------------------------------------------------------
+
+
+def cpu_quantity(cpus: float) -> str:
+    millis = round(cpus * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def memory_quantity(gib: float) -> str:
+    mebis = round(gib * 1024)
+    return f"{mebis // 1024}Gi" if mebis % 1024 == 0 else f"{mebis}Mi"
+
+
+def node_sizes(existing: ExistingCluster) -> list[NodeSize]:
+    """Each node's size: as listed, or `total` shared evenly (`smallest_node` is that share)."""
+    return list(existing.nodes) if existing.nodes else [existing.smallest_node] * existing.node_count
+
+
+def node_addresses(config: Settings, count: int) -> list[str]:
+    """`count` consecutive addresses of the first `nodeCidrs` block: from `ingress.address` when that
+    is a node's (NodePort, hostPort), else from the block's first; never a load balancer's address."""
+    block = ipaddress.ip_network(config.node_cidrs[0])
+    ingress = ipaddress.ip_address(str(config.ingress.address))
+    on_a_node = config.ingress.service_type != "LoadBalancer" and ingress in block
+    hosts: Iterator[Any] = block.hosts()
+    if on_a_node:
+        hosts = itertools.dropwhile(lambda address: address != ingress, hosts)
+    picked = [str(a) for a in itertools.islice((a for a in hosts if on_a_node or a != ingress), count)]
+    assert len(picked) == count, f"{block} has fewer than {count} node addresses from {picked[:1]}"
+    return picked
+
+
+def existing_cluster_nodes(config: Settings) -> list[NodeSpec]:
+    """The nodes an existing cluster's stack declares, each at its size, less the per-node reserve."""
+    existing = config.kubernetes
+    assert existing is not None, "not a stack for an existing cluster"
+    sizes = node_sizes(existing)
+    addresses = node_addresses(config, len(sizes))
+    cpu_reserve, memory_reserve = existing.reserved_cpus_per_node, existing.reserved_memory_gib_per_node
+    nodes = []
+    for number, (size, address) in enumerate(zip(sizes, addresses, strict=True), start=1):
+        disk = {"pods": EXISTING_NODE_PODS, "ephemeral-storage": EXISTING_NODE_DISK}
+        capacity = {"cpu": cpu_quantity(size.cpus), "memory": memory_quantity(size.memory_gib), **disk}
+        allocatable = {
+            "cpu": cpu_quantity(size.cpus - cpu_reserve),
+            "memory": memory_quantity(size.memory_gib - memory_reserve),
+            **disk,
+        }
+        nodes.append(NodeSpec(f"{config.cluster_name}-{number}", address, capacity, allocatable))
+    return nodes
+
+
+def kwok_nodes(config: Settings) -> list[NodeSpec] | None:
+    """The nodes kwok plays for a stack: an existing cluster's, or (None) minikube's one."""
+    return existing_cluster_nodes(config) if config.kubernetes else None
 
 
 # --- the control plane and the stack on it ---------------------------------------------------------
@@ -101,15 +184,20 @@ class Deployed:
     client: ApiClient
     rendering: Rendering
     model: Cluster
+    settings: Settings
     applied: list[tuple[KubeObject, Applied]] = field(default_factory=list)
-    stand_ins: list[Applied] = field(default_factory=list)
-    """What stands in for Longhorn's manager and provisioner (its StorageClass)."""
+    stand_ins: list[tuple[str, Applied]] = field(default_factory=list)
+    """What stands in for what the cluster has besides the stack (a StorageClass: Longhorn's manager's,
+    or the existing cluster's own), with who would have applied it (its field manager)."""
     operator_pods: list[tuple[KubeObject, Applied]] = field(default_factory=list)
     crds: dict[str, bool] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     settled: list[str] = field(default_factory=list)
     """Workloads that never had all their pods (or never became Ready) within SETTLE_TIMEOUT."""
+    pods_seen: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Every pod seen while settling, by owner: a completed hook Job with `ttlSecondsAfterFinished`
+    (kube-prometheus-stack's admission Jobs, 60 s) is deleted with its pod before the tests look."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def refused(self) -> list[tuple[KubeObject, Applied]]:
@@ -123,14 +211,15 @@ def field_manager(o: KubeObject) -> str:
     return "pulumi-kubernetes" if o.origin == "ours" else "helm"
 
 
-def manifest(o: KubeObject, platform: Platform) -> dict[str, Any]:
-    """The object as sent on `pulumi up`: our Secrets with the real certificates (the offline view
-    has `[secret]` in their place, which the apiserver's TLS Secret check rightly warns about)."""
+def manifest(o: KubeObject, platform: Platform, stack: str) -> dict[str, Any]:
+    """The object as sent on `pulumi up`: our Secrets with the real certificates of the stack's central
+    (the offline view has `[secret]` in their place, which the apiserver's TLS Secret check rightly
+    warns about)."""
     obj = o.obj
     if o.origin == "ours" and o.kind == "Secret" and o.resource is not None:
         for key in ("stringData", "data"):
             if key in o.resource.inputs:
-                obj = {**obj, key: platform.real(o.resource.inputs[key])}
+                obj = {**obj, key: platform.real(o.resource.inputs[key], stack)}
     return obj
 
 
@@ -147,6 +236,28 @@ def longhorn_storage_class(model: Cluster) -> dict[str, Any] | None:
             parsed: dict[str, Any] = yaml.safe_load(o.obj["data"]["storageclass.yaml"])
             return parsed
     return None
+
+
+def cluster_storage_class(name: str) -> dict[str, Any]:
+    """An existing cluster's own StorageClass `name`, bound as Longhorn's is here (Immediate, pre-made
+    volumes). Not the default class, so that a claim naming no class would stay unbound."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": CLUSTER_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+
+
+def storage_stand_in(deployed: Deployed) -> tuple[str, dict[str, Any]] | None:
+    """The StorageClass the stack's claims need that the stack does not apply, and who applies it."""
+    if deployed.settings.storage.class_name:
+        return "cluster-admin", cluster_storage_class(deployed.settings.storage.class_name)
+    longhorn = longhorn_storage_class(deployed.model)
+    return ("longhorn-manager", longhorn) if longhorn else None
 
 
 def operator_pod(o: KubeObject, name: str) -> dict[str, Any]:
@@ -167,16 +278,17 @@ def apply_stack(deployed: Deployed, platform: Platform) -> None:
     seen: set[tuple[str, str, str, str]] = set()
     waves: list[list[tuple[KubeObject, dict[str, Any]]]] = [[] for _ in kube_api.WAVES]
     for o in model.applied():
-        obj = manifest(o, platform)
+        obj = manifest(o, platform, deployed.stack)
         if identity(obj) in seen:
             deployed.duplicates.append(o.describe())
         seen.add(identity(obj))
         waves[kube_api.wave_of(obj)].append((o, obj))
     started = time.monotonic()
     apply_wave(deployed, waves[0])
-    storage_class = longhorn_storage_class(model)
-    if storage_class:
-        deployed.stand_ins.append(client.apply(storage_class, "longhorn-manager"))
+    stand_in = storage_stand_in(deployed)
+    if stand_in:
+        whose, obj = stand_in
+        deployed.stand_ins.append((whose, client.apply(obj, whose)))
     names = [o.name for o, _ in waves[0] if o.kind == "CustomResourceDefinition"]
     deployed.crds = kube_api.wait_established(api, names)
     kube_api.wait_service_accounts(api, [o.name for o, _ in waves[0] if o.kind == "Namespace"])
@@ -218,12 +330,19 @@ def settle(deployed: Deployed) -> list[str]:
     """Until every workload is Ready (binding a volume to each claim as it appears): what is not."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     waiting = unsettled(deployed.api)
+    remember_pods(deployed)
     while waiting and time.monotonic() < deadline:
         deployed.volumes += kube_api.provision_volumes(deployed.api, deployed.client)
         time.sleep(1)
         deployed.api.check_running()
+        remember_pods(deployed)
         waiting = unsettled(deployed.api)
     return waiting
+
+
+def remember_pods(deployed: Deployed) -> None:
+    for owner, pods in pods_by_owner(deployed.api).items():
+        deployed.pods_seen.setdefault(owner, pods)
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -238,9 +357,11 @@ def deployed(
     model = cluster(rendering)
     if model.gaps:  # no helm or no chart package: the charts' objects cannot be had
         blocked("helm template", "tools.helm", "; ".join(model.gaps))
+    config = settings(rendering)
     started = time.monotonic()
-    with running_kube_api(tmp_path_factory.mktemp(f"kube-api-{stack}"), binaries) as api:
-        result = Deployed(stack, api, ApiClient(api), rendering, model)
+    directory = tmp_path_factory.mktemp(f"kube-api-{stack}")
+    with running_kube_api(directory, binaries, nodes=kwok_nodes(config)) as api:
+        result = Deployed(stack, api, ApiClient(api), rendering, model, config)
         result.seconds["control plane up"] = time.monotonic() - started
         apply_stack(result, platform)
         yield result
@@ -266,7 +387,7 @@ def test_every_chart_crd_is_established(deployed: Deployed, proves: Proves) -> N
 def test_every_object_is_accepted_with_strict_field_validation(deployed: Deployed, proves: Proves) -> None:
     refusals = [f"{o.describe()}: {a.message}" for o, a in deployed.refused()]
     refusals += [
-        f"{a.identity} (stand-in for longhorn-manager): {a.message}" for a in deployed.stand_ins if not a.accepted
+        f"{a.identity} (stand-in for {whose}): {a.message}" for whose, a in deployed.stand_ins if not a.accepted
     ]
     assert not deployed.duplicates, (
         f"objects rendered twice (the second apply would fight the first): {deployed.duplicates}"
@@ -298,7 +419,7 @@ def test_apiserver_warns_of_nothing_unexpected(deployed: Deployed) -> None:
     """Every warning the apiserver gives while the stack is applied is known and accepted (see
     EXPECTED_WARNINGS): `pulumi up` and `helm` print each of them to the operator."""
     outcomes = [(o.describe(), a) for o, a in [*deployed.applied, *deployed.operator_pods]]
-    outcomes += [(a.identity, a) for a in deployed.stand_ins]
+    outcomes += [(a.identity, a) for _, a in deployed.stand_ins]
     warned = [f"{where}: {warning}" for where, a in outcomes for warning in a.warnings if unexpected(warning)]
     assert not warned, f"{deployed.stack}: warnings from kube-apiserver {VERSION}:\n" + "\n".join(warned)
 
@@ -350,7 +471,7 @@ def test_controllers_create_every_pod_pod_security_refuses_none(deployed: Deploy
     failures = failed_creates(deployed.api)
     pod_security_failures = [f for f in failures if "PodSecurity" in f]
     assert not pod_security_failures, "Pod Security refused pods the controllers made:\n" + "\n".join(failures)
-    owned = pods_by_owner(deployed.api)
+    owned = deployed.pods_seen | pods_by_owner(deployed.api)
     controlled = [o for o in deployed.model.applied() if o.kind in (*WORKLOADS, "Job")]
     missing = [o.describe() for o in controlled if not owned.get(f"{o.kind} {o.namespace}/{o.name}")]
     assert not missing, f"workloads without a pod: {missing}; FailedCreate events:\n" + "\n".join(failures)
@@ -368,11 +489,12 @@ def test_operator_pods_are_admitted(deployed: Deployed, proves: Proves) -> None:
     assert deployed.operator_pods, f"{deployed.stack}: no operator pods modelled"
     refused = [f"{o.describe()}: {a.message}" for o, a in deployed.operator_pods if not a.accepted]
     assert not refused, "operator pods refused by kube-apiserver:\n" + "\n".join(refused)
+    longhorn = ", Longhorn's" if deployed.settings.storage.longhorn else ""
     proves(
         "kube-apiserver",
         VERSION,
         f"{deployed.stack}: Pod Security admitted the {len(deployed.operator_pods)} pods operators make "
-        "(prometheus-operator's Prometheus and Alertmanager, Longhorn's), created as Pods",
+        f"(prometheus-operator's Prometheus and Alertmanager{longhorn}), created as Pods",
     )
 
 
@@ -438,10 +560,69 @@ def test_each_namespace_enforces_the_strictest_level_its_pods_pass(deployed: Dep
     )
 
 
-# --- d. kwok: Ready -------------------------------------------------------------------------------
+# --- d. kwok: the nodes, Ready ----------------------------------------------------------------------
 
 
-def test_workloads_roll_out_on_the_kwok_node(deployed: Deployed, proves: Proves) -> None:
+def node_names(deployed: Deployed) -> str:
+    return ", ".join(deployed.api.nodes)
+
+
+def internal_ip(node: dict[str, Any]) -> str:
+    return next(a["address"] for a in node["status"].get("addresses") or [] if a["type"] == "InternalIP")
+
+
+def test_kwok_plays_the_nodes_the_stack_declares(deployed: Deployed, proves: Proves) -> None:
+    """As many nodes as the stack runs on, each of its size, with distinct hostnames, at addresses of
+    its node block (an existing cluster's first `nodeCidrs`; minikube's node at the control plane's)."""
+    expected = kwok_nodes(deployed.settings) or [kube_api.minikube_node(deployed.api.address)]
+    live = {node["metadata"]["name"]: node for node in deployed.api.items("nodes")}
+    assert sorted(live) == sorted(spec.name for spec in expected), f"nodes: {sorted(live)}"
+    hostnames = [node["metadata"]["labels"][HOSTNAME] for node in live.values()]
+    assert len(set(hostnames)) == len(hostnames), f"hostname labels not distinct: {hostnames}"
+    block = ipaddress.ip_network(deployed.settings.node_cidrs[0])
+    for spec in expected:
+        node = live[spec.name]
+        assert kube_api.ready_and_untainted(node), f"{spec.name}: {node['status'].get('conditions')}"
+        for resource in ("cpu", "memory"):
+            assert node["status"]["capacity"][resource] == spec.capacity[resource], (spec.name, node["status"])
+            assert node["status"]["allocatable"][resource] == spec.allocatable[resource], (spec.name, node["status"])
+        if deployed.settings.kubernetes:
+            assert ipaddress.ip_address(internal_ip(node)) in block, f"{spec.name}: {internal_ip(node)} not in {block}"
+    sizes = ", ".join(f"{s.name} {s.address} {s.capacity['cpu']} CPU/{s.capacity['memory']}" for s in expected)
+    which = "the existing cluster's nodes the stack declares" if deployed.settings.kubernetes else "minikube's node"
+    proves("kwok", kube_api.KWOK, f"{deployed.stack}: played {which} ({sizes}), all Ready")
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a (non-empty) label selector selects `labels`."""
+    expressions = selector.get("matchExpressions") or []
+    operators = {
+        "In": lambda e: labels.get(e["key"]) in e.get("values", []),
+        "NotIn": lambda e: labels.get(e["key"]) not in e.get("values", []),
+        "Exists": lambda e: e["key"] in labels,
+        "DoesNotExist": lambda e: e["key"] not in labels,
+    }
+    wanted = (selector.get("matchLabels") or {}).items()
+    return (
+        bool(wanted or expressions)
+        and wanted <= labels.items()
+        and all(operators[e["operator"]](e) for e in expressions)
+    )
+
+
+def hard_anti_affinity(o: KubeObject) -> bool:
+    """Whether `o`'s pods must each be on a node of their own (a required hostname anti-affinity
+    term that selects the workload's own pods)."""
+    template = (o.obj.get("spec") or {}).get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    affinity = ((template.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    terms = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    return any(
+        t.get("topologyKey") == HOSTNAME and selector_matches(t.get("labelSelector") or {}, labels) for t in terms
+    )
+
+
+def test_workloads_roll_out_on_the_kwok_nodes(deployed: Deployed, proves: Proves) -> None:
     assert not deployed.settled, f"not Ready within {SETTLE_TIMEOUT:.0f}s: {deployed.settled}"
     workloads = [o for o in deployed.model.applied() if o.kind in WORKLOADS]
     failed = []
@@ -451,17 +632,126 @@ def test_workloads_roll_out_on_the_kwok_node(deployed: Deployed, proves: Proves)
             failed.append(f"{o.describe()}: {said}")
     assert not failed, "kubectl rollout status failed:\n" + "\n".join(failed)
     unscheduled = [p["metadata"]["name"] for p in deployed.api.items("pods", "-A") if not p["spec"].get("nodeName")]
-    assert not unscheduled, f"pods kube-scheduler did not place: {unscheduled}"
+    assert not unscheduled, f"pods kube-scheduler did not place on {node_names(deployed)}: {unscheduled}"
+    owned = pods_by_owner(deployed.api)
+    spread = [o for o in workloads if hard_anti_affinity(o)]
+    for o in spread:
+        placed = [pod["spec"]["nodeName"] for pod in owned.get(f"{o.kind} {o.namespace}/{o.name}", [])]
+        assert len(set(placed)) == len(placed), f"{o.describe()}: pods share a node despite anti-affinity: {placed}"
     ours = [o.describe() for o in workloads if o.origin == "ours"]
     proves(
         "kwok",
         kube_api.KWOK,
-        f"{deployed.stack}: node {kube_api.NODE_NAME} Ready; every Deployment, StatefulSet and DaemonSet "
+        f"{deployed.stack}: nodes {node_names(deployed)} Ready; every Deployment, StatefulSet and DaemonSet "
         f"({len(workloads)}, ours: {len(ours)}) passed `kubectl rollout status` and every Job completed, with a volume "
         f"bound to each of the {len(deployed.volumes)} claims (containers do not run)",
     )
-    proves("kube-scheduler", VERSION, f"{deployed.stack}: placed every pod on the node (host ports, volumes, affinity)")
+    apart = f"; {', '.join(o.name for o in spread)} one pod per node (required anti-affinity)" if spread else ""
+    proves(
+        "kube-scheduler",
+        VERSION,
+        f"{deployed.stack}: placed every pod on {node_names(deployed)} (requests, host ports, volumes, "
+        f"affinity){apart}",
+    )
     proves("etcd", kube_api.ETCD, f"{deployed.stack}: the store of the control plane the stack was applied to")
+
+
+# --- e. storage and exposure, as the cluster provides them ------------------------------------------
+
+
+def test_every_claim_is_bound_from_the_stacks_storage_class(deployed: Deployed, proves: Proves) -> None:
+    """Every claim names the class the stack uses (the cluster's own, or Longhorn's), which the cluster
+    has, and is bound: none relies on a default class."""
+    wanted = storage_class(deployed.rendering)
+    classes = {sc["metadata"]["name"] for sc in deployed.api.items("storageclasses")}
+    assert wanted in classes, f"StorageClass {wanted} not in the cluster: {sorted(classes)}"
+    claims = deployed.api.items("persistentvolumeclaims", "-A")
+    assert claims, f"{deployed.stack}: no claim"
+    named = {f"{c['metadata']['namespace']}/{c['metadata']['name']}": c for c in claims}
+    other = {name: c["spec"].get("storageClassName") for name, c in named.items()}
+    other = {name: found for name, found in other.items() if found != wanted}
+    assert not other, f"claims not of StorageClass {wanted}: {other}"
+    unbound = [name for name, c in named.items() if (c.get("status") or {}).get("phase") != "Bound"]
+    assert not unbound, f"claims not Bound: {unbound}"
+    proves(
+        "kube-controller-manager",
+        VERSION,
+        f"{deployed.stack}: bound all {len(claims)} claims, each of StorageClass {wanted}, to pre-made volumes",
+    )
+
+
+def exposed(model: Cluster) -> list[KubeObject]:
+    """The rendered Services reached from outside the cluster (NodePort, LoadBalancer)."""
+    return [o for o in model.of_kind("Service") if (o.obj.get("spec") or {}).get("type") in EXTERNAL_TYPES]
+
+
+def selects(o: KubeObject, labels: dict[str, str]) -> bool:
+    return labels.items() <= ((o.obj.get("spec") or {}).get("selector") or {}).items()
+
+
+def expected_exposure(config: Settings) -> dict[str, dict[str, Any]]:
+    """What the stack's settings ask of Traefik's and (on an edge) the sidecar's external Service."""
+    wanted: dict[str, dict[str, Any]] = {}
+    kind = config.ingress.service_type
+    if kind != "hostPort":
+        policy = "Local" if kind == "LoadBalancer" else "Cluster"
+        ports = sorted(traefik.NODE_PORTS.values()) if kind == "NodePort" else []
+        wanted["traefik"] = {"type": kind, "externalTrafficPolicy": policy, "nodePorts": ports}
+    if not config.is_central:
+        sidecar: dict[str, Any] = {"externalTrafficPolicy": "Local"}
+        if kind == "LoadBalancer":
+            sidecar |= {"type": kind, "loadBalancerSourceRanges": [host_cidr(str(config.central_address))]}
+        else:
+            sidecar |= {"type": "NodePort", "nodePorts": [SIDECAR_NODE_PORT]}
+        wanted["sidecar"] = sidecar
+    return wanted
+
+
+def exposure_of(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """`live`'s spec in the terms of `wanted`; `nodePorts` those of `wanted` the Service has."""
+    spec = live["spec"]
+    found = {key: spec.get(key) for key in wanted if key != "nodePorts"}
+    if "nodePorts" in wanted:
+        found["nodePorts"] = sorted(set(wanted["nodePorts"]) & {p.get("nodePort") for p in spec.get("ports") or []})
+    return found
+
+
+def test_external_services_are_accepted_as_rendered(deployed: Deployed, proves: Proves) -> None:
+    """Each NodePort or LoadBalancer Service as rendered: its type, traffic policy, source ranges and
+    exactly the node ports it asks for. A LoadBalancer gets no address here (no load-balancer controller)."""
+    live = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in deployed.api.items("services", "-A")}
+    missing = [o.describe() for o in exposed(deployed.model) if (o.namespace or "default", o.name) not in live]
+    assert not missing, f"Services not in the cluster: {missing}"
+    mismatches = []
+    for o in exposed(deployed.model):
+        rendered, spec = o.obj["spec"], live[o.namespace or "default", o.name]["spec"]
+        for key in ("type", "externalTrafficPolicy", "loadBalancerSourceRanges"):
+            if key in rendered and spec.get(key) != rendered[key]:
+                mismatches.append(f"{o.describe()}: {key} {spec.get(key)!r}, rendered {rendered[key]!r}")
+        asked = {p["name"]: p["nodePort"] for p in rendered.get("ports") or [] if "nodePort" in p}
+        given = {p["name"]: p.get("nodePort") for p in spec.get("ports") or []}
+        if any(given.get(name) != port for name, port in asked.items()):
+            mismatches.append(f"{o.describe()}: node ports {given}, rendered {asked}")
+    assert not mismatches, "\n".join(mismatches)
+    roles = {"traefik": traefik.POD_LABELS, "sidecar": PROMETHEUS_POD_LABELS}
+    expected = expected_exposure(deployed.settings)
+    found = []
+    for role, labels in roles.items():
+        services = [o for o in exposed(deployed.model) if selects(o, labels)]
+        assert len(services) == (role in expected), f"{role}: external Services {[o.describe() for o in services]}"
+        if not services:
+            continue
+        o, wanted = services[0], expected[role]
+        assert exposure_of(live[o.namespace or "default", o.name], wanted) == wanted, (o.describe(), wanted)
+        found.append(f"{o.namespace}/{o.name} {wanted['type']} {wanted.get('nodePorts') or ''}".strip())
+    balanced = any("LoadBalancer" in line for line in found)
+    unaddressed = "; a LoadBalancer gets no address (no load-balancer controller)" if balanced else ""
+    proves(
+        "kube-apiserver",
+        VERSION,
+        f"{deployed.stack}: external Services as rendered ({'; '.join(found) or 'none'}): type, traffic policy, "
+        f"source ranges and the node ports asked for{unaddressed}",
+    )
 
 
 # --- the offline validators, against the apiserver --------------------------------------------------

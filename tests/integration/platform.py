@@ -197,5 +197,7 @@ class Platform:
 
 
 def host_addresses() -> dict[str, str]:
-    """Every host of the fixture topology: each stack's `host`, by stack name."""
-    return {stack: load_stack_config(stack, FIXTURE_STACKS_DIR)[f"{PROJECT}:host"] for stack in STACKS}
+    """Every host of the fixture topology: each Minikube stack's `host`, by stack name (a stack for an
+    existing cluster has none)."""
+    configs = {stack: load_stack_config(stack, FIXTURE_STACKS_DIR) for stack in STACKS}
+    return {stack: config[f"{PROJECT}:host"] for stack, config in configs.items() if f"{PROJECT}:host" in config}

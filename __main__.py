@@ -66,7 +66,8 @@ provider = k8s.Provider(
     opts=pulumi.ResourceOptions(depends_on=[node] if node else []),
 )
 storage_class = config.storage.class_name or STORAGE_CLASS
-host_ports = config.ingress.service_type == "hostPort"
+exposure = Exposure(config.ingress.service_type, config.ip, config.ingress.annotations, config.node_count)
+host_ports = exposure.host_ports
 
 
 def on_cluster(*depends_on: pulumi.Resource, protect: bool = False) -> pulumi.ResourceOptions:
@@ -205,6 +206,7 @@ monitoring = KubePrometheusStack(
         ),
         "storage_class": storage_class,
         "grafana_hostname": config.hostname("grafana"),
+        "grafana_url": exposure.url(config.hostname("grafana")),
         "chart_version": config.versions.kube_prometheus_stack,
         "thanos_version": config.versions.thanos,
         "monitoring": config.monitoring,
@@ -229,7 +231,7 @@ ingress = Traefik(
     {
         "namespace": namespaces.INGRESS,
         "chart_version": config.versions.traefik,
-        "exposure": Exposure(config.ingress.service_type, config.ip, config.ingress.annotations, config.node_count),
+        "exposure": exposure,
         "service_monitor_labels": SELECTOR_LABELS,
         "logins": [
             *([longhorn.ui_login(namespaces.LONGHORN)] if storage else []),
@@ -276,6 +278,7 @@ logs = OpenSearch(
         "cluster_name": cluster,
         "hostname": config.hostname("opensearch"),
         "ingress_address": config.ip,
+        "ingress_port": exposure.https_port,
         "chart_version": config.versions.opensearch,
         "storage_class": storage_class,
         "logging": config.logging,
@@ -306,14 +309,14 @@ pulumi.export("clusterName", cluster)
 pulumi.export("ingressAddress", config.ip)
 pulumi.export("storageClass", storage_class)
 if storage:
-    pulumi.export("longhornUrl", f"https://{config.hostname('longhorn')}/")
+    pulumi.export("longhornUrl", exposure.url(config.hostname("longhorn")))
     pulumi.export("longhornUiPassword", storage.ui_password)
-pulumi.export("grafanaUrl", f"https://{config.hostname('grafana')}/")
+pulumi.export("grafanaUrl", exposure.url(config.hostname("grafana")))
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("opensearchUrl", logs.url)
 pulumi.export("opensearchAdminPassword", logs.admin_password)
 if thanos:
-    pulumi.export("thanosUrl", f"https://{config.hostname('thanos')}/")
+    pulumi.export("thanosUrl", exposure.url(config.hostname("thanos")))
     pulumi.export("thanosUiPassword", thanos.ui_password)
 pulumi.export(CA_OUTPUT, ca_certificate)
 pulumi.export("certificates", tls.certificates)

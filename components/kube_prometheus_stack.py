@@ -143,6 +143,8 @@ class KubePrometheusStackArgs(TypedDict):
     """The StorageClass of Prometheus', Alertmanager's and Grafana's volumes."""
     grafana_hostname: str
     """Ingress host of Grafana, e.g. grafana.mkube-196.miribit.lab."""
+    grafana_url: str
+    """Where users reach Grafana (`https://grafana.<domain>/`, with the port behind a NodePort): its root_url."""
     chart_version: str
     """Pinned kube-prometheus-stack chart version."""
     thanos_version: str
@@ -314,7 +316,7 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         },
         # Grafana builds its links and login redirects from root_url; the cookie never travels over HTTP.
         "grafana.ini": {
-            "server": {"root_url": f"https://{args['grafana_hostname']}/"},
+            "server": {"root_url": args["grafana_url"]},
             "security": {"cookie_secure": True},
             "plugins": {"preinstall_disabled": True, "preinstall_auto_update": False},
             "analytics": {"check_for_updates": False, "check_for_plugin_updates": False, "reporting_enabled": False},

@@ -124,7 +124,9 @@ class OpenSearchArgs(TypedDict):
     hostname: str
     """Ingress host of the REST API, e.g. opensearch.mkube-196.miribit.lab; Pulumi asks Traefik for it."""
     ingress_address: str
-    """Where Traefik listens on 443: Pulumi connects there (unless `logging.apiUrl` is set)."""
+    """Where Traefik listens: Pulumi connects there (unless `logging.apiUrl` is set)."""
+    ingress_port: int
+    """Traefik's HTTPS port there: 443, or the NodePort 30443."""
     chart_version: str
     """Pinned opensearch chart version."""
     storage_class: str
@@ -144,6 +146,11 @@ class OpenSearchArgs(TypedDict):
 def address_in_url(address: str) -> str:
     """An IP address as a URL's host: IPv6 in brackets."""
     return f"[{address}]" if ":" in address else address
+
+
+def port_in_url(port: int) -> str:
+    """`:<port>` unless it is HTTPS's own 443."""
+    return "" if port == 443 else f":{port}"
 
 
 def heap_mib(memory: str) -> int:
@@ -572,7 +579,7 @@ class OpenSearch(Component):
     def __init__(self, name: str, args: OpenSearchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("opensearch:OpenSearch", name, opts)
         ns = args["namespace"]
-        self.url = f"https://{args['hostname']}"
+        self.url = f"https://{args['hostname']}{port_in_url(args['ingress_port'])}"
         self.service_host = f"{SERVICE}.{LOGGING}.svc"
 
         # Kept when the config overrides it: dropping the config returns to the same generated value.
@@ -682,7 +689,9 @@ class OpenSearch(Component):
         logging = args["logging"]
         direct = logging.api_url is None
         return {
-            "url": f"https://{address_in_url(args['ingress_address'])}" if direct else str(logging.api_url),
+            "url": f"https://{address_in_url(args['ingress_address'])}{port_in_url(args['ingress_port'])}"
+            if direct
+            else str(logging.api_url),
             "server_name": args["hostname"] if direct else None,
             "username": ADMIN_USER,
             "password": self.admin_password,

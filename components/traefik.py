@@ -206,6 +206,15 @@ class Exposure:
         """The port clients use for an entrypoint (the redirect to HTTPS names it)."""
         return NODE_PORTS[entrypoint] if self.service_type == "NodePort" else standard
 
+    @property
+    def https_port(self) -> int:
+        return self.client_port("websecure", HTTPS_PORT)
+
+    def url(self, host: str) -> str:
+        """`https://<host>/`, with the port when clients do not use 443 (NodePort 30443)."""
+        port = "" if self.https_port == HTTPS_PORT else f":{self.https_port}"
+        return f"https://{host}{port}/"
+
 
 class TraefikArgs(TypedDict):
     namespace: str

@@ -196,6 +196,12 @@ def settings(rendering: Rendering) -> Settings:
     return settings_of(rendering.config, rendering.stack)
 
 
+def ui_url(rendering: Rendering, host: str) -> str:
+    """Where users reach a UI of the stack: on 443, or on the node port 30443 behind a NodePort Service."""
+    port = ":30443" if settings(rendering).ingress.service_type == "NodePort" else ""
+    return f"https://{host}{port}/"
+
+
 def storage_class(rendering: Rendering) -> str:
     """The StorageClass the stack's volumes are claimed from: the cluster's own, or Longhorn's."""
     return settings(rendering).storage.class_name or STORAGE_CLASS

@@ -176,3 +176,20 @@ def test_a_pod_no_single_node_can_take_is_a_finding_though_the_sum_fits() -> Non
     assert any("opensearch" in f.resource for f in unfit), unfit  # 2Gi of memory in a 1.5 GiB node
     assert capacity.capacity(stack).total("memory_request") < capacity.capacity(stack).allocatable_memory * 0.8
     assert [f for f in capacity.validate(rendered(EXISTING_CENTRAL)) if "no node" in f.message] == []
+
+
+def test_behind_node_ports_every_url_names_port_30443(existing_edge: Rendering) -> None:
+    """Clients (and verify, and Pulumi calling OpenSearch) reach Traefik on the node port, not on 443."""
+    assert settings(existing_edge).ingress.service_type == "NodePort"
+    domain = settings(existing_edge).domain
+    for output, service in (("grafanaUrl", "grafana"), ("longhornUrl", "longhorn")):
+        assert existing_edge.outputs[output] == f"https://{service}.{domain}:30443/"
+    assert existing_edge.outputs["opensearchUrl"] == f"https://opensearch.{domain}:30443"
+    grafana = existing_edge.release("kube-prometheus-stack").inputs["values"]["grafana"]["grafana.ini"]["server"]
+    assert grafana["root_url"] == f"https://grafana.{domain}:30443/"
+    guard = existing_edge.one("pulumi-python:dynamic/opensearch:AdminCredentials")
+    assert guard.inputs["url"] == f"https://{settings(existing_edge).ip}:30443"
+
+
+def test_behind_a_load_balancer_or_host_ports_urls_need_no_port(existing_central: Rendering) -> None:
+    assert existing_central.outputs["grafanaUrl"] == f"https://grafana.{settings(existing_central).domain}/"

@@ -27,6 +27,7 @@ from tests.conftest import (
     run_fixture,
     settings,
     storage_class,
+    ui_url,
 )
 from tools.cluster import KubeObject, cluster
 from tools.engine import MOCK_PASSWORD, Rendering, Secret, unwrap
@@ -296,9 +297,9 @@ def test_grafana_is_behind_ingress_with_a_generated_admin_password(any_stack: Re
     assert data.value[grafana["admin"]["userKey"]] == "admin"
     assert any_stack.depends_on(any_stack.release(RELEASE), admin)
     assert isinstance(any_stack.outputs["grafanaAdminPassword"], Secret)
-    assert any_stack.outputs["grafanaUrl"] == f"https://grafana.{domain}/"
+    assert any_stack.outputs["grafanaUrl"] == ui_url(any_stack, f"grafana.{domain}")
     assert grafana["ingress"]["tls"] == [{"hosts": [f"grafana.{domain}"]}]
-    assert grafana["grafana.ini"]["server"]["root_url"] == f"https://grafana.{domain}/"
+    assert grafana["grafana.ini"]["server"]["root_url"] == ui_url(any_stack, f"grafana.{domain}")
     assert grafana["grafana.ini"]["security"]["cookie_secure"] is True
 
 

@@ -12,7 +12,7 @@ import yaml
 from components import versions
 from components.longhorn import MANAGER_PORT, UI_PORT, WEBHOOK_PORTS
 from components.traefik import INGRESS_CLASS
-from tests.conftest import EXISTING_CENTRAL, rendered, requires_charts, requires_reference, settings
+from tests.conftest import EXISTING_CENTRAL, rendered, requires_charts, requires_reference, settings, ui_url
 from tools.cluster import KubeObject, cluster
 from tools.engine import Rendering, Secret
 from tools.validators import capacity, helm_values
@@ -146,7 +146,7 @@ def test_ui_is_behind_an_https_ingress_with_a_login(any_stack: Rendering) -> Non
     assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "longhorn-frontend", "port": {"number": 80}}
     assert ingress["spec"]["ingressClassName"] == INGRESS_CLASS
     assert ingress["spec"]["tls"] == [{"hosts": [host]}]
-    assert any_stack.outputs["longhornUrl"] == f"https://{host}/"
+    assert any_stack.outputs["longhornUrl"] == ui_url(any_stack, host)
     # Traefik's basic-auth Middleware, named `<namespace>-<name>@kubernetescrd`, reads the UI's Secret.
     reference = ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
     middleware = any_stack.k8s("Middleware", "longhorn-ui-basic-auth", "longhorn-system")

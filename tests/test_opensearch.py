@@ -614,9 +614,11 @@ def test_api_objects_are_managed_through_the_ingress_after_the_release(any_stack
     assert sorted(r.inputs.get("kind", r.type) for r in objects) == sorted([*KINDS, *security, *audit, GUARD])
     for resource in objects:
         assert any_stack.depends_on(resource, any_stack.release("opensearch")), resource.name
-        # The host's address on 443, asking Traefik for the ingress name: no DNS needed where Pulumi runs.
-        assert resource.inputs["url"] == f"https://{settings(any_stack).ip}"
-        assert f"https://{resource.inputs['server_name']}" == any_stack.outputs["opensearchUrl"]
+        # The ingress address on Traefik's HTTPS port (443, or the node port), asking Traefik for the
+        # ingress name: no DNS needed where Pulumi runs.
+        port = "" if settings(any_stack).ingress.service_type != "NodePort" else ":30443"
+        assert resource.inputs["url"] == f"https://{settings(any_stack).ip}{port}"
+        assert f"https://{resource.inputs['server_name']}{port}" == any_stack.outputs["opensearchUrl"]
         assert resource.inputs["username"] == "admin"
         assert resource.inputs["ca_certificate"] == any_stack.outputs["platformCaCertificate"]
         assert isinstance(resource.inputs["password"], Secret), resource.name

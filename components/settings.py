@@ -849,9 +849,10 @@ class ExistingCluster(_Model):
     kubernetes_version: Annotated[str, AfterValidator(_kubernetes_version)]
     """The cluster's version (`kubectl version`): the schema checks and the Pod Security version follow it."""
     cluster_identifier: Annotated[str, Field(min_length=1)] | None = None
-    """What identifies the cluster to the Kubernetes provider (default: `clusterName`): a new kubeconfig for the
-    same cluster (a rotated token, another context name) updates the provider; only a new identifier replaces it,
-    and with it every object of the stack."""
+    """What identifies the cluster to the Kubernetes provider (default: `existing/<clusterName>`, never the
+    Minikube stack's `<clusterName>`, so that a stack moved off its Minikube node replaces the provider instead
+    of pointing it at another cluster): a new kubeconfig for the same cluster (a rotated token, another context
+    name) updates the provider; only a new identifier replaces it, and with it every object of the stack."""
     nodes: list[NodeSize] | None = None
     """Each node's size; or `total`."""
     total: ClusterTotal | None = None
@@ -1085,7 +1086,9 @@ class Settings(_Model):
     @property
     def cluster_identifier(self) -> str:
         """What the Kubernetes provider knows the cluster by: only a change of it replaces the provider."""
-        return (self.kubernetes.cluster_identifier if self.kubernetes else None) or self.cluster_name
+        if self.kubernetes is None:
+            return self.cluster_name
+        return self.kubernetes.cluster_identifier or f"existing/{self.cluster_name}"
 
     @property
     def node_count(self) -> int:

@@ -20,6 +20,7 @@ from tests.conftest import (
     settings,
 )
 from tools.engine import Rendering
+from tools.plan import plan
 from tools.validators import capacity, host_ports, network_flows
 
 KUBERNETES = {
@@ -53,7 +54,7 @@ def test_a_minikube_stack_moved_onto_a_cluster_is_valid() -> None:
     assert not config.on_minikube and config.minikube is None and config.node is None
     assert config.node_count == 3 and config.kubernetes_version == "v1.35.2"
     assert config.capacity.cpus == 24 and config.capacity.reserved_cpus == 1.5
-    assert config.cluster_identifier == EDGE
+    assert config.cluster_identifier == f"existing/{EDGE}", "never the Minikube node's: a moved stack replaces"
     assert config.node_cidrs == ["10.30.0.0/24"]
     assert config.api_server.port == 6443 and config.api_server.service_address == "10.96.0.1"
     assert config.ip == "10.30.0.100" and config.longhorn_replicas == 3
@@ -193,3 +194,23 @@ def test_behind_node_ports_every_url_names_port_30443(existing_edge: Rendering) 
 
 def test_behind_a_load_balancer_or_host_ports_urls_need_no_port(existing_central: Rendering) -> None:
     assert existing_central.outputs["grafanaUrl"] == f"https://grafana.{settings(existing_central).domain}/"
+
+
+def test_a_stack_moved_off_its_minikube_node_replaces_the_provider_and_protect_holds_the_node() -> None:
+    """Pointing the provider at another cluster in place would diff every object against the wrong one."""
+    before = rendered(EDGE)
+    moved = run_fixture(
+        EDGE,
+        {
+            f"{PROJECT}:host": None,
+            f"{PROJECT}:node": None,
+            f"{PROJECT}:minikube": None,
+            f"{PROJECT}:kubernetes": json.dumps(KUBERNETES),
+            f"{PROJECT}:ingress": json.dumps(EXPOSED),
+            f"{PROJECT}:kubeconfig": "apiVersion: v1",
+            f"{PROJECT}:sshPrivateKey": None,
+        },
+    )
+    steps = plan(before, moved)
+    assert steps.step("pulumi:providers:kubernetes", f"{EDGE}-kubernetes").op == "replace"
+    assert any(f"{EDGE}-minikube" in refusal for refusal in steps.refusals()), "the protected node is not deleted"

@@ -16,6 +16,8 @@ from tests.conftest import (
     EXISTING_EDGE,
     raw_config,
     rendered,
+    requires_charts,
+    requires_reference,
     run_fixture,
     settings,
 )
@@ -150,9 +152,14 @@ def test_policies_name_the_clusters_nodes_and_api_server_not_a_host(existing_sta
     assert f'"cidr": "{config.api_server.service_address}/32"' in text
     (to_api,) = existing_stack.k8s("NetworkPolicy", "kube-state-metrics", "monitoring").inputs["spec"]["egress"]
     assert {port["port"] for port in to_api["ports"]} == {config.api_server.port, 443}, "not minikube's 8443"
+
+
+@requires_charts
+def test_every_flow_is_open_and_every_forbidden_one_closed_on_the_clusters_pods(existing_stack: Rendering) -> None:
     assert network_flows.validate(existing_stack) == []
 
 
+@requires_reference
 def test_capacity_is_the_sum_of_the_nodes_and_daemonsets_run_on_each(existing_stack: Rendering) -> None:
     report = capacity.capacity(existing_stack)
     config = settings(existing_stack)
@@ -169,6 +176,7 @@ def test_host_ports_are_checked_against_any_node_of_an_existing_cluster() -> Non
     assert 179 in reserved and 4240 in reserved, "whichever CNI the cluster runs"
 
 
+@requires_charts
 def test_a_pod_no_single_node_can_take_is_a_finding_though_the_sum_fits() -> None:
     small_nodes = {**json.loads(rendered(EXISTING_CENTRAL).config[f"{PROJECT}:kubernetes"])}
     small_nodes["nodes"] = [{"cpus": 2, "memoryGib": 2.5}] * 12  # 24 CPU, 30 GiB together

@@ -44,6 +44,7 @@ from tests.conftest import (
     run_fixture,
     settings,
     storage_class,
+    ui_url,
     with_section,
 )
 from tools.cluster import KubeObject, Pod, cluster
@@ -239,7 +240,7 @@ def test_admin_password_is_generated_secret_and_reaches_opensearch_only_as_a_bcr
     assert min(password.inputs[k] for k in ("minUpper", "minLower", "minNumeric", "minSpecial")) >= 1
     for place, value in admin_passwords(stack).items():
         assert value == Secret(MOCK_PASSWORD), place
-    assert stack.outputs["opensearchUrl"] == f"https://opensearch.{settings(stack).domain}"
+    assert stack.outputs["opensearchUrl"] == ui_url(stack, f"opensearch.{settings(stack).domain}").rstrip("/")
 
 
 def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_stack: Rendering) -> None:

@@ -156,7 +156,10 @@ def fluent_bit_values(args: FluentBitArgs) -> dict[str, Any]:
     secret = args["opensearch"]["credentials_secret"]
     return {
         "kind": "DaemonSet",
-        "image": {"pullPolicy": "IfNotPresent"},
+        "image": {
+            "pullPolicy": "IfNotPresent",
+            **versions.chart_image(versions.FLUENT_BIT_IMAGE, "digest", prefixed=True),
+        },
         "testFramework": {"enabled": False},
         # Scraped by the cluster's Prometheus (its serviceMonitorSelector matches the release label).
         "serviceMonitor": {"enabled": True, "selector": SELECTOR_LABELS},

@@ -98,9 +98,6 @@ PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prome
 CRD_UPGRADE_POD_LABELS = {"app": f"{RELEASE}-crds-upgrade"}
 """Labels of the chart's CRD upgrade Job pod (a Helm hook that talks to the API server only). The
 chart labels only the Job itself, so without these its pod would match no NetworkPolicy."""
-CRD_UPGRADE_BUSYBOX_TAG = versions.BUSYBOX
-"""The CRD upgrade Job unpacks the CRDs with busybox, `latest` by default: pinned, so an upgrade
-never pulls a moving tag."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +185,7 @@ def volume_claim(storage_class: str, size: str) -> dict[str, Any]:
 def thanos_sidecar(args: KubePrometheusStackArgs) -> dict[str, Any]:
     """`prometheusSpec.thanos`: the sidecar container the operator adds to the Prometheus pod."""
     sidecar: dict[str, Any] = {
-        "image": f"{versions.THANOS_IMAGE}:{args['thanos_version']}",
+        "image": versions.pinned(f"{versions.THANOS_IMAGE}:{args['thanos_version']}"),
         "version": args["thanos_version"],
         "objectStorageConfig": {
             "existingSecret": {"name": thanos_objstore_secret("sidecar"), "key": OBJSTORE_KEY},
@@ -226,6 +223,7 @@ def grpc_server_tls() -> dict[str, str]:
 def prometheus_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     monitoring = args["monitoring"]
     spec: dict[str, Any] = {
+        "image": versions.chart_image(versions.PROMETHEUS_IMAGE),
         "externalLabels": {CLUSTER_LABEL: args["cluster_name"]},
         "replicas": 1,
         "retention": monitoring.prometheus_retention,
@@ -305,6 +303,7 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     read_only = {"readOnlyRootFilesystem": True}
     tmp = GRAFANA_TMP_VOLUMES
     values: dict[str, Any] = {
+        "image": versions.chart_image(versions.GRAFANA_IMAGE),
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "ingress": {
             "enabled": True,
@@ -339,6 +338,7 @@ def grafana_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
         ],
         "extraVolumeMounts": [{"name": tmp["grafana"], "mountPath": "/tmp", "readOnly": False}],
         "sidecar": {
+            "image": versions.chart_image(versions.GRAFANA_SIDECAR_IMAGE),
             "resources": resources(cpu="10m", memory="64Mi", memory_limit="128Mi"),
             "securityContext": read_only,
             "dashboards": {
@@ -376,7 +376,13 @@ def crds_values() -> dict[str, Any]:
         "enabled": True,
         "upgradeJob": {
             "enabled": True,
-            "image": {"busybox": {"tag": CRD_UPGRADE_BUSYBOX_TAG}},
+            "image": {
+                "busybox": versions.chart_image(versions.BUSYBOX_IMAGE),
+                "kubectl": versions.chart_image(versions.KUBECTL_IMAGE),
+                # The chart's template asks `upgradeJob.image.sha`, not `image.busybox.sha`, whether
+                # busybox has a digest: set both.
+                **versions.digest_value(versions.BUSYBOX_IMAGE),
+            },
             "podLabels": CRD_UPGRADE_POD_LABELS,
             # kubectl parses ~4.5MB of CRD YAML; busybox (its init container) shares the block.
             "resources": resources(cpu="50m", memory="128Mi", memory_limit="512Mi"),
@@ -389,6 +395,7 @@ def alertmanager_values(args: KubePrometheusStackArgs) -> dict[str, Any]:
     the Secret `alertmanager-receivers` (the configuration only names the files); no API token."""
     alerting = args["alerting"]
     spec: dict[str, Any] = {
+        "image": versions.chart_image(versions.ALERTMANAGER_IMAGE),
         "replicas": 1,
         "storage": {
             "volumeClaimTemplate": volume_claim(args["storage_class"], args["monitoring"].alertmanager_storage_size)
@@ -428,10 +435,15 @@ def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any
         "alertmanager": alertmanager_values(args),
         "grafana": grafana_values(args),
         "prometheusOperator": {
+            "image": versions.chart_image(versions.PROMETHEUS_OPERATOR_IMAGE),
             "resources": resources(cpu="50m", memory="128Mi", memory_limit="256Mi"),
-            "prometheusConfigReloader": {"resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi")},
+            "prometheusConfigReloader": {
+                "image": versions.chart_image(versions.PROMETHEUS_CONFIG_RELOADER_IMAGE),
+                "resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi"),
+            },
             "admissionWebhooks": {
                 "patch": {
+                    "image": versions.chart_image(versions.ADMISSION_CERTGEN_IMAGE),
                     "resources": resources(cpu="10m", memory="32Mi", memory_limit="64Mi"),
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -445,6 +457,7 @@ def kube_prometheus_stack_values(args: KubePrometheusStackArgs) -> dict[str, Any
         # No Secret collector: its metrics (names, types, labels of every Secret) feed no rule or
         # dashboard, and without it kube-state-metrics' ClusterRole reads no Secret.
         "kube-state-metrics": {
+            "image": versions.chart_image(versions.KUBE_STATE_METRICS_IMAGE, prefixed=True),
             "resources": resources(cpu="20m", memory="64Mi", memory_limit="128Mi"),
             "collectorsExclude": ["secrets"],
         },
@@ -462,6 +475,8 @@ def node_exporter_values(namespace: str) -> dict[str, Any]:
     need `perf_event_open`, is off) and a read-only root filesystem, and mounts no API token (the
     chart's default)."""
     return {
+        # The chart appends `-distroless` to its tag itself: only the digest is ours to give.
+        "image": versions.digest_value(versions.NODE_EXPORTER_IMAGE, "digest", prefixed=True),
         "namespaceOverride": namespace,
         "resources": resources(cpu="20m", memory="32Mi", memory_limit="64Mi"),
         "securityContext": {

@@ -155,6 +155,15 @@ def longhorn_values(args: LonghornArgs) -> dict[str, Any]:
             "snapshotterReplicaCount": 1,
         },
         "longhornUI": {"replicas": 1},
+        # The chart has no digest values; it joins `repository:tag`, and the manager passes its own
+        # image on to the driver deployer and the pods it starts by the same string.
+        "image": {
+            "longhorn": {
+                "manager": {"tag": versions.pinned_tag(versions.LONGHORN_MANAGER_IMAGE)},
+                "ui": {"tag": versions.pinned_tag(versions.LONGHORN_UI_IMAGE)},
+                "shareManager": {"tag": versions.pinned_tag(versions.LONGHORN_SHARE_MANAGER_IMAGE)},
+            }
+        },
         # Our own Ingress (below) instead: the chart's names a TLS Secret in this namespace, and the
         # UI is served with the ingress controller's default certificate, whose key stays with it.
         "ingress": {

@@ -175,7 +175,7 @@ def service_names() -> list[str]:
 def opensearch_version() -> str:
     """The OpenSearch release the pinned image runs (its tag; a digest is ignored): a plugin is
     installed for exactly this version, and OpenSearch refuses one built for another."""
-    return versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+    return versions.tag_of(versions.OPENSEARCH_IMAGE)
 
 
 def admin_common_name(cluster: str) -> str:
@@ -301,16 +301,19 @@ def java_opts(logging: LoggingSettings, s3: S3Settings) -> str:
 def image(logging: LoggingSettings) -> str:
     """The operator's image with repository-s3 built in, or the pinned upstream one (the plugin then
     comes from the installer Job)."""
-    return logging.image or versions.OPENSEARCH_IMAGE
+    return logging.image or versions.pinned(versions.OPENSEARCH_IMAGE)
 
 
 def image_values(logging: LoggingSettings) -> dict[str, Any]:
-    """The chart's image: the pinned one is the chart's default; the operator's replaces it."""
-    if logging.image is None:
-        return {}
-    name, _, digest = logging.image.partition("@")
+    """The chart's image, the pinned one or the operator's, as `tag@digest` where there is a digest
+    (the chart joins `repository:tag`). The chart reads OpenSearch's major version from the tag with
+    `semver`, which a digest breaks: it is given explicitly."""
+    name, _, digest = image(logging).partition("@")
     repository, _, tag = name.rpartition(":")
-    return {"image": {"repository": repository, "tag": f"{tag}@{digest}" if digest else tag}}
+    return {
+        "image": {"repository": repository, "tag": f"{tag}@{digest}" if digest else tag},
+        "majorVersion": opensearch_version().partition(".")[0],
+    }
 
 
 def truststore_values(logging: LoggingSettings) -> dict[str, Any]:
@@ -411,7 +414,7 @@ def plugin_installer_pod(storage_claim: str) -> dict[str, Any]:
         "containers": [
             {
                 "name": "install",
-                "image": versions.OPENSEARCH_IMAGE,
+                "image": versions.pinned(versions.OPENSEARCH_IMAGE),
                 "command": ["sh", "-c", plugin_install_script()],
                 # The plugin CLI is a JVM with a 64 MiB heap.
                 "resources": resources(cpu="50m", memory="256Mi", memory_limit="512Mi"),

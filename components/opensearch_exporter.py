@@ -65,7 +65,7 @@ def container() -> dict[str, Any]:
     """The exporter container: loopback HTTPS to its own node, verified against the platform CA."""
     return {
         "name": CONTAINER,
-        "image": versions.ELASTICSEARCH_EXPORTER_IMAGE,
+        "image": versions.pinned(versions.ELASTICSEARCH_EXPORTER_IMAGE),
         "args": [
             f"--es.uri=https://localhost:{OPENSEARCH_HTTP_PORT}",
             f"--es.ca={CA_DIR}/{CA_KEY}",

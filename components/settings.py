@@ -604,7 +604,7 @@ def _pattern(regex: str, accepted: str) -> Any:
 
 
 def _opensearch_image(value: str) -> str:
-    version = versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+    version = versions.tag_of(versions.OPENSEARCH_IMAGE)
     name, _, digest = value.partition("@")
     repository, colon, tag = name.rpartition(":")
     if not colon or "/" in tag or not repository or not tag.startswith(version):

@@ -118,7 +118,7 @@ def snake_case(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def image(version: str) -> str:
-    return f"{versions.THANOS_IMAGE}:{version}"
+    return versions.pinned(f"{versions.THANOS_IMAGE}:{version}")
 
 
 def thanos_bytes(quantity: str) -> str:

@@ -334,6 +334,8 @@ def traefik_values(
 ) -> dict[str, Any]:
     pod_security, container_security = security_context()
     return {
+        # With a digest the chart renders `repository@digest`; its version logic still reads the tag.
+        "image": versions.chart_image(versions.TRAEFIK_IMAGE, "digest", prefixed=True),
         **workload_values(exposure),
         # On the pod network, so that NetworkPolicies apply.
         "hostNetwork": False,

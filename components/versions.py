@@ -58,45 +58,104 @@ CHARTS: dict[str, Chart] = {
     chart.name: chart for chart in (TRAEFIK, LONGHORN, KUBE_PROMETHEUS_STACK, OPENSEARCH, FLUENT_BIT)
 }
 
-# --- Image digests ----------------------------------------------------------------------------
-# Every image runs by tag today: no digest is pinned, because none can be known from here. The
-# machines that build and test this project reach package registries only (PyPI, Debian, ...), no
-# container registry, and none of the chart packages (reference/charts/packages) carries a digest.
-# checkov flags each of these containers twice (CKV_K8S_43 "image should use digest", CKV_K8S_15
-# "pull policy Always"; with a digest both pass): security/scan-baseline.yaml accepts those until
-# the digests are pinned.
-#
-# To pin, at the first pull from a machine that reaches the registry (the digest of the multi-arch
-# index, which is what a node resolves the tag to):
-#     crane digest quay.io/thanos/thanos:v0.42.4
-#     docker buildx imagetools inspect quay.io/thanos/thanos:v0.42.4 --format '{{json .Manifest.Digest}}'
-#     # or on a cluster node after the pull: crictl inspecti -o go-template --template '{{.status.repoDigests}}' <image>
-# and record it here next to its tag, set as the value named below. Where a chart has no digest
-# value, `tag: <tag>@sha256:<digest>` works: the templates join `repository:tag`.
-#
-# Where each image comes from (tag: the chart's default unless pinned above), and its digest value:
-#   kube-prometheus-stack 88.5.3 (values under the release):
-#     quay.io/prometheus-operator/prometheus-operator:v0.93.1    prometheusOperator.image.sha
-#     quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1
-#                                                       prometheusOperator.prometheusConfigReloader.image.sha
-#     quay.io/prometheus/prometheus:v3.14.0-distroless           prometheus.prometheusSpec.image.sha
-#     quay.io/prometheus/alertmanager:v0.34.0                    alertmanager.alertmanagerSpec.image.sha
-#     quay.io/thanos/thanos (THANOS above: the sidecar, our Thanos components) `THANOS_IMAGE:THANOS@sha256:...`
-#     ghcr.io/jkroepke/kube-webhook-certgen:1.8.7                prometheusOperator.admissionWebhooks.patch.image.sha
-#     registry.k8s.io/kubectl:v1.36.0 (CRD upgrade Job)          crds.upgradeJob.image.kubectl.sha
-#     docker.io/busybox (BUSYBOX above, CRD upgrade Job)         crds.upgradeJob.image.busybox.sha
-#     docker.io/grafana/grafana:13.2.0                           grafana.image.sha
-#     quay.io/kiwigrid/k8s-sidecar:2.10.1                        grafana.sidecar.image.sha
-#     registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0  kube-state-metrics.image.sha
-#     quay.io/prometheus/node-exporter:v1.12.1-distroless        prometheus-node-exporter.image.digest
-#   Traefik 41.3.0: docker.io/traefik:v3.7.11                        image.digest (with versionOverride)
-#   Fluent Bit 0.58.1: cr.fluentbit.io/fluent/fluent-bit:5.1.1       image.digest
-#   OpenSearch 3.6.0: OPENSEARCH_IMAGE above (the chart and our Jobs) image.tag `3.6.0@sha256:...`
-#   ELASTICSEARCH_EXPORTER_IMAGE above (our snapshot exporter)       `...:v1.10.0@sha256:...`
-#   Longhorn 1.12.1, docker.io/longhornio/* (no digest values: `image.longhorn.<name>.tag`,
-#   `image.csi.<name>.tag` as `<tag>@sha256:...`): longhorn-manager, longhorn-engine,
-#   longhorn-instance-manager, longhorn-share-manager, backing-image-manager, longhorn-ui (v1.12.1),
-#   support-bundle-kit v0.0.92, csi-attacher v4.12.0, csi-provisioner v5.3.0,
-#   csi-node-driver-registrar v2.17.0, csi-resizer v2.2.1, csi-snapshotter v8.6.0, livenessprobe
-#   v2.19.0. The manager starts the engine, instance-manager and CSI images itself: check after
-#   pinning that it reports them by the pinned reference (`kubectl -n longhorn-system get engineimages`).
+# --- Images and their digests ------------------------------------------------------------------
+# Every image the charts and our own pods run, by the tag the pinned chart (or this file) gives it.
+# Each is set explicitly in its release's values together with its digest, so the tag a reader sees
+# and the digest a node pulls cannot drift apart (a test renders every stack and compares).
+# A stack that overrides a version (`versions.*`) runs that tag without a digest.
+PROMETHEUS_OPERATOR_IMAGE = "quay.io/prometheus-operator/prometheus-operator:v0.93.1"
+PROMETHEUS_CONFIG_RELOADER_IMAGE = "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1"
+PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.14.0-distroless"
+ALERTMANAGER_IMAGE = "quay.io/prometheus/alertmanager:v0.34.0"
+ADMISSION_CERTGEN_IMAGE = "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7"
+KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.36.0"
+"""kube-prometheus-stack's CRD upgrade Job: its default tag is the cluster's own version, pinned here
+instead so that its digest can be (kubectl 1.36 applies CRDs to API servers 1.35 to 1.37)."""
+BUSYBOX_IMAGE = f"docker.io/busybox:{BUSYBOX}"
+"""The CRD upgrade Job unpacks the CRDs with busybox, `latest` by default: pinned, so an upgrade
+never pulls a moving tag."""
+GRAFANA_IMAGE = "docker.io/grafana/grafana:13.2.0"
+GRAFANA_SIDECAR_IMAGE = "quay.io/kiwigrid/k8s-sidecar:2.10.1"
+KUBE_STATE_METRICS_IMAGE = "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0"
+NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.12.1-distroless"
+TRAEFIK_IMAGE = "docker.io/traefik:v3.7.11"
+FLUENT_BIT_IMAGE = "cr.fluentbit.io/fluent/fluent-bit:5.1.1"
+LONGHORN_MANAGER_IMAGE = "docker.io/longhornio/longhorn-manager:v1.12.1"
+LONGHORN_UI_IMAGE = "docker.io/longhornio/longhorn-ui:v1.12.1"
+LONGHORN_SHARE_MANAGER_IMAGE = "docker.io/longhornio/longhorn-share-manager:v1.12.1"
+
+IMAGES: tuple[str, ...] = (
+    f"{THANOS_IMAGE}:{THANOS}",
+    PROMETHEUS_OPERATOR_IMAGE,
+    PROMETHEUS_CONFIG_RELOADER_IMAGE,
+    PROMETHEUS_IMAGE,
+    ALERTMANAGER_IMAGE,
+    ADMISSION_CERTGEN_IMAGE,
+    KUBECTL_IMAGE,
+    BUSYBOX_IMAGE,
+    GRAFANA_IMAGE,
+    GRAFANA_SIDECAR_IMAGE,
+    KUBE_STATE_METRICS_IMAGE,
+    NODE_EXPORTER_IMAGE,
+    TRAEFIK_IMAGE,
+    FLUENT_BIT_IMAGE,
+    OPENSEARCH_IMAGE,
+    ELASTICSEARCH_EXPORTER_IMAGE,
+    LONGHORN_MANAGER_IMAGE,
+    LONGHORN_UI_IMAGE,
+    LONGHORN_SHARE_MANAGER_IMAGE,
+)
+"""Every image the platform runs with the default versions (the ones the charts and our pods name)."""
+
+DIGESTS: dict[str, str] = {}
+"""`<repository>:<tag>` -> the digest of the multi-arch index that tag names (`sha256:<hex>`), for
+the images above and THANOS_IMAGE:THANOS, OPENSEARCH_IMAGE and ELASTICSEARCH_EXPORTER_IMAGE.
+
+No container registry is reachable from the machines this project is built and checked on, so these
+were not resolved from the registries here: each was read from public repositories whose dependency
+bots (Renovate, Dependabot) pin that tag by digest, and recorded only where at least two independent
+owners agree and none disagrees; images without such agreement run by tag, and
+security/scan-baseline.yaml names them. A wrong digest cannot run another image (a registry serves a
+digest only for the content it hashes), it fails the pull; so check before the first `pulumi up`
+from a machine that reaches the registries, and at every bump of a tag here:
+
+    python -m tools.digests verify        # `crane digest` of every tag, compared with this table
+
+and record a new digest the same way (`crane digest <image>`; `docker buildx imagetools inspect`).
+The Longhorn manager starts the engine, instance-manager and CSI images itself, by tag.
+"""
+
+
+def digest(image: str) -> str | None:
+    """The recorded digest of `<repository>:<tag>`, or None where the tag runs without one."""
+    return DIGESTS.get(image)
+
+
+def pinned(image: str) -> str:
+    """`<repository>:<tag>@<digest>` where the digest is recorded, else the image by tag."""
+    recorded = digest(image)
+    return f"{image}@{recorded}" if recorded else image
+
+
+def tag_of(image: str) -> str:
+    """The tag of `<repository>:<tag>` (a registry's port is never mistaken for it)."""
+    return image.rpartition("/")[2].partition("@")[0].rpartition(":")[2]
+
+
+def pinned_tag(image: str) -> str:
+    """`<tag>@<digest>`, or the tag: for charts that join `repository:tag` and have no digest value."""
+    return pinned(image).rpartition("/")[2].partition(":")[2]
+
+
+def digest_value(image: str, key: str = "sha", *, prefixed: bool = False) -> dict[str, str]:
+    """The recorded digest under a chart's own key, bare hex (`sha` in kube-prometheus-stack and Grafana)
+    or `sha256:<hex>` (`prefixed`); empty where none is recorded."""
+    recorded = digest(image)
+    if not recorded:
+        return {}
+    return {key: recorded if prefixed else recorded.removeprefix("sha256:")}
+
+
+def chart_image(image: str, key: str = "sha", *, prefixed: bool = False) -> dict[str, str]:
+    """A chart's `image` values: the tag and, where recorded, its digest (see `digest_value`)."""
+    return {"tag": tag_of(image), **digest_value(image, key, prefixed=prefixed)}

@@ -63,7 +63,7 @@ def test_every_prometheus_has_its_own_cluster_label_and_it_is_no_replica_label()
 
 def test_sidecar_uploads_with_the_object_storage_secret(any_stack: Rendering) -> None:
     thanos = values(any_stack)["prometheus"]["prometheusSpec"]["thanos"]
-    assert thanos["image"] == f"quay.io/thanos/thanos:{versions.THANOS}"
+    assert thanos["image"] == versions.pinned(f"quay.io/thanos/thanos:{versions.THANOS}")
     assert thanos["version"] == versions.THANOS == "v0.42.4"  # the operator needs it to build the sidecar
     assert thanos["objectStorageConfig"] == {
         "existingSecret": {"name": "thanos-objstore-sidecar", "key": "objstore.yml"}
@@ -208,7 +208,11 @@ def test_the_crd_upgrade_job_runs_before_every_upgrade_as_a_restricted_pod(any_s
     template = job.obj["spec"]["template"]
     assert template["metadata"]["labels"] == CRD_UPGRADE_POD_LABELS  # what its NetworkPolicy selects
     (busybox,) = template["spec"]["initContainers"]
-    assert busybox["image"].endswith(f"/busybox:{values(any_stack)['crds']['upgradeJob']['image']['busybox']['tag']}")
+    assert (
+        busybox["image"]
+        .partition("@")[0]
+        .endswith(f"/busybox:{values(any_stack)['crds']['upgradeJob']['image']['busybox']['tag']}")
+    )
     (kubectl,) = template["spec"]["containers"]
     assert kubectl["args"][:3] == ["apply", "--server-side", "--force-conflicts"]
     pod_security = template["spec"]["securityContext"]

@@ -257,7 +257,7 @@ def test_the_secret_config_replaces_the_generated_admin_password_everywhere(any_
 # --- S3 (C8) -----------------------------------------------------------------------------
 
 
-OPENSEARCH_VERSION = versions.OPENSEARCH_IMAGE.split("@")[0].rsplit(":", 1)[1]
+OPENSEARCH_VERSION = versions.tag_of(versions.OPENSEARCH_IMAGE)
 PLUGIN_MOUNT = {
     "name": "plugins",
     "mountPath": "/usr/share/opensearch/plugins/repository-s3",
@@ -308,7 +308,9 @@ def test_the_installer_job_downloads_repository_s3_for_the_images_version_onto_t
     spec = unwrap(job.inputs["spec"])
     pod = installer_pod(installer_stack)
     (container,) = pod["containers"]
-    assert container["image"] == versions.OPENSEARCH_IMAGE, "the installer is the OpenSearch it installs for"
+    assert container["image"] == versions.pinned(versions.OPENSEARCH_IMAGE), (
+        "the installer is the OpenSearch it installs for"
+    )
     script = container["command"][-1]
     assert "/usr/share/opensearch/bin/opensearch-plugin install --batch repository-s3\n" in script
     assert f"/plugin-store/{OPENSEARCH_VERSION}/repository-s3/plugin-descriptor.properties" in script
@@ -459,7 +461,7 @@ def test_the_3x_image_runs_its_entrypoint_with_the_plugin_from_the_volume_and_sk
     assert env["DISABLE_INSTALL_DEMO_CONFIG"]["value"] == "true"
     assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" not in env
     assert env["OPENSEARCH_JAVA_OPTS"]["value"] == values(edge)["opensearchJavaOpts"]
-    assert container["image"] == versions.OPENSEARCH_IMAGE
+    assert container["image"] == versions.pinned(versions.OPENSEARCH_IMAGE)
 
 
 def test_repository_settings_hold_bucket_prefix_client_and_the_async_client_only(any_stack: Rendering) -> None:
@@ -493,7 +495,7 @@ def test_a_self_signed_minio_is_trusted_through_a_truststore(edge: Rendering) ->
     ca = stack.k8s("ConfigMap", "opensearch-s3-ca", "logging")
     assert ca.inputs["data"]["ca.crt"] == FAKE_CA
     assert stack.depends_on(stack.release("opensearch"), ca)
-    assert init["image"] == versions.OPENSEARCH_IMAGE
+    assert init["image"] == versions.pinned(versions.OPENSEARCH_IMAGE)
     assert init["securityContext"] == v["securityContext"], "the chart copies extra init containers as they are"
 
 

@@ -79,7 +79,7 @@ def test_every_thanos_flag_exists_for_its_component(central: Rendering, referenc
     containers = thanos_containers(central)
     assert len(containers) == len(WORKLOADS)
     for item in containers:
-        version = item["image"].removeprefix(THANOS_IMAGE)
+        version = versions.tag_of(item["image"])
         component, *flags = item["args"]
         known = set((reference / "thanos-flags" / f"thanos-{version}-{component}.flags").read_text().split())
         unknown = [arg for arg in flags if arg.partition("=")[0] not in known]
@@ -89,7 +89,7 @@ def test_every_thanos_flag_exists_for_its_component(central: Rendering, referenc
 def test_all_components_run_the_sidecars_version(central: Rendering) -> None:
     sidecar = kps_values(central)["prometheus"]["prometheusSpec"]["thanos"]["image"]
     assert {item["image"] for item in thanos_containers(central)} == {sidecar}
-    assert sidecar == f"{THANOS_IMAGE}{versions.THANOS}"
+    assert sidecar == versions.pinned(f"{THANOS_IMAGE}{versions.THANOS}")
 
 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))

@@ -297,4 +297,20 @@ ENGINE_BLOCKED: tuple[Blocked, ...] = (
     ),
 )
 
-PROGRAMS: tuple[Program, ...] = (*DATA_PLANE, *OPENSEARCH, *ENGINE)
+# --- Image digests ----------------------------------------------------------------------------
+
+# crane (github.com/google/go-containerregistry), what `python -m tools.digests` asks registries with;
+# its `crane registry serve` is the registry the digest tool is run against here.
+CRANE = "v0.22.1"  # tools/digests.py CRANE_HINT
+IMAGES: tuple[Program, ...] = (
+    GoBinary(
+        "crane",
+        "github.com/google/go-containerregistry",
+        CRANE,
+        "github.com/google/go-containerregistry/cmd/crane",
+        "crane",
+        env=STATIC,
+    ),
+)
+
+PROGRAMS: tuple[Program, ...] = (*DATA_PLANE, *OPENSEARCH, *ENGINE, *IMAGES)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,6 +232,23 @@ def test_a_misspelt_values_key_is_a_finding() -> None:
     assert len(findings) == 1
     assert findings[0].resource == "helm release traefik"
     assert findings[0].message.startswith("deployment.hostNetwrok: not a value of chart traefik 41.3.0")
+
+
+@requires_reference
+def test_values_only_a_template_reads_are_read_by_a_template_of_the_pinned_chart(reference: Path) -> None:
+    """An exception for an undocumented value stays only while the pinned chart's templates read it."""
+    for chart, paths in helm_values.TEMPLATE_ONLY_VALUES.items():
+        package = reference / "charts" / "packages" / f"{chart}-{versions.CHARTS[chart].version}.tgz"
+        with tarfile.open(package) as archive:
+            templates = "".join(
+                archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+                for member in archive.getmembers()
+                if "/templates/" in member.name and member.isfile()
+            )
+        for path in paths:
+            parts = path.split(".")  # a subchart's templates read the path without the subchart's key
+            suffixes = (".".join(parts[start:]) for start in range(len(parts) - 1))
+            assert any(f".Values.{suffix} " in templates for suffix in suffixes), f"{chart}: no template reads {path}"
 
 
 @requires_reference

@@ -109,20 +109,21 @@ IMAGES: tuple[str, ...] = (
 
 DIGESTS: dict[str, str] = {}
 """`<repository>:<tag>` -> the digest of the multi-arch index that tag names (`sha256:<hex>`), for
-the images above and THANOS_IMAGE:THANOS, OPENSEARCH_IMAGE and ELASTICSEARCH_EXPORTER_IMAGE.
+the images of IMAGES. Every release's values take the digest from here (tests/test_images.py renders
+the stacks with one recorded for each image: no container is then left by tag), and
+security/scan-baseline.yaml accepts checkov's two digest checks only for workloads without one.
 
-No container registry is reachable from the machines this project is built and checked on, so these
-were not resolved from the registries here: each was read from public repositories whose dependency
-bots (Renovate, Dependabot) pin that tag by digest, and recorded only where at least two independent
-owners agree and none disagrees; images without such agreement run by tag, and
-security/scan-baseline.yaml names them. A wrong digest cannot run another image (a registry serves a
-digest only for the content it hashes), it fails the pull; so check before the first `pulumi up`
-from a machine that reaches the registries, and at every bump of a tag here:
+Empty: no container registry is reachable from the machines this project is built and checked on,
+and a digest is not to be copied from elsewhere. Public repositories that pin these tags disagree
+where a tag was pushed again (docker.io/busybox:1.38.0 and opensearchproject/opensearch:3.6.0 each
+appear with three different digests), and an older digest of a tag still pulls: it would pin a
+superseded build, perhaps the one a rebuild fixed a CVE in. On a machine that reaches the registries:
 
-    python -m tools.digests verify        # `crane digest` of every tag, compared with this table
+    python -m tools.digests resolve       # `crane digest` of every tag, as lines for this table
+    python -m tools.digests verify        # later, and at every bump of a tag here: still what is served?
 
-and record a new digest the same way (`crane digest <image>`; `docker buildx imagetools inspect`).
-The Longhorn manager starts the engine, instance-manager and CSI images itself, by tag.
+then paste the lines here, review the diff, render and scan (README, "Security"). The Longhorn
+manager starts the engine, instance-manager and CSI images itself, by tag.
 """
 
 
